@@ -1,0 +1,285 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p"
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+		"github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// DHTProtocolPrefix makes the DHT speak /rendermesh/kad/1.0.0, apart from the public IPFS DHT.
+const DHTProtocolPrefix = "/rendermesh"
+
+// ErrBootstrap is wrapped when no bootstrap peer could be reached.
+var ErrBootstrap = errors.New("p2p: cannot reach any bootstrap peer")
+
+// Net is one node's view of the rendermesh network: a libp2p host, the DHT and (for full nodes)
+// gossipsub. It is safe for concurrent use.
+type Net struct {
+	cfg    Config
+	log    *slog.Logger
+	host   host.Host
+	dht    *dht.IpfsDHT
+	ps     *pubsub.PubSub // nil for light clients
+	cancel context.CancelFunc
+
+	hbValidator *heartbeatValidator
+
+	mu     sync.Mutex
+	topics map[string]*pubsub.Topic
+	subs   []*pubsub.Subscription
+	wg     sync.WaitGroup
+	closed bool
+}
+
+// New starts a host listening on cfg.Listen, its DHT and, unless cfg.Client, gossipsub. It does not
+// contact bootstrap peers: call Bootstrap.
+func New(cfg Config) (*Net, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Net{cfg: cfg, log: cfg.Logger, topics: map[string]*pubsub.Topic{}}
+	n.host, err = newHost(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mode := dht.ModeServer
+	if cfg.Client {
+		mode = dht.ModeClient
+	}
+	dhtOpts := []dht.Option{
+		dht.Mode(mode),
+		dht.ProtocolPrefix(DHTProtocolPrefix),
+		dht.Validator(record.NamespacedValidator{
+			ContainerRecordNamespace: NewContainerRecordValidator(cfg.Clock, cfg.Metrics),
+		}),
+		dht.Datastore(namespace.Wrap(cfg.Datastore, ds.NewKey("dht"))),
+		dht.MaxRecordAge(MaxRecordTTL),
+	}
+	if len(cfg.Bootstrap) > 0 {
+		dhtOpts = append(dhtOpts, dht.BootstrapPeers(cfg.Bootstrap...))
+	}
+	if cfg.RoutingRefresh > 0 {
+		dhtOpts = append(dhtOpts, dht.RoutingTableRefreshPeriod(cfg.RoutingRefresh))
+	}
+	n.dht, err = dht.New(n.host, dhtOpts...)
+	if err != nil {
+		n.host.Close()
+		return nil, fmt.Errorf("p2p: start DHT: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	if !cfg.Client {
+		n.hbValidator = newHeartbeatValidator(cfg.Clock, cfg.HeartbeatInterval, cfg.Metrics)
+		n.ps, err = pubsub.NewGossipSub(ctx, n.host,
+			pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+			pubsub.WithPeerScore(peerScoreParams(cfg), peerScoreThresholds()),
+			pubsub.WithMaxMessageSize(MaxGossipMessageSize),
+			pubsub.WithDiscovery(routing.NewRoutingDiscovery(n.dht)),
+			pubsub.WithPeerExchange(true),
+			pubsub.WithLogger(cfg.Logger.With("sub", "gossipsub")),
+		)
+		if err != nil {
+			n.closeAll()
+			return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
+		}
+	}
+	return n, nil
+}
+
+func newHost(cfg Config) (host.Host, error) {
+	listen := make([]ma.Multiaddr, 0, len(cfg.Listen))
+	for _, s := range cfg.Listen {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: listen address %q: %v", ErrConfig, s, err)
+		}
+		listen = append(listen, a)
+	}
+	announce := make([]ma.Multiaddr, 0, len(cfg.Announce))
+	for _, s := range cfg.Announce {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: announce address %q: %v", ErrConfig, s, err)
+		}
+		announce = append(announce, a)
+	}
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)))
+	if err != nil {
+		return nil, fmt.Errorf("p2p: resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(cfg.ConnGrace))
+	if err != nil {
+		return nil, fmt.Errorf("p2p: connection manager: %w", err)
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(cfg.Key),
+		libp2p.ListenAddrs(listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.Ping(true),
+		libp2p.UserAgent(cfg.UserAgent),
+	}
+	if len(announce) > 0 {
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
+	}
+	if cfg.Registerer != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
+	} else {
+		opts = append(opts, libp2p.DisableMetrics())
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		rm.Close()
+		return nil, fmt.Errorf("p2p: start host (listen %v): %w", cfg.Listen, err)
+	}
+	return h, nil
+}
+
+// ID is this node's peer ID.
+func (n *Net) ID() peer.ID { return n.host.ID() }
+
+// Host is the libp2p host, for the node's wiring and for tests.
+func (n *Net) Host() host.Host { return n.host }
+
+// DHT is the Kademlia DHT.
+func (n *Net) DHT() *dht.IpfsDHT { return n.dht }
+
+// Addrs returns the node's full multiaddrs, /p2p/<id> included, for others to bootstrap from.
+func (n *Net) Addrs() []ma.Multiaddr {
+	addrs, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+	return addrs
+}
+
+// Bootstrap connects to the configured bootstrap peers, retrying until ctx ends, and fills the DHT's
+// routing table. It fails with ErrBootstrap when peers were configured and none could be reached.
+// A node with no bootstrap peers founds a network and returns at once.
+func (n *Net) Bootstrap(ctx context.Context) error {
+	if len(n.cfg.Bootstrap) == 0 {
+		return n.dht.Bootstrap(ctx)
+	}
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		connected := 0
+		for _, pi := range n.cfg.Bootstrap {
+			if pi.ID == n.host.ID() {
+				connected++
+				continue
+			}
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := n.host.Connect(dctx, pi)
+			cancel()
+			if err != nil {
+				lastErr = fmt.Errorf("%s: %w", pi, err)
+				continue
+			}
+			connected++
+		}
+		if connected > 0 {
+			break
+		}
+		wait := min(time.Second<<attempt, 5*time.Second)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%d tried; last: %v): check the addresses and that those peers run, or start without bootstrap peers to found a new network",
+				ErrBootstrap, len(n.cfg.Bootstrap), lastErr)
+		case <-n.cfg.Clock.After(wait):
+		}
+	}
+	if err := n.dht.Bootstrap(ctx); err != nil {
+		return fmt.Errorf("p2p: bootstrap DHT: %w", err)
+	}
+	// One lookup of our own ID fills the routing table with our neighbourhood, so that puts and
+	// provides right after start-up reach the right peers.
+	if !n.cfg.Client {
+		if _, err := n.dht.GetClosestPeers(ctx, string(n.host.ID())); err != nil && ctx.Err() != nil {
+			return fmt.Errorf("p2p: bootstrap DHT: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// RoutingTableSize is the number of peers in the DHT routing table.
+func (n *Net) RoutingTableSize() int { return n.dht.RoutingTable().Size() }
+
+// Close stops gossipsub, the DHT and the host. It is idempotent.
+func (n *Net) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	for _, s := range n.subs {
+		s.Cancel()
+	}
+	for _, t := range n.topics {
+		t.Close()
+	}
+	n.mu.Unlock()
+	err := n.closeAll()
+	n.wg.Wait()
+	return err
+}
+
+func (n *Net) closeAll() error {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	return errors.Join(n.dht.Close(), n.host.Close())
+}
+
+// ParseAddrInfos parses full multiaddrs (with /p2p/<id>) into peer infos, merging addresses of one peer.
+func ParseAddrInfos(addrs []string) ([]peer.AddrInfo, error) {
+	mas := make([]ma.Multiaddr, 0, len(addrs))
+	for _, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: peer address %q: %v", ErrConfig, s, err)
+		}
+		mas = append(mas, a)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: peer addresses %v: %v (each needs a /p2p/<peer ID> part)", ErrConfig, addrs, err)
+	}
+	slices.SortFunc(infos, func(a, b peer.AddrInfo) int { return compareStrings(string(a.ID), string(b.ID)) })
+	return infos, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
