@@ -11,13 +11,13 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
+	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	"github.com/libp2p/go-libp2p"
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-		"github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	"github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -137,7 +137,6 @@ func newHost(cfg Config) (host.Host, error) {
 	}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
-		libp2p.ListenAddrs(listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
@@ -146,6 +145,11 @@ func newHost(cfg Config) (host.Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.Ping(true),
 		libp2p.UserAgent(cfg.UserAgent),
+	}
+	if len(listen) > 0 {
+		opts = append(opts, libp2p.ListenAddrs(listen...))
+	} else {
+		opts = append(opts, libp2p.NoListenAddrs) // a light client only dials out
 	}
 	if len(announce) > 0 {
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
@@ -213,15 +217,25 @@ func (n *Net) Bootstrap(ctx context.Context) error {
 		case <-n.cfg.Clock.After(wait):
 		}
 	}
-	if err := n.dht.Bootstrap(ctx); err != nil {
-		return fmt.Errorf("p2p: bootstrap DHT: %w", err)
-	}
-	// One lookup of our own ID fills the routing table with our neighbourhood, so that puts and
-	// provides right after start-up reach the right peers.
-	if !n.cfg.Client {
-		if _, err := n.dht.GetClosestPeers(ctx, string(n.host.ID())); err != nil && ctx.Err() != nil {
-			return fmt.Errorf("p2p: bootstrap DHT: %w", ctx.Err())
+	// The DHT adds a peer to its routing table once identify shows it speaks the DHT protocol;
+	// wait for that, then for one refresh, so that puts and provides right after start-up reach
+	// the right peers.
+	poll := n.cfg.Clock.Ticker(20 * time.Millisecond)
+	defer poll.Stop()
+	for n.dht.RoutingTable().Size() == 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: connected, but no bootstrap peer speaks %s/kad/1.0.0: are they rendermesh nodes?", ErrBootstrap, DHTProtocolPrefix)
+		case <-poll.C:
 		}
+	}
+	select {
+	case err := <-n.dht.ForceRefresh():
+		if err != nil && ctx.Err() == nil {
+			n.log.Debug("routing table refresh", "err", err)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("p2p: bootstrap DHT: %w", ctx.Err())
 	}
 	return nil
 }

@@ -18,8 +18,9 @@ import (
 const (
 	// MaxRecordSize bounds a marshalled container record envelope.
 	MaxRecordSize = 4 << 10
-	// MaxRecordTTL bounds how far in the future a record may expire, so that a leaked key cannot
-	// plant a record that outlives its owner for long.
+	// MaxRecordTTL bounds a record's lifetime from its issue time (which may lie at most
+	// recordClockSkew ahead), so that a leaked key cannot plant a record that outlives its owner for
+	// long.
 	MaxRecordTTL = 24 * time.Hour
 	// recordClockSkew is how far in the future a record's issue time may lie.
 	recordClockSkew = 2 * time.Minute
@@ -148,7 +149,7 @@ func (v *ContainerRecordValidator) check(key string, value []byte) (*pb.Containe
 		return nil, "", &RecordError{ReasonExpired, fmt.Sprintf("expired at %s", expires.UTC().Format(time.RFC3339))}
 	case issued.After(now.Add(recordClockSkew)):
 		return nil, "", &RecordError{ReasonFromFuture, fmt.Sprintf("issued at %s, in the future", issued.UTC().Format(time.RFC3339))}
-	case expires.Sub(issued) > MaxRecordTTL || expires.Sub(now) > MaxRecordTTL:
+	case expires.Sub(issued) > MaxRecordTTL:
 		return nil, "", &RecordError{ReasonTTLTooLong, fmt.Sprintf("lifetime %s exceeds %s", expires.Sub(issued), MaxRecordTTL)}
 	}
 	return rec, signer, nil

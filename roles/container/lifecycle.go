@@ -1,7 +1,3 @@
-// Package container holds the logic of the container role: the lifecycle
-// state machine a rendering machine moves through, and helpers for the
-// location it advertises. Everything here is pure; the node wires it to
-// the network, the datastore and the clock.
 package container
 
 import (

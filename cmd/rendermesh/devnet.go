@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rendermesh/rendermesh/node"
+	"github.com/rendermesh/rendermesh/roles/container"
+)
+
+// devnetSummary is the object `devnet --json` prints. Later releases add fields.
+type devnetSummary struct {
+	Nodes           int            `json:"nodes"`
+	Containers      int            `json:"containers"`
+	ContainersFound int            `json:"containers_found"`
+	Queries         int            `json:"queries"`
+	QueryFailures   int            `json:"query_failures"`
+	QueryMSP50      float64        `json:"query_ms_p50"`
+	QueryMSP99      float64        `json:"query_ms_p99"`
+	ConvergedMS     float64        `json:"converged_ms"`
+	StartMS         float64        `json:"start_ms"`
+	States          map[string]int `json:"states"`
+	RSSBytes        uint64         `json:"rss_bytes"`
+	RSSPerNode      uint64         `json:"rss_bytes_per_node"`
+	Goroutines      int            `json:"goroutines"`
+	WallSeconds     float64        `json:"wall_seconds"`
+	Metrics         string         `json:"metrics,omitempty"`
+}
+
+func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("devnet", stderr)
+	nodes := fs.Int("nodes", 30, "number of nodes (about two thirds of them containers)")
+	duration := fs.Duration("duration", 0, "run this long, then print the summary and exit (0: until interrupted)")
+	asJSON := fs.Bool("json", false, "print the summary as one JSON object on stdout")
+	admin := fs.String("admin", "127.0.0.1:9464", "serve /metrics of the whole devnet here (empty: off)")
+	logLevel := fs.String("log-level", "error", "nodes' log level")
+	dir := fs.String("dir", "", "keep the nodes' data directories here (default: a temporary directory, removed at exit)")
+	converge := fs.Duration("converge-timeout", 2*time.Minute, "give up waiting for convergence after this long")
+	if err := fs.Parse(args); err != nil {
+		return parseErr(err)
+	}
+	if *nodes < 2 {
+		return fmt.Errorf("%w: --nodes must be at least 2", errUsage)
+	}
+	if *duration < 0 {
+		return fmt.Errorf("%w: --duration must not be negative", errUsage)
+	}
+	logger, err := node.NewLogger(node.LogConfig{Level: *logLevel, Format: "text"}, stderr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	progress := func(string) {}
+	if isTerminal(stderr) || !*asJSON {
+		progress = func(s string) { fmt.Fprintln(stderr, "devnet:", s) }
+	}
+	began := time.Now()
+	progress(fmt.Sprintf("starting %d nodes on loopback", *nodes))
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if d.MetricsAddr() != "" {
+		progress("metrics at http://" + d.MetricsAddr() + "/metrics")
+	}
+
+	sum := devnetSummary{Nodes: *nodes, Containers: len(d.Containers()), Metrics: d.MetricsAddr(),
+		StartMS: ms(d.StartDuration()), ConvergedMS: -1}
+	conv, err := d.WaitConverged(ctx, *converge)
+	if err == nil {
+		sum.ConvergedMS = ms(conv)
+		progress(fmt.Sprintf("converged: a light client finds all %d containers, %s after start", sum.Containers, conv.Round(time.Millisecond)))
+	} else if ctx.Err() == nil {
+		progress(err.Error())
+	}
+
+	// Query rounds until the duration is up (or until interrupted), at most one round a second.
+	var stop <-chan time.Time
+	if *duration > 0 {
+		stop = time.After(time.Until(began.Add(*duration)))
+	}
+	var st node.QueryStats
+	qs := d.Queries()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	rounds := 0
+loop:
+	for {
+		d.RunQueries(ctx, qs, &st)
+		rounds++
+		if isTerminal(stderr) {
+			fmt.Fprintf(stderr, "\rdevnet: %d query rounds, %d queries, %d/%d containers found, p50 %.1f ms   ",
+				rounds, len(st.Latencies), len(st.Found), sum.Containers, ms(node.Percentile(st.Latencies, 50)))
+		}
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-stop:
+			break loop
+		case <-tick.C:
+		}
+		if *duration > 0 && time.Since(began) >= *duration {
+			break
+		}
+	}
+	if isTerminal(stderr) {
+		fmt.Fprintln(stderr)
+	}
+	sum.Queries = len(st.Latencies)
+	sum.QueryFailures = st.Failed
+	sum.ContainersFound = len(st.Found)
+	sum.QueryMSP50 = ms(node.Percentile(st.Latencies, 50))
+	sum.QueryMSP99 = ms(node.Percentile(st.Latencies, 99))
+	sum.States = map[string]int{}
+	for g, c := range d.States() {
+		sum.States[string(g)] = c
+	}
+	sum.RSSBytes = node.RSSBytes()
+	sum.RSSPerNode = sum.RSSBytes / uint64(*nodes)
+	sum.Goroutines = node.Goroutines()
+	sum.WallSeconds = time.Since(began).Seconds()
+
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(sum)
+	}
+	fmt.Fprintf(stdout, `devnet summary
+  nodes              %d (%d containers)
+  start-up           %.0f ms for all nodes
+  converged          %.0f ms after start
+  containers found   %d of %d by a light client's capability queries
+  queries            %d (%d failed), p50 %.1f ms, p99 %.1f ms
+  states             ready %d, busy %d, offline %d, setting up %d
+  memory             %d MiB RSS (%d KiB per node), %d goroutines
+`, sum.Nodes, sum.Containers, sum.StartMS, sum.ConvergedMS, sum.ContainersFound, sum.Containers,
+		sum.Queries, sum.QueryFailures, sum.QueryMSP50, sum.QueryMSP99,
+		sum.States[string(container.GroupReady)], sum.States[string(container.GroupBusy)],
+		sum.States[string(container.GroupOffline)], sum.States[string(container.GroupSettingUp)],
+		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines)
+	if sum.Metrics != "" {
+		fmt.Fprintf(stdout, "  metrics            http://%s/metrics (while running)\n", sum.Metrics)
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

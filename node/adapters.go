@@ -1,0 +1,58 @@
+package node
+
+import (
+	"context"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+)
+
+// containerNet adapts p2p.Net to container.Network.
+type containerNet struct{ n *p2p.Net }
+
+func (c containerNet) PutRecord(ctx context.Context, rec *pb.ContainerRecord) error {
+	return c.n.PutContainerRecord(ctx, rec)
+}
+func (c containerNet) Provide(ctx context.Context, key string) error { return c.n.Provide(ctx, key) }
+func (c containerNet) PublishHeartbeat(ctx context.Context, hb *pb.Heartbeat) error {
+	return c.n.PublishHeartbeat(ctx, hb)
+}
+
+// lookupNet adapts p2p.Net to consumer.Lookup.
+type lookupNet struct {
+	n      *p2p.Net
+	quorum int
+}
+
+func (l lookupNet) FindProviders(ctx context.Context, key string, limit int) ([]string, error) {
+	infos, err := l.n.FindProviders(ctx, key, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(infos))
+	for _, pi := range infos {
+		// Remember how to reach the provider: its record is stored near its key, not on it, but a
+		// later session dials it directly.
+		l.n.Host().Peerstore().AddAddrs(pi.ID, pi.Addrs, providerAddrTTL)
+		out = append(out, pi.ID.String())
+	}
+	return out, nil
+}
+
+func (l lookupNet) ContainerRecord(ctx context.Context, id string) (*pb.ContainerRecord, error) {
+	pid, err := peer.Decode(id)
+	if err != nil {
+		return nil, err
+	}
+	return l.n.ContainerRecord(ctx, pid, l.quorum)
+}
+
+func peerIDString(b []byte) string {
+	id, err := peer.IDFromBytes(b)
+	if err != nil {
+		return ""
+	}
+	return id.String()
+}

@@ -1,0 +1,111 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/container"
+)
+
+// adminServer serves /healthz, /metrics and the operator API on the admin listener.
+type adminServer struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// Status is what /v1/status reports.
+type Status struct {
+	PeerID       string            `json:"peer_id"`
+	Version      string            `json:"version"`
+	Addrs        []string          `json:"addrs"`
+	Roles        []string          `json:"roles"`
+	Peers        int               `json:"peers"`
+	RoutingTable int               `json:"routing_table"`
+	Container    *container.Status `json:"container,omitempty"`
+}
+
+// Status reports the node's state.
+func (n *Node) Status() Status {
+	st := Status{PeerID: n.net.ID().String(), Version: Version, Roles: n.cfg.Roles,
+		Peers: len(n.net.Host().Network().Peers()), RoutingTable: n.net.RoutingTableSize()}
+	for _, a := range n.net.Addrs() {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	if n.cont != nil {
+		cs := n.cont.Status()
+		st.Container = &cs
+	}
+	return st
+}
+
+func startAdmin(addr string, n *Node) (*adminServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener %s: %w: choose another --admin address, or --admin '' to disable it", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.opts.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Status()) })
+	mux.HandleFunc("POST /v1/container/lock", n.operatorHandler((*container.Container).Lock))
+	mux.HandleFunc("POST /v1/container/unlock", n.operatorHandler((*container.Container).Unlock))
+	a := &adminServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	go a.srv.Serve(ln)
+	return a, nil
+}
+
+type stateResponse struct {
+	State string `json:"state,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// operatorHandler runs an operator action on the container; only callers on loopback may.
+func (n *Node) operatorHandler(action func(*container.Container, context.Context) (pb.ContainerState, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().IsLoopback() {
+			writeJSON(w, http.StatusForbidden, stateResponse{Error: "operator actions are allowed from loopback only"})
+			return
+		}
+		if n.cont == nil {
+			writeJSON(w, http.StatusNotFound, stateResponse{Error: "this node does not run the container role"})
+			return
+		}
+		s, err := action(n.cont, r.Context())
+		switch {
+		case errors.Is(err, container.ErrTransition):
+			writeJSON(w, http.StatusConflict, stateResponse{State: container.StateName(s), Error: err.Error()})
+		case err != nil:
+			writeJSON(w, http.StatusInternalServerError, stateResponse{State: container.StateName(s), Error: err.Error()})
+		default:
+			writeJSON(w, http.StatusOK, stateResponse{State: container.StateName(s)})
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (a *adminServer) addr() string { return a.ln.Addr().String() }
+
+func (a *adminServer) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return a.srv.Shutdown(ctx)
+}
+
+func listenTCP(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

@@ -1,0 +1,394 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/consumer"
+	"github.com/rendermesh/rendermesh/roles/container"
+)
+
+// DevnetConfig configures a devnet: a whole network of real nodes in one process on loopback.
+type DevnetConfig struct {
+	Nodes int    // total nodes, at least 2
+	Dir   string // data directories go here ("": a temporary directory, removed on Close)
+	// ContainerEvery makes every k-th node (after the first) a plain full node and the rest
+	// containers; 0: 3 (two thirds containers).
+	ContainerEvery int
+	Admin          string // metrics listener, "" disables
+	RecordTTL      time.Duration
+	Heartbeat      time.Duration
+	Logger         *slog.Logger // nodes' logs
+	// Progress, if set, receives one line per phase.
+	Progress func(string)
+}
+
+// Location of a simulated container: a region code and a geohash.
+type devLocation struct{ region, geohash string }
+
+var devLocations = []devLocation{
+	{"eu-west", "u09tvw"},      // Paris
+	{"eu-central", "u33dc0"},   // Berlin
+	{"us-east", "dr5reg"},      // New York
+	{"us-west", "9q8yyk"},      // San Francisco
+	{"ap-northeast", "xn76cy"}, // Tokyo
+	{"sa-east", "6gyf4b"},      // São Paulo
+}
+
+var devApps = [][]string{{"demo"}, {"demo", "blender"}, {"demo", "unreal-city"}, {"demo", "blender", "comfyui"}}
+
+// Devnet is a running devnet.
+type Devnet struct {
+	cfg      DevnetConfig
+	Nodes    []*Node
+	Light    *LightClient
+	Registry *prometheus.Registry
+	metrics  *http.Server
+	adminAt  string
+	tmp      string
+	started  time.Time
+	startDur time.Duration
+
+	mu    sync.Mutex
+	beats map[string]*pb.Heartbeat // latest heartbeat per container, as the first node carries them
+	seen  map[string]time.Time
+}
+
+// StartDevnet starts the nodes: the first is the bootstrap peer and carries every region's
+// heartbeats; the others join through it.
+func StartDevnet(ctx context.Context, cfg DevnetConfig) (_ *Devnet, err error) {
+	if cfg.Nodes < 2 {
+		return nil, fmt.Errorf("%w: devnet needs at least 2 nodes", ErrConfig)
+	}
+	if cfg.ContainerEvery == 0 {
+		cfg.ContainerEvery = 3
+	}
+	if cfg.RecordTTL == 0 {
+		cfg.RecordTTL = 2 * time.Minute
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = func(string) {}
+	}
+	d := &Devnet{cfg: cfg, Registry: prometheus.NewRegistry(), beats: map[string]*pb.Heartbeat{}, seen: map[string]time.Time{}}
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if cfg.Dir == "" {
+		if d.tmp, err = os.MkdirTemp("", "rendermesh-devnet-*"); err != nil {
+			return nil, err
+		}
+		cfg.Dir = d.tmp
+	}
+	if cfg.Admin != "" {
+		if err := d.serveMetrics(cfg.Admin); err != nil {
+			return nil, err
+		}
+	}
+	metrics := p2p.NewMetrics(d.Registry)
+	d.started = time.Now()
+
+	// The bootstrap node first, then the rest in parallel, a few at a time.
+	first, err := d.newNode(0, nil, metrics)
+	if err != nil {
+		return nil, err
+	}
+	if err := first.Start(ctx); err != nil {
+		return nil, err
+	}
+	for _, r := range devLocations {
+		if err := first.Net().SubscribeHeartbeats(r.region, d.observe); err != nil {
+			return nil, err
+		}
+	}
+	var boot []string
+	for _, a := range first.Net().Addrs() {
+		boot = append(boot, a.String())
+	}
+	d.Nodes = make([]*Node, cfg.Nodes)
+	d.Nodes[0] = first
+	errs := make([]error, cfg.Nodes)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := 1; i < cfg.Nodes; i++ {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			n, err := d.newNode(i, boot, metrics)
+			if err == nil {
+				err = n.Start(ctx)
+			}
+			d.Nodes[i], errs[i] = n, err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("devnet: start nodes: %w", err)
+	}
+	d.startDur = time.Since(d.started)
+	cfg.Progress(fmt.Sprintf("%d nodes started in %s", cfg.Nodes, d.startDur.Round(time.Millisecond)))
+
+	d.Light, err = NewLightClient(ctx, LightOptions{Bootstrap: boot, Metrics: metrics, Logger: cfg.Logger.With("light", true)})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Devnet) isContainer(i int) bool { return i > 0 && i%d.cfg.ContainerEvery != 0 }
+
+func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, error) {
+	cfg := Default()
+	cfg.DataDir = filepath.Join(d.cfg.Dir, fmt.Sprintf("node-%03d", i))
+	cfg.Admin.Listen = ""
+	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	cfg.P2P.Bootstrap = boot
+	cfg.P2P.ConnLow, cfg.P2P.ConnHigh = 32, 96
+	cfg.P2P.ResourceMemory, cfg.P2P.ResourceFDs = 128, 256
+	cfg.Container.RecordTTL = Duration(d.cfg.RecordTTL)
+	cfg.Container.HeartbeatInterval = Duration(d.cfg.Heartbeat)
+	opts := Options{
+		Logger:         d.cfg.Logger.With("node", i),
+		Registry:       d.Registry,
+		Metrics:        metrics,
+		SmallDatastore: true,
+		LoopbackNet:    true,
+	}
+	if d.isContainer(i) {
+		k := i - i/d.cfg.ContainerEvery // index among containers
+		profiles := container.Profiles()
+		prof := profiles[k%len(profiles)]
+		loc := devLocations[(k/len(profiles)+k)%len(devLocations)]
+		cfg.Roles = []string{RoleContainer}
+		cfg.Container.Region, cfg.Container.Geohash = loc.region, loc.geohash
+		cfg.Container.Apps = devApps[k%len(devApps)]
+		cfg.Container.SessionFee = FormatAmount(uint64(100_000 + 25_000*(k%9)))
+		cfg.Container.DevAutoCheck = true
+		opts.Probe = container.NewSimulatedProbe(prof, int64(i))
+	}
+	return New(cfg, opts)
+}
+
+func (d *Devnet) observe(hb *pb.Heartbeat) {
+	id := peerIDString(hb.PeerId)
+	d.mu.Lock()
+	d.beats[id] = hb
+	d.seen[id] = time.Now()
+	d.mu.Unlock()
+}
+
+func (d *Devnet) serveMetrics(addr string) error {
+	ln, err := listenTCP(addr)
+	if err != nil {
+		return fmt.Errorf("devnet: metrics listener %s: %w: choose another --admin address, or --admin '' to disable it", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	d.adminAt = ln.Addr().String()
+	go d.metrics.Serve(ln)
+	return nil
+}
+
+// MetricsAddr is where /metrics is served, "" when disabled.
+func (d *Devnet) MetricsAddr() string { return d.adminAt }
+
+// Containers returns the peer IDs of the container nodes.
+func (d *Devnet) Containers() []string {
+	var out []string
+	for i, n := range d.Nodes {
+		if d.isContainer(i) && n != nil {
+			out = append(out, n.Net().ID().String())
+		}
+	}
+	return out
+}
+
+// Queries returns the capability queries a light client runs against the devnet: every GPU model
+// of the simulated profiles, every region at a three-character geohash prefix, and every app.
+func (d *Devnet) Queries() []consumer.Query {
+	var qs []consumer.Query
+	seen := map[string]bool{}
+	add := func(q consumer.Query) {
+		k := q.GPU + "|" + q.Region + "|" + q.App
+		if !seen[k] {
+			seen[k] = true
+			qs = append(qs, q)
+		}
+	}
+	for i, n := range d.Nodes {
+		if !d.isContainer(i) {
+			continue
+		}
+		c := n.Container()
+		for _, m := range container.GPUModels(c.Hardware()) {
+			add(consumer.Query{GPU: m})
+		}
+		gh, _ := n.cfg.Container.Location()
+		add(consumer.Query{Region: gh[:3]})
+		for _, a := range n.cfg.Container.Apps {
+			add(consumer.Query{App: a})
+		}
+	}
+	return qs
+}
+
+// QueryStats accumulates light-client query results.
+type QueryStats struct {
+	Latencies []time.Duration
+	Found     map[string]bool
+	Failed    int
+}
+
+// RunQueries runs each query once from the light client and adds to st.
+func (d *Devnet) RunQueries(ctx context.Context, qs []consumer.Query, st *QueryStats) {
+	if st.Found == nil {
+		st.Found = map[string]bool{}
+	}
+	for _, q := range qs {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		start := time.Now()
+		found, _, err := d.Light.Find(qctx, q)
+		el := time.Since(start)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			st.Failed++
+			continue
+		}
+		st.Latencies = append(st.Latencies, el)
+		for _, f := range found {
+			st.Found[f.PeerID] = true
+		}
+	}
+}
+
+// WaitConverged runs query rounds until the light client finds every container, and returns how long
+// after the devnet's start that happened.
+func (d *Devnet) WaitConverged(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	want := d.Containers()
+	qs := d.Queries()
+	for {
+		var st QueryStats
+		d.RunQueries(ctx, qs, &st)
+		missing := 0
+		for _, id := range want {
+			if !st.Found[id] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return time.Since(d.started), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(d.started), fmt.Errorf("devnet: not converged after %s: %d of %d containers not found", timeout, missing, len(want))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// States counts containers per dashboard group, from the heartbeats the first node carries: a
+// container not heard from for three heartbeat intervals is offline.
+func (d *Devnet) States() map[container.Group]int {
+	out := map[container.Group]int{container.GroupReady: 0, container.GroupBusy: 0, container.GroupOffline: 0, container.GroupSettingUp: 0}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range d.Containers() {
+		hb, ok := d.beats[id]
+		if !ok || time.Since(d.seen[id]) > 3*d.cfg.Heartbeat {
+			out[container.GroupOffline]++
+			continue
+		}
+		out[container.GroupOf(hb.State)]++
+	}
+	return out
+}
+
+// StartDuration is how long starting every node took.
+func (d *Devnet) StartDuration() time.Duration { return d.startDur }
+
+// Close stops every node and removes a temporary directory.
+func (d *Devnet) Close() error {
+	var errs []error
+	if d.Light != nil {
+		errs = append(errs, d.Light.Close())
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, n := range d.Nodes {
+		if n != nil {
+			wg.Go(func() {
+				err := n.Close()
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	if d.metrics != nil {
+		d.metrics.Close()
+	}
+	if d.tmp != "" {
+		errs = append(errs, os.RemoveAll(d.tmp))
+	}
+	return errors.Join(errs...)
+}
+
+// Percentile returns the p-th percentile (0..100) of ds by nearest rank.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	rank := int(p/100*float64(len(s))+0.999999) - 1
+	return s[max(0, min(rank, len(s)-1))]
+}
+
+// RSSBytes is the process's resident set size (Linux), 0 when unknown.
+func RSSBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, rss uint64
+	if _, err := fmt.Sscan(string(b), &size, &rss); err != nil {
+		return 0
+	}
+	return rss * uint64(os.Getpagesize())
+}
+
+// Goroutines is the number of goroutines.
+func Goroutines() int { return runtime.NumGoroutine() }
+

@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/filecoin-project/go-clock"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/roles/consumer"
+)
+
+// providerAddrTTL is how long a light client remembers providers' addresses.
+const providerAddrTTL = 10 * time.Minute
+
+// LightClient is a consumer's light node: a DHT client with an ephemeral identity and no datastore
+// of its own, that finds containers without serving the network.
+type LightClient struct {
+	net    *p2p.Net
+	quorum int
+}
+
+// LightOptions configure a light client.
+type LightOptions struct {
+	Bootstrap []string // full multiaddrs of peers to join through (required)
+	Timeout   time.Duration
+	Logger    *slog.Logger
+	Clock     clock.Clock
+	Metrics   *p2p.Metrics
+	// Quorum is how many peers' answers a record fetch waits for (the newest wins); 0: 2.
+	Quorum int
+}
+
+// NewLightClient joins the network through the bootstrap peers in client mode.
+func NewLightClient(ctx context.Context, o LightOptions) (*LightClient, error) {
+	if len(o.Bootstrap) == 0 {
+		return nil, fmt.Errorf("%w: a light client needs bootstrap peers: set --bootstrap /ip4/.../tcp/.../p2p/<peer ID>", ErrConfig)
+	}
+	boot, err := p2p.ParseAddrInfos(o.Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bootstrap: %v", ErrConfig, err)
+	}
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	n, err := p2p.New(p2p.Config{
+		Key:       key,
+		Bootstrap: boot,
+		Client:    true,
+		Datastore: dssync.MutexWrap(ds.NewMapDatastore()),
+		ConnLow:   16, ConnHigh: 64,
+		ResourceMemory: 128 << 20, ResourceFDs: 256,
+		UserAgent: "rendermesh-light/" + Version,
+		Clock:     o.Clock,
+		Logger:    o.Logger,
+		Metrics:   o.Metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 30 * time.Second
+	}
+	bctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	if err := n.Bootstrap(bctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	q := o.Quorum
+	if q == 0 {
+		q = 2
+	}
+	return &LightClient{net: n, quorum: q}, nil
+}
+
+// Find resolves a capability query.
+func (l *LightClient) Find(ctx context.Context, q consumer.Query) ([]consumer.Found, consumer.Stats, error) {
+	return consumer.Find(ctx, lookupNet{n: l.net, quorum: l.quorum}, q)
+}
+
+// Net is the client's p2p layer.
+func (l *LightClient) Net() *p2p.Net { return l.net }
+
+// Close leaves the network.
+func (l *LightClient) Close() error { return l.net.Close() }

@@ -1,0 +1,302 @@
+// Package node builds and runs one rendermesh node. It is the one place that wires the system: it
+// owns the data directory (lock, identity, datastore), builds the p2p layer from the configuration,
+// starts the roles the node runs on top of it, and serves the admin HTTP endpoints. Nothing below
+// node imports it.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/filecoin-project/go-clock"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/container"
+)
+
+// Version is the agent version; the build sets it with -ldflags.
+var Version = "0.1.0-dev"
+
+// Options inject what does not come from the configuration: shared state when many nodes run in one
+// process (devnet, simnet, tests) and test seams.
+type Options struct {
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// Registry collects metrics; nil: a new one per node. Nodes in one process share one.
+	Registry *prometheus.Registry
+	// Metrics of the p2p layer, shared with Registry when several nodes share it.
+	Metrics *p2p.Metrics
+	// Probe replaces the NVML probe (simulated hardware in devnet, mocks in tests).
+	Probe container.Probe
+	// SmallDatastore trims pebble's memory for many nodes in one process.
+	SmallDatastore bool
+	// ScoreWhitelist exempts loopback from gossipsub's colocation penalty (devnet, tests).
+	LoopbackNet bool
+	// RoutingRefresh overrides the DHT routing-table refresh period.
+	RoutingRefresh time.Duration
+}
+
+// Node is a running rendermesh node.
+type Node struct {
+	cfg   Config
+	opts  Options
+	log   *slog.Logger
+	lock  *dirLock
+	store *dsHandle
+	net   *p2p.Net
+	cont  *container.Container
+	probe container.Probe
+	admin *adminServer
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type dsHandle struct {
+	ds.Batching
+	close func() error
+}
+
+// New validates cfg, takes the data directory, loads (or creates) the identity, opens the datastore
+// and builds the p2p layer and roles. Start joins the network.
+func New(cfg Config, opts Options) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.New()
+	}
+	if opts.Logger == nil {
+		if opts.Logger, err = newLogger(cfg.Log, os.Stderr); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = p2p.NewMetrics(opts.Registry)
+	}
+	n := &Node{cfg: cfg, opts: opts, log: opts.Logger}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	key, err := LoadOrCreateIdentity(filepath.Join(cfg.DataDir, IdentityFile), nil)
+	if err != nil {
+		return nil, err
+	}
+	cache := int64(64 << 20)
+	if opts.SmallDatastore {
+		cache = 1 << 20
+	}
+	pds, err := openDatastore(cfg.DataDir, cache, opts.SmallDatastore)
+	if err != nil {
+		return nil, err
+	}
+	n.store = &dsHandle{Batching: pds, close: pds.Close}
+	if n.net, err = n.newNet(key); err != nil {
+		return nil, err
+	}
+	n.log = n.log.With("peer", n.net.ID().ShortString())
+	if cfg.HasRole(RoleContainer) {
+		if err := n.newContainer(); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (n *Node) newNet(key crypto.PrivKey) (*p2p.Net, error) {
+	boot, err := p2p.ParseAddrInfos(n.cfg.P2P.Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bootstrap: %v", ErrConfig, err)
+	}
+	pc := p2p.Config{
+		Key:               key,
+		Listen:            n.cfg.P2P.Listen,
+		Announce:          n.cfg.P2P.Announce,
+		Bootstrap:         boot,
+		Datastore:         n.store,
+		ConnLow:           n.cfg.P2P.ConnLow,
+		ConnHigh:          n.cfg.P2P.ConnHigh,
+		ResourceMemory:    int64(n.cfg.P2P.ResourceMemory) << 20,
+		ResourceFDs:       n.cfg.P2P.ResourceFDs,
+		RoutingRefresh:    n.opts.RoutingRefresh,
+		HeartbeatInterval: time.Duration(n.cfg.Container.HeartbeatInterval),
+		UserAgent:         "rendermesh/" + Version,
+		Clock:             n.opts.Clock,
+		Logger:            n.log.With("sub", "p2p"),
+		Registerer:        n.opts.Registry,
+		Metrics:           n.opts.Metrics,
+	}
+	if n.opts.LoopbackNet {
+		_, loop, _ := net.ParseCIDR("127.0.0.0/8")
+		pc.ScoreWhitelist = append(pc.ScoreWhitelist, loop)
+	}
+	return p2p.New(pc)
+}
+
+func (n *Node) newContainer() error {
+	cc := n.cfg.Container
+	n.probe = n.opts.Probe
+	if n.probe == nil {
+		nv := container.NewNVMLProbe(nil)
+		if _, err := nv.Hardware(); err != nil {
+			return err
+		}
+		if reason := nv.Reason(); reason != nil {
+			n.log.Warn("no GPU: this container advertises CPU-only software rendering", "reason", reason)
+		}
+		n.probe = nv
+	}
+	fee, _ := ParseAmount(cc.SessionFee)
+	gh, ll := cc.Location()
+	id := n.net.ID()
+	c, err := container.New(container.Config{
+		PeerID:  []byte(id),
+		Addrs:   n.addrBytes,
+		Probe:   n.probe,
+		Region:  cc.Region,
+		Geohash: gh,
+		LatLon:  ll,
+		Apps:    cc.Apps,
+		Fee:     fee,
+		Version: "rendermesh/" + Version,
+
+		RecordTTL:         time.Duration(cc.RecordTTL),
+		ProvideInterval:   time.Duration(cc.ProvideInterval),
+		HeartbeatInterval: time.Duration(cc.HeartbeatInterval),
+		AutoCheck:         cc.DevAutoCheck,
+		Clock:             n.opts.Clock,
+		Logger:            n.log.With("role", "container"),
+	}, containerNet{n.net}, kvStore{d: n.store, prefix: "/node"})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	n.cont = c
+	return nil
+}
+
+func (n *Node) addrBytes() [][]byte {
+	var out [][]byte
+	for _, a := range n.net.Host().Addrs() {
+		out = append(out, a.Bytes())
+	}
+	return out
+}
+
+// Start joins the network through the bootstrap peers (within the bootstrap timeout), starts the
+// roles and the admin listener.
+func (n *Node) Start(ctx context.Context) error {
+	if n.cfg.Admin.Listen != "" {
+		a, err := startAdmin(n.cfg.Admin.Listen, n)
+		if err != nil {
+			return err
+		}
+		n.admin = a
+	}
+	bctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.P2P.BootstrapTimeout))
+	err := n.net.Bootstrap(bctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	regions := append([]string(nil), n.cfg.P2P.ServeRegions...)
+	if n.cont != nil {
+		regions = append(regions, n.cfg.Container.Region)
+	}
+	for _, r := range dedupe(regions) {
+		if err := n.net.SubscribeHeartbeats(r, func(*pb.Heartbeat) {}); err != nil {
+			return err
+		}
+	}
+	if n.cont != nil {
+		if err := n.cont.Start(ctx); err != nil {
+			return err
+		}
+	}
+	n.log.Info("node started", "id", n.net.ID().String(), "addrs", n.net.Addrs(), "roles", n.cfg.Roles,
+		"admin", n.AdminAddr())
+	return nil
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Run starts the node and runs it until ctx ends, then closes it.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Start(ctx); err != nil {
+		n.Close()
+		return err
+	}
+	<-ctx.Done()
+	n.log.Info("stopping")
+	return n.Close()
+}
+
+// Close stops the roles, the admin listener and the network, closes the datastore and releases the
+// data directory. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.cont != nil {
+			n.cont.Stop()
+		}
+		if n.admin != nil {
+			errs = append(errs, n.admin.close())
+		}
+		if n.net != nil {
+			errs = append(errs, n.net.Close())
+		}
+		if n.probe != nil && n.opts.Probe == nil {
+			errs = append(errs, n.probe.Close())
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.close())
+		}
+		errs = append(errs, n.lock.release())
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// Net is the node's p2p layer.
+func (n *Node) Net() *p2p.Net { return n.net }
+
+// Container is the container role, nil when the node does not run it.
+func (n *Node) Container() *container.Container { return n.cont }
+
+// AdminAddr is the admin listener's address, "" when disabled.
+func (n *Node) AdminAddr() string {
+	if n.admin == nil {
+		return ""
+	}
+	return n.admin.addr()
+}

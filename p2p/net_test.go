@@ -1,0 +1,410 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"math/rand"
+	"net"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+)
+
+// Integration tests: real Nets on loopback, TCP and QUIC. They use the real clock (sockets do), and
+// wait on events with generous timeouts rather than sleeping.
+
+const testTimeout = 30 * time.Second
+
+var loopback = &net.IPNet{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}
+
+// testConfig is a loopback node's configuration with a deterministic key.
+func testConfig(t testing.TB, seed int64) Config {
+	key, _ := testKey(t, seed)
+	return Config{
+		Key:            key,
+		Listen:         []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+		Datastore:      dssync.MutexWrap(ds.NewMapDatastore()),
+		ScoreWhitelist: []*net.IPNet{loopback},
+		ConnLow:        16,
+		ConnHigh:       64,
+		ResourceMemory: 128 << 20,
+		ResourceFDs:    256,
+		UserAgent:      "rendermesh-test",
+	}
+}
+
+// startNet starts a Net and closes it when the test ends.
+func startNet(t testing.TB, cfg Config) *Net {
+	t.Helper()
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("close %s: %v", n.ID(), err)
+		}
+	})
+	return n
+}
+
+func addrInfo(n *Net) peer.AddrInfo { return peer.AddrInfo{ID: n.ID(), Addrs: n.Host().Addrs()} }
+
+// ensembleSpec describes a small network: full nodes, then light clients.
+type ensembleSpec struct {
+	full, clients int
+}
+
+// newEnsemble starts spec's nodes; the first founds the network and all others bootstrap from it, one
+// after another, so that each finds those before it.
+func newEnsemble(t testing.TB, spec ensembleSpec) []*Net {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var nets []*Net
+	for i := range spec.full + spec.clients {
+		cfg := testConfig(t, int64(100+i))
+		cfg.Client = i >= spec.full
+		if i > 0 {
+			cfg.Bootstrap = []peer.AddrInfo{addrInfo(nets[0])}
+		}
+		n := startNet(t, cfg)
+		if err := n.Bootstrap(ctx); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		nets = append(nets, n)
+	}
+	return nets
+}
+
+func TestNetworkEnsemble(t *testing.T) {
+	nets := newEnsemble(t, ensembleSpec{full: 4, clients: 1})
+	client := nets[4]
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	t.Run("container record", func(t *testing.T) {
+		owner, reader := nets[1], nets[3]
+		rec := testRecord(owner.ID(), 1, time.Now(), time.Hour)
+		if err := owner.PutContainerRecord(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		got, err := reader.ContainerRecord(ctx, owner.ID(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if peer.ID(got.PeerId) != owner.ID() || got.Seq != 1 || got.Hardware.GetGpus()[0].GetModel() != "H100" {
+			t.Fatalf("got %v", got)
+		}
+
+		// A newer record replaces it.
+		rec.Seq = 2
+		rec.Apps = append(rec.Apps, "unreal")
+		if err := owner.PutContainerRecord(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = client.ContainerRecord(ctx, owner.ID(), 0); err != nil || got.Seq != 2 || len(got.Apps) != 3 {
+			t.Fatalf("after update: %v, %v", got, err)
+		}
+	})
+
+	t.Run("container record of another node", func(t *testing.T) {
+		if err := nets[1].PutContainerRecord(ctx, testRecord(nets[2].ID(), 1, time.Now(), time.Hour)); err == nil {
+			t.Fatal("a node stored a record naming another")
+		}
+	})
+
+	t.Run("no container record", func(t *testing.T) {
+		_, id := testKey(t, 999)
+		if _, err := nets[2].ContainerRecord(ctx, id, 0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("providers", func(t *testing.T) {
+		provider := nets[2]
+		if err := provider.Provide(ctx, "gpu:H100"); err != nil {
+			t.Fatal(err)
+		}
+		// The light client learns its DHT servers from identify, just after Bootstrap returns: ask
+		// again until it finds the provider or the deadline passes.
+		retry := time.NewTicker(100 * time.Millisecond)
+		defer retry.Stop()
+		for {
+			found, err := client.FindProviders(ctx, "gpu:H100", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(found) == 1 && found[0].ID == provider.ID() {
+				break
+			}
+			if len(found) > 0 {
+				t.Fatalf("found %v, want %s", found, provider.ID())
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("provider not found in time")
+			case <-retry.C:
+			}
+		}
+	})
+
+	t.Run("bad capability key", func(t *testing.T) {
+		if _, err := client.FindProviders(ctx, "gpu:", 1); !errors.Is(err, ErrCapability) {
+			t.Errorf("FindProviders: %v, want ErrCapability", err)
+		}
+		if err := nets[1].Provide(ctx, "colour:blue"); !errors.Is(err, ErrCapability) {
+			t.Errorf("Provide: %v, want ErrCapability", err)
+		}
+	})
+
+	t.Run("heartbeats", func(t *testing.T) {
+		subscribers, publisher := nets[1:3], nets[3]
+		received := make([]chan *pb.Heartbeat, len(subscribers))
+		for i, n := range subscribers {
+			ch := make(chan *pb.Heartbeat, 1)
+			received[i] = ch
+			err := n.SubscribeHeartbeats(testRegion, func(hb *pb.Heartbeat) {
+				if peer.ID(hb.PeerId) != publisher.ID() {
+					return
+				}
+				select {
+				case ch <- hb:
+				default:
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Until gossipsub has formed its mesh a heartbeat may reach no one: send one every 200 ms,
+		// each with a new sequence number, until both subscribers have had one.
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		got := make([]*pb.Heartbeat, len(subscribers))
+		for seq := uint64(1); ; seq++ {
+			hb := testHeartbeat(publisher.ID(), seq, time.Now())
+			if err := publisher.PublishHeartbeat(ctx, hb); err != nil {
+				t.Fatal(err)
+			}
+			done := true
+			for i, ch := range received {
+				if got[i] == nil {
+					select {
+					case got[i] = <-ch:
+					default:
+					}
+				}
+				done = done && got[i] != nil
+			}
+			if done {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("heartbeats not delivered in time: %v", got)
+			case <-tick.C:
+			}
+		}
+		for i, hb := range got {
+			if hb.Region != testRegion || hb.LoadPermille != 730 || hb.Seq == 0 {
+				t.Errorf("subscriber %d got %v", i, hb)
+			}
+		}
+		if peers := publisher.GossipPeers(testRegion); len(peers) < 2 {
+			t.Errorf("publisher knows %d peers in the topic, want at least 2", len(peers))
+		}
+	})
+
+	t.Run("light client has no gossip", func(t *testing.T) {
+		if err := client.PublishHeartbeat(ctx, testHeartbeat(client.ID(), 1, time.Now())); !errors.Is(err, ErrNoPubSub) {
+			t.Errorf("PublishHeartbeat: %v, want ErrNoPubSub", err)
+		}
+		if err := client.SubscribeHeartbeats(testRegion, func(*pb.Heartbeat) {}); !errors.Is(err, ErrNoPubSub) {
+			t.Errorf("SubscribeHeartbeats: %v, want ErrNoPubSub", err)
+		}
+	})
+}
+
+func TestBootstrapUnreachable(t *testing.T) {
+	_, nobody := testKey(t, 998)
+	cfg := testConfig(t, 1)
+	cfg.Bootstrap = []peer.AddrInfo{{ID: nobody, Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1")}}}
+	n := startNet(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := n.Bootstrap(ctx); !errors.Is(err, ErrBootstrap) {
+		t.Fatalf("Bootstrap: %v, want ErrBootstrap", err)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	secp, _, err := crypto.GenerateSecp256k1Key(rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		edit func(*Config)
+	}{
+		{"bad listen address", func(c *Config) { c.Listen = []string{"/ip4/127.0.0.1/tcp/0", "127.0.0.1:4001"} }},
+		{"bad announce address", func(c *Config) { c.Announce = []string{"/dns9/x"} }},
+		{"secp256k1 key", func(c *Config) { c.Key = secp }},
+		{"no key", func(c *Config) { c.Key = nil }},
+		{"no datastore", func(c *Config) { c.Datastore = nil }},
+		{"watermarks crossed", func(c *Config) { c.ConnLow, c.ConnHigh = 10, 5 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, 1)
+			tt.edit(&cfg)
+			n, err := New(cfg)
+			if err == nil {
+				n.Close()
+				t.Fatal("New succeeded")
+			}
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("%v, want ErrConfig", err)
+			}
+		})
+	}
+}
+
+func TestParseAddrInfos(t *testing.T) {
+	_, a := testKey(t, 1)
+	_, b := testKey(t, 2)
+	infos, err := ParseAddrInfos([]string{
+		"/ip4/127.0.0.1/tcp/4001/p2p/" + b.String(),
+		"/ip4/127.0.0.1/tcp/4001/p2p/" + a.String(),
+		"/ip4/127.0.0.1/udp/4001/quic-v1/p2p/" + a.String(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 2 {
+		t.Fatalf("%d infos, want 2", len(infos))
+	}
+	for _, pi := range infos {
+		if want := map[peer.ID]int{a: 2, b: 1}[pi.ID]; len(pi.Addrs) != want {
+			t.Errorf("%s: %d addresses, want %d", pi.ID, len(pi.Addrs), want)
+		}
+	}
+	if infos[0].ID > infos[1].ID {
+		t.Error("not sorted by peer ID")
+	}
+	for _, bad := range [][]string{{"not an address"}, {"/ip4/127.0.0.1/tcp/4001"}} {
+		if _, err := ParseAddrInfos(bad); !errors.Is(err, ErrConfig) {
+			t.Errorf("ParseAddrInfos(%q): %v, want ErrConfig", bad, err)
+		}
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	n, err := New(testConfig(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SubscribeHeartbeats(testRegion, func(*pb.Heartbeat) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := n.SubscribeHeartbeats("us-east", func(*pb.Heartbeat) {}); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("SubscribeHeartbeats after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+// A peer with only TCP, noise and yamux (what js-libp2p and rust-libp2p offer by default) connects
+// and pings.
+func TestInteropStack(t *testing.T) {
+	n := startNet(t, testConfig(t, 1))
+	var tcpAddrs []ma.Multiaddr
+	for _, a := range n.Host().Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			tcpAddrs = append(tcpAddrs, a)
+		}
+	}
+	if len(tcpAddrs) == 0 {
+		t.Fatalf("no TCP listen address in %v", n.Host().Addrs())
+	}
+
+	key, _ := testKey(t, 2)
+	h, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.NoListenAddrs,
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(&network.NullResourceManager{}),
+		libp2p.DisableMetrics(),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := h.Connect(ctx, peer.AddrInfo{ID: n.ID(), Addrs: tcpAddrs}); err != nil {
+		t.Fatal(err)
+	}
+	conns := h.Network().ConnsToPeer(n.ID())
+	if len(conns) == 0 {
+		t.Fatal("no connection")
+	}
+	st := conns[0].ConnState()
+	if st.Security != "/noise" || st.StreamMultiplexer != "/yamux/1.0.0" || st.Transport != "tcp" {
+		t.Errorf("connection state %+v, want tcp, /noise, /yamux/1.0.0", st)
+	}
+	select {
+	case res := <-ping.Ping(ctx, h, n.ID()):
+		if res.Error != nil {
+			t.Fatalf("ping: %v", res.Error)
+		}
+	case <-ctx.Done():
+		t.Fatal("ping timed out")
+	}
+}
+
+// A node's own heartbeats reach its own subscription, with no peers at all.
+func TestOwnHeartbeatDelivered(t *testing.T) {
+	n := startNet(t, testConfig(t, 1))
+	got := make(chan *pb.Heartbeat, 1)
+	if err := n.SubscribeHeartbeats(testRegion, func(hb *pb.Heartbeat) { got <- hb }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := n.PublishHeartbeat(ctx, testHeartbeat(n.ID(), 1, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case hb := <-got:
+		if peer.ID(hb.PeerId) != n.ID() || hb.Seq != 1 {
+			t.Errorf("got %v", hb)
+		}
+	case <-ctx.Done():
+		t.Fatal("own heartbeat not delivered")
+	}
+	// A heartbeat for another region is not this topic's.
+	if err := n.PublishHeartbeat(ctx, &pb.Heartbeat{PeerId: []byte(n.ID()), Seq: 2, SentUnixMs: time.Now().UnixMilli(), Region: "us-east"}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,167 @@
+package p2p
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+)
+
+// protocolPrefix starts every rendermesh stream protocol ID.
+const protocolPrefix = "/rendermesh/"
+
+// ProtocolID names version version of the stream protocol name: ProtocolID("match", "1.0.0") is
+// "/rendermesh/match/1.0.0".
+func ProtocolID(name, version string) protocol.ID {
+	return protocol.ID(protocolPrefix + name + "/" + version)
+}
+
+// ErrMsgTooLarge is wrapped by ReadMsg when a message's length prefix exceeds the caller's limit.
+var ErrMsgTooLarge = errors.New("p2p: message too large")
+
+// WriteMsg writes m as a uvarint length prefix followed by its protobuf encoding, in one Write.
+func WriteMsg(w io.Writer, m proto.Message) error {
+	size := proto.Size(m)
+	buf := make([]byte, 0, binary.MaxVarintLen64+size)
+	buf = binary.AppendUvarint(buf, uint64(size))
+	buf, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf, m)
+	if err != nil {
+		return fmt.Errorf("p2p: encode %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("p2p: write %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return nil
+}
+
+// ReadMsg reads one message written by WriteMsg into m. A length prefix above max (bytes) fails with
+// an error wrapping ErrMsgTooLarge before any of the body is read. It returns io.EOF when r ends
+// before the first byte, and an error wrapping io.ErrUnexpectedEOF when it ends inside a message.
+// ReadMsg never reads past the message, so r can carry more data after it.
+func ReadMsg(r io.Reader, m proto.Message, max int) error {
+	br, ok := r.(io.ByteReader)
+	if !ok {
+		br = byteReader{r}
+	}
+	size, err := binary.ReadUvarint(br)
+	if err == io.EOF {
+		return io.EOF
+	} else if err != nil {
+		return fmt.Errorf("p2p: read message length: %w", err)
+	}
+	if max < 0 || size > uint64(max) {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrMsgTooLarge, size, max)
+	}
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("p2p: read message body: %w", err)
+	}
+	if err := proto.Unmarshal(buf, m); err != nil {
+		return fmt.Errorf("p2p: decode %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return nil
+}
+
+// byteReader reads one byte at a time from a reader that is not an io.ByteReader, so that reading a
+// length prefix never consumes part of the body.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) ReadByte() (byte, error) {
+	var p [1]byte
+	for {
+		n, err := b.r.Read(p[:])
+		if n == 1 {
+			return p[0], nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Handle serves the request/response protocol id: for each inbound stream it calls fn with the remote
+// peer and the stream, under a deadline of timeout (0: none) on both the stream and fn's context. The
+// stream is closed when fn returns nil and reset when it returns an error, which is logged at debug
+// level: the remote sees a reset stream, never our error text.
+func (n *Net) Handle(id protocol.ID, timeout time.Duration, fn func(ctx context.Context, remote peer.ID, s io.ReadWriter) error) {
+	n.host.SetStreamHandler(id, func(s network.Stream) {
+		remote := s.Conn().RemotePeer()
+		ctx := context.Background()
+		if timeout > 0 {
+			// Deadlines of real sockets follow the real clock, whatever clock the protocol logic uses.
+			deadline := time.Now().Add(timeout)
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+			if err := s.SetDeadline(deadline); err != nil {
+				n.log.Debug("stream deadline", "protocol", id, "peer", remote, "err", err)
+				_ = s.Reset()
+				return
+			}
+		}
+		if err := fn(ctx, remote, s); err != nil {
+			n.log.Debug("stream handler failed", "protocol", id, "peer", remote, "err", err)
+			_ = s.Reset()
+			return
+		}
+		_ = s.Close()
+	})
+}
+
+// Request opens a stream of protocol id to p, writes req, and reads one response of at most max bytes
+// into resp. ctx bounds the whole exchange: its deadline is set on the stream, and cancelling it
+// resets the stream.
+func (n *Net) Request(ctx context.Context, p peer.ID, id protocol.ID, req, resp proto.Message, max int) error {
+	s, err := n.host.NewStream(ctx, p, id)
+	if err != nil {
+		return fmt.Errorf("p2p: open %s stream to %s: %w", id, p, err)
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		if err := s.SetDeadline(deadline); err != nil {
+			_ = s.Reset()
+			return fmt.Errorf("p2p: %s stream to %s: set deadline: %w", id, p, err)
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	fail := func(err error) error {
+		_ = s.Reset()
+		if cerr := contextErr(ctx); cerr != nil {
+			err = fmt.Errorf("%w (%w)", cerr, err)
+		}
+		return fmt.Errorf("p2p: %s request to %s: %w", id, p, err)
+	}
+	if err := WriteMsg(s, req); err != nil {
+		return fail(err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		return fail(err)
+	}
+	if err := ReadMsg(s, resp, max); err != nil {
+		return fail(err)
+	}
+	_ = s.Close()
+	return nil
+}
+
+// contextErr is ctx.Err(), or context.DeadlineExceeded once ctx's deadline has passed: the stream's
+// copy of the deadline can fire a moment before ctx's own timer.
+func contextErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if deadline, ok := ctx.Deadline(); ok && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
