@@ -103,6 +103,7 @@ func StartDevnet(ctx context.Context, cfg DevnetConfig) (_ *Devnet, err error) {
 			return nil, err
 		}
 		cfg.Dir = d.tmp
+		d.cfg.Dir = d.tmp
 	}
 	if cfg.Admin != "" {
 		if err := d.serveMetrics(cfg.Admin); err != nil {
@@ -391,4 +392,3 @@ func RSSBytes() uint64 {
 
 // Goroutines is the number of goroutines.
 func Goroutines() int { return runtime.NumGoroutine() }
-

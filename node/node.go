@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -213,11 +214,12 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		n.admin = a
 	}
+	began := time.Now()
 	bctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.P2P.BootstrapTimeout))
 	err := n.net.Bootstrap(bctx)
 	cancel()
 	if err != nil {
-		return err
+		return oneLine(err)
 	}
 	regions := append([]string(nil), n.cfg.P2P.ServeRegions...)
 	if n.cont != nil {
@@ -228,15 +230,38 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	joined := time.Now()
 	if n.cont != nil {
 		if err := n.cont.Start(ctx); err != nil {
 			return err
 		}
 	}
-	n.log.Info("node started", "id", n.net.ID().String(), "addrs", n.net.Addrs(), "roles", n.cfg.Roles,
+	n.log.Info("node started", "join", joined.Sub(began).Round(time.Millisecond),
+		"roles_start", time.Since(joined).Round(time.Millisecond), "id", n.net.ID().String(), "addrs", n.net.Addrs(), "roles", n.cfg.Roles,
 		"admin", n.AdminAddr())
 	return nil
 }
+
+// oneLine flattens an error for the user while keeping it matchable with errors.Is: libp2p's dial
+// errors put each address tried on a line of its own.
+func oneLine(err error) error {
+	if err == nil || !strings.Contains(err.Error(), "\n") {
+		return err
+	}
+	return oneLineError{err}
+}
+
+type oneLineError struct{ err error }
+
+func (e oneLineError) Error() string {
+	lines := strings.Split(e.err.Error(), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, "; ")
+}
+
+func (e oneLineError) Unwrap() error { return e.err }
 
 func dedupe(s []string) []string {
 	seen := map[string]bool{}

@@ -214,13 +214,13 @@ func (n *Net) Bootstrap(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (%d tried; last: %v): check the addresses and that those peers run, or start without bootstrap peers to found a new network",
 				ErrBootstrap, len(n.cfg.Bootstrap), lastErr)
-		case <-n.cfg.Clock.After(wait):
+		case <-time.After(wait): // real time: this waits on the network, not on protocol logic
 		}
 	}
 	// The DHT adds a peer to its routing table once identify shows it speaks the DHT protocol;
 	// wait for that, then for one refresh, so that puts and provides right after start-up reach
 	// the right peers.
-	poll := n.cfg.Clock.Ticker(20 * time.Millisecond)
+	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
 	for n.dht.RoutingTable().Size() == 0 {
 		select {
@@ -229,12 +229,9 @@ func (n *Net) Bootstrap(ctx context.Context) error {
 		case <-poll.C:
 		}
 	}
-	select {
-	case err := <-n.dht.ForceRefresh():
-		if err != nil && ctx.Err() == nil {
-			n.log.Debug("routing table refresh", "err", err)
-		}
-	case <-ctx.Done():
+	// A lookup of our own ID fills the routing table with our neighbourhood (the full refresh of
+	// every bucket goes on in the background).
+	if _, err := n.dht.GetClosestPeers(ctx, string(n.host.ID())); err != nil && ctx.Err() != nil {
 		return fmt.Errorf("p2p: bootstrap DHT: %w", ctx.Err())
 	}
 	return nil

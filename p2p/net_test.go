@@ -139,8 +139,8 @@ func TestNetworkEnsemble(t *testing.T) {
 		if err := provider.Provide(ctx, "gpu:H100"); err != nil {
 			t.Fatal(err)
 		}
-		// The light client learns its DHT servers from identify, just after Bootstrap returns: ask
-		// again until it finds the provider or the deadline passes.
+		// A lookup in a network this young can still miss (routing tables fill in the background):
+		// ask again until the client finds the provider or the deadline passes.
 		retry := time.NewTicker(100 * time.Millisecond)
 		defer retry.Stop()
 		for {

@@ -137,7 +137,8 @@ type Container struct {
 
 	mu        sync.Mutex
 	recordSeq uint64    // last published record's sequence number
-	published time.Time // when it was published
+	published time.Time // when the last record was published
+	pubSeq    uint64    // and its sequence number
 	hbCount   uint64    // heartbeats since the last record
 	provided  time.Time // last successful provide round
 
@@ -384,23 +385,25 @@ func (c *Container) publishRecord(ctx context.Context) error {
 		return fmt.Errorf("container: publish record %d: %w", seq, err)
 	}
 	c.mu.Lock()
-	c.published = c.cfg.Clock.Now()
+	c.published, c.pubSeq = c.cfg.Clock.Now(), seq
 	c.mu.Unlock()
 	c.log.Debug("record published", "seq", seq)
 	return nil
 }
 
 func (c *Container) provideAll(ctx context.Context) {
-	failed := 0
-	for _, key := range c.CapabilityKeys() {
-		if err := c.net.Provide(ctx, key); err != nil {
-			failed++
-			if ctx.Err() == nil {
-				c.log.Warn("provide failed", "key", key, "err", err)
-			}
-		}
+	keys := c.CapabilityKeys()
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, key := range keys {
+		wg.Go(func() { errs[i] = c.net.Provide(ctx, key) })
 	}
-	if failed == 0 {
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("provide failed; retrying at the next heartbeat", "err", err)
+		}
+	} else {
 		c.mu.Lock()
 		c.provided = c.cfg.Clock.Now()
 		c.mu.Unlock()
@@ -439,14 +442,15 @@ func (c *Container) sendHeartbeat(ctx context.Context) {
 
 // Status is a snapshot for operators.
 type Status struct {
-	State     string    `json:"state"`
-	Group     Group     `json:"group"`
-	RecordSeq uint64    `json:"record_seq"`
-	Published time.Time `json:"record_published"`
-	Provided  time.Time `json:"provided"`
-	Keys      []string  `json:"capability_keys"`
-	Simulated bool      `json:"simulated_hardware"`
-	GPUs      []string  `json:"gpus"`
+	State       string    `json:"state"`
+	Group       Group     `json:"group"`
+	RecordSeq   uint64    `json:"record_seq"`    // last sequence number issued
+	Published   uint64    `json:"published_seq"` // last sequence number stored in the DHT
+	PublishedAt time.Time `json:"record_published"`
+	Provided    time.Time `json:"provided"`
+	Keys        []string  `json:"capability_keys"`
+	Simulated   bool      `json:"simulated_hardware"`
+	GPUs        []string  `json:"gpus"`
 }
 
 // Status reports the container's state and advertisement.
@@ -454,7 +458,7 @@ func (c *Container) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.life.State()
-	st := Status{State: StateName(s), Group: GroupOf(s), RecordSeq: c.recordSeq, Published: c.published,
+	st := Status{State: StateName(s), Group: GroupOf(s), RecordSeq: c.recordSeq, Published: c.pubSeq, PublishedAt: c.published,
 		Provided: c.provided, Keys: c.CapabilityKeys(), Simulated: c.hw.GetSimulated()}
 	for _, g := range c.hw.GetGpus() {
 		st.GPUs = append(st.GPUs, g.Name)

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/node"
+)
+
+// clearEnv unsets every RENDERMESH_* variable for the test, so that the operator's environment does
+// not leak into the commands (they read os.LookupEnv). t.Setenv restores them afterwards.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, node.EnvPrefix) {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+}
+
+type result struct {
+	stdout, stderr string
+	err            error
+}
+
+func runCmd(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, &stdout, &stderr)
+	return result{stdout.String(), stderr.String(), err}
+}
+
+// checkErr asserts that err is shown on one line and holds each fragment.
+func checkErr(t *testing.T, err error, fragments ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want one containing %q", fragments)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error is not one line: %q", err)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(err.Error(), f) {
+			t.Errorf("error %q does not contain %q", err, f)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := runCmd(t, "version")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if want := "rendermesh " + node.Version + "\n"; r.stdout != want {
+		t.Errorf("version printed %q, want %q", r.stdout, want)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	r := runCmd(t, "help")
+	if r.err != nil || !strings.Contains(r.stdout, "Usage: rendermesh") {
+		t.Errorf("help = %v, %q", r.err, r.stdout)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		name      string
+		args      []string
+		fragments []string
+	}{
+		{"no command", nil, []string{"no command"}},
+		{"unknown command", []string{"frobnicate"}, []string{`"frobnicate"`}},
+		{"devnet of one node", []string{"devnet", "--nodes", "1"}, []string{"--nodes"}},
+		{"devnet with a bad flag", []string{"devnet", "--nodes", "many"}, nil},
+		{"find without a capability", []string{"find"}, []string{"gpu", "region", "app"}},
+		{"find with a bad region", []string{"find", "--region", "!!"}, []string{"region"}},
+		{"find with a bad fee", []string{"find", "--gpu", "H100", "--max-fee", "-1"}, []string{"--max-fee"}},
+		{"find with a bad state", []string{"find", "--gpu", "H100", "--state", "sleeping"}, []string{"--state"}},
+		{"node with an unknown flag", []string{"node", "--gpu", "H100"}, nil},
+		{"node with an extra argument", []string{"node", "--data-dir", t.TempDir(), "start"}, []string{`"start"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCmd(t, tt.args...)
+			if !errors.Is(r.err, errUsage) {
+				t.Fatalf("run(%q) = %v, want a usage error", tt.args, r.err)
+			}
+			checkErr(t, r.err, tt.fragments...)
+		})
+	}
+}
+
+func TestFindWithoutBootstrap(t *testing.T) {
+	clearEnv(t)
+	r := runCmd(t, "find", "--gpu", "H100")
+	checkErr(t, r.err, "--bootstrap")
+}
+
+func TestNodeMissingConfigFile(t *testing.T) {
+	clearEnv(t)
+	r := runCmd(t, "node", "--config", "/nonexistent.toml")
+	checkErr(t, r.err, "/nonexistent.toml", "does not exist")
+}
+
+func TestNodeContainerWithoutRegion(t *testing.T) {
+	clearEnv(t)
+	r := runCmd(t, "node", "--roles", "container", "--data-dir", t.TempDir())
+	checkErr(t, r.err, "--region")
+}
+
+func TestNodeLockUnreachable(t *testing.T) {
+	clearEnv(t)
+	r := runCmd(t, "node", "lock", "--admin", "127.0.0.1:1")
+	checkErr(t, r.err, "cannot reach", "127.0.0.1:1", "is the node running?")
+}
+
+func TestKeys(t *testing.T) {
+	clearEnv(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	first := runCmd(t, "keys", "--data-dir", dir)
+	if first.err != nil {
+		t.Fatal(first.err)
+	}
+	id := strings.TrimSpace(first.stdout)
+	if _, err := peer.Decode(id); err != nil {
+		t.Fatalf("keys printed %q, not a peer ID: %v", first.stdout, err)
+	}
+	if !strings.Contains(first.stderr, "created a new identity") {
+		t.Errorf("first call said %q on stderr, want it to say it created an identity", first.stderr)
+	}
+	second := runCmd(t, "keys", "--data-dir", dir)
+	if second.err != nil {
+		t.Fatal(second.err)
+	}
+	if got := strings.TrimSpace(second.stdout); got != id {
+		t.Errorf("second call printed %q, want the same peer ID %q", got, id)
+	}
+	if second.stderr != "" {
+		t.Errorf("second call said %q on stderr, want nothing", second.stderr)
+	}
+}
+
+func TestKeysFromEnv(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	t.Setenv("RENDERMESH_DATA_DIR", dir)
+	r := runCmd(t, "keys")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, node.IdentityFile)); err != nil {
+		t.Errorf("keys did not use RENDERMESH_DATA_DIR: %v", err)
+	}
+}
+
+func TestDevnetJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 8 nodes for 15 s")
+	}
+	clearEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"devnet", "--nodes", "8", "--duration", "15s", "--json", "--admin", ""}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("devnet: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var sum struct {
+		Nodes           int            `json:"nodes"`
+		Containers      int            `json:"containers"`
+		ContainersFound int            `json:"containers_found"`
+		Queries         int            `json:"queries"`
+		ConvergedMS     float64        `json:"converged_ms"`
+		States          map[string]int `json:"states"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout.String())
+	}
+	t.Logf("summary: %s", strings.TrimSpace(stdout.String()))
+	if sum.Nodes != 8 {
+		t.Errorf("nodes = %d, want 8", sum.Nodes)
+	}
+	if sum.Containers <= 0 {
+		t.Errorf("containers = %d, want some", sum.Containers)
+	}
+	if sum.ContainersFound != sum.Containers {
+		t.Errorf("containers_found = %d, want all %d", sum.ContainersFound, sum.Containers)
+	}
+	if sum.Queries <= 0 {
+		t.Errorf("queries = %d, want some", sum.Queries)
+	}
+	if sum.States["ready"] != sum.Containers {
+		t.Errorf("states = %v, want all %d containers ready", sum.States, sum.Containers)
+	}
+	if sum.ConvergedMS < 0 {
+		t.Errorf("converged_ms = %v: the devnet did not converge", sum.ConvergedMS)
+	}
+}
