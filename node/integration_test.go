@@ -50,6 +50,7 @@ func (e *ensemble) config(i int) Config {
 	cfg.Log.Level = "error"
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	cfg.P2P.Bootstrap = e.boot
+	cfg.P2P.BootstrapTimeout = Duration(2 * time.Minute) // generous: the race detector slows joins down
 	cfg.P2P.ConnLow, cfg.P2P.ConnHigh = 32, 96
 	cfg.P2P.ResourceMemory, cfg.P2P.ResourceFDs = 128, 256
 	cfg.Container.RecordTTL = Duration(e.ttl)
