@@ -75,7 +75,7 @@ func NewLightClient(ctx context.Context, o LightOptions) (*LightClient, error) {
 	defer cancel()
 	if err := n.Bootstrap(bctx); err != nil {
 		n.Close()
-		return nil, oneLine(err)
+		return nil, err
 	}
 	q := o.Quorum
 	if q == 0 {

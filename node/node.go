@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -219,7 +218,7 @@ func (n *Node) Start(ctx context.Context) error {
 	err := n.net.Bootstrap(bctx)
 	cancel()
 	if err != nil {
-		return oneLine(err)
+		return err
 	}
 	regions := append([]string(nil), n.cfg.P2P.ServeRegions...)
 	if n.cont != nil {
@@ -241,27 +240,6 @@ func (n *Node) Start(ctx context.Context) error {
 		"admin", n.AdminAddr())
 	return nil
 }
-
-// oneLine flattens an error for the user while keeping it matchable with errors.Is: libp2p's dial
-// errors put each address tried on a line of its own.
-func oneLine(err error) error {
-	if err == nil || !strings.Contains(err.Error(), "\n") {
-		return err
-	}
-	return oneLineError{err}
-}
-
-type oneLineError struct{ err error }
-
-func (e oneLineError) Error() string {
-	lines := strings.Split(e.err.Error(), "\n")
-	for i := range lines {
-		lines[i] = strings.TrimSpace(lines[i])
-	}
-	return strings.Join(lines, "; ")
-}
-
-func (e oneLineError) Unwrap() error { return e.err }
 
 func dedupe(s []string) []string {
 	seen := map[string]bool{}

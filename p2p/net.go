@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,7 +202,8 @@ func (n *Net) Bootstrap(ctx context.Context) error {
 			err := n.host.Connect(dctx, pi)
 			cancel()
 			if err != nil {
-				lastErr = fmt.Errorf("%s: %w", pi, err)
+				// libp2p lists each dialled address on its own line; keep the message on one.
+				lastErr = fmt.Errorf("%s: %s", pi.ID, strings.Join(strings.Fields(err.Error()), " "))
 				continue
 			}
 			connected++
