@@ -39,6 +39,17 @@ type DevnetConfig struct {
 	Progress func(string)
 }
 
+// devBootstrapNodes start first; the others join through them.
+const devBootstrapNodes = 4
+
+func addrStrings(n *Node) []string {
+	var out []string
+	for _, a := range n.Net().Addrs() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
 // Location of a simulated container: a region code and a geohash.
 type devLocation struct{ region, geohash string }
 
@@ -126,24 +137,34 @@ func StartDevnet(ctx context.Context, cfg DevnetConfig) (_ *Devnet, err error) {
 			return nil, err
 		}
 	}
-	var boot []string
-	for _, a := range first.Net().Addrs() {
-		boot = append(boot, a.String())
-	}
+	// A few bootstrap nodes, one after the other, then the rest in parallel through them.
 	d.Nodes = make([]*Node, cfg.Nodes)
 	d.Nodes[0] = first
+	boot := addrStrings(first)
+	for i := 1; i < min(devBootstrapNodes, cfg.Nodes); i++ {
+		n, err := d.newNode(i, boot, metrics)
+		if err == nil {
+			d.Nodes[i] = n
+			err = n.Start(ctx)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("devnet: start node %d: %w", i, err)
+		}
+		boot = append(boot, addrStrings(n)...)
+	}
 	errs := make([]error, cfg.Nodes)
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	for i := 1; i < cfg.Nodes; i++ {
+	for i := devBootstrapNodes; i < cfg.Nodes; i++ {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			n, err := d.newNode(i, boot, metrics)
 			if err == nil {
+				d.Nodes[i] = n
 				err = n.Start(ctx)
 			}
-			d.Nodes[i], errs[i] = n, err
+			errs[i] = err
 		})
 	}
 	wg.Wait()
@@ -170,6 +191,10 @@ func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, err
 	cfg.P2P.Bootstrap = boot
 	cfg.P2P.ConnLow, cfg.P2P.ConnHigh = 32, 96
 	cfg.P2P.ResourceMemory, cfg.P2P.ResourceFDs = 128, 256
+	if i < devBootstrapNodes { // every other node joins through these: give them room
+		cfg.P2P.ConnLow, cfg.P2P.ConnHigh = 128, 512
+		cfg.P2P.ResourceMemory, cfg.P2P.ResourceFDs = 1024, 4096
+	}
 	cfg.Container.RecordTTL = Duration(d.cfg.RecordTTL)
 	cfg.Container.HeartbeatInterval = Duration(d.cfg.Heartbeat)
 	opts := Options{
