@@ -209,7 +209,7 @@ func OpenHeartbeat(data []byte) (*pb.Heartbeat, peer.ID, error) {
 	if err != nil || claimed != signer {
 		return nil, "", fmt.Errorf("%w: heartbeat payload does not name its signer", ErrMalformed)
 	}
-	if hb.LoadPermille > 1000 || !strings.HasPrefix(HeartbeatTopic(hb.Region), heartbeatTopicPrefix) || hb.Region == "" {
+	if hb.LoadPermille > 1000 || hb.Region == "" || len(hb.Region) > 32 || strings.ContainsAny(hb.Region, "/ \t\n") {
 		return nil, "", fmt.Errorf("%w: heartbeat fields out of range", ErrMalformed)
 	}
 	return hb, signer, nil
