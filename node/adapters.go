@@ -7,6 +7,7 @@ import (
 
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/consumer"
 )
 
 // containerNet adapts p2p.Net to container.Network.
@@ -56,3 +57,6 @@ func peerIDString(b []byte) string {
 	}
 	return id.String()
 }
+
+// Lookup is the node's view of the DHT for consumer queries (consumer.Find).
+func (n *Node) Lookup() consumer.Lookup { return lookupNet{n: n.net} }

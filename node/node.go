@@ -17,6 +17,7 @@ import (
 
 	"github.com/filecoin-project/go-clock"
 	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -46,7 +47,18 @@ type Options struct {
 	LoopbackNet bool
 	// RoutingRefresh overrides the DHT routing-table refresh period.
 	RoutingRefresh time.Duration
+
+	// Key and Datastore, given together, make an in-memory node (simnet): the identity and the
+	// datastore come from the caller, and the data directory is neither locked nor touched.
+	Key       crypto.PrivKey
+	Datastore ds.Batching
+	// Transports replace the default TCP and QUIC transports (simnet: QUIC over simulated links).
+	Transports []libp2p.Option
+	// ScoreInspect, when positive, snapshots gossipsub peer scores at this period (simnet's flood metrics).
+	ScoreInspect time.Duration
 }
+
+func (o Options) inMemory() bool { return o.Key != nil && o.Datastore != nil }
 
 // Node is a running rendermesh node.
 type Node struct {
@@ -96,22 +108,26 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
-	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
-		return nil, err
+	key := opts.Key
+	if opts.inMemory() {
+		n.store = &dsHandle{Batching: opts.Datastore, close: func() error { return nil }}
+	} else {
+		if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		if key, err = LoadOrCreateIdentity(filepath.Join(cfg.DataDir, IdentityFile), nil); err != nil {
+			return nil, err
+		}
+		cache := int64(64 << 20)
+		if opts.SmallDatastore {
+			cache = 1 << 20
+		}
+		pds, err := openDatastore(cfg.DataDir, cache, opts.SmallDatastore)
+		if err != nil {
+			return nil, err
+		}
+		n.store = &dsHandle{Batching: pds, close: pds.Close}
 	}
-	key, err := LoadOrCreateIdentity(filepath.Join(cfg.DataDir, IdentityFile), nil)
-	if err != nil {
-		return nil, err
-	}
-	cache := int64(64 << 20)
-	if opts.SmallDatastore {
-		cache = 1 << 20
-	}
-	pds, err := openDatastore(cfg.DataDir, cache, opts.SmallDatastore)
-	if err != nil {
-		return nil, err
-	}
-	n.store = &dsHandle{Batching: pds, close: pds.Close}
 	if n.net, err = n.newNet(key); err != nil {
 		return nil, err
 	}
@@ -141,6 +157,8 @@ func (n *Node) newNet(key crypto.PrivKey) (*p2p.Net, error) {
 		ResourceFDs:       n.cfg.P2P.ResourceFDs,
 		RoutingRefresh:    n.opts.RoutingRefresh,
 		HeartbeatInterval: time.Duration(n.cfg.Container.HeartbeatInterval),
+		Transports:        n.opts.Transports,
+		ScoreInspect:      n.opts.ScoreInspect,
 		UserAgent:         "rendermesh/" + Version,
 		Clock:             n.opts.Clock,
 		Logger:            n.log.With("sub", "p2p"),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/filecoin-project/go-clock"
 	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,12 @@ type Config struct {
 	// HeartbeatInterval is how often containers send heartbeats; it sets the heartbeat validator's
 	// freshness window and the topics' scoring.
 	HeartbeatInterval time.Duration
+
+	// Transports, when set, replace the default transports (TCP and QUIC on the operating system's
+	// sockets): the simnet passes QUIC over simulated links here. Listen addresses must suit them.
+	Transports []libp2p.Option
+	// ScoreInspect, when positive, snapshots gossipsub peer scores at this period (PeerScore).
+	ScoreInspect time.Duration
 
 	UserAgent  string
 	Clock      clock.Clock

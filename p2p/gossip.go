@@ -235,11 +235,14 @@ func peerScoreParams(cfg Config) *pubsub.PeerScoreParams {
 	}
 }
 
+// ScoreGraylistThreshold: gossipsub ignores every message of a peer scored below it.
+const ScoreGraylistThreshold = -1000
+
 func peerScoreThresholds() *pubsub.PeerScoreThresholds {
 	return &pubsub.PeerScoreThresholds{
 		GossipThreshold:             -100,
 		PublishThreshold:            -500,
-		GraylistThreshold:           -1000,
+		GraylistThreshold:           ScoreGraylistThreshold,
 		AcceptPXThreshold:           5,
 		OpportunisticGraftThreshold: 2,
 	}
@@ -263,4 +266,19 @@ func heartbeatTopicScore(interval time.Duration) *pubsub.TopicScoreParams {
 		InvalidMessageDeliveriesWeight:  -math.Sqrt(1000) * 10, // squared in the score: one invalid message costs 1000
 		InvalidMessageDeliveriesDecay:   pubsub.ScoreParameterDecay(time.Hour),
 	}
+}
+
+func (n *Net) inspectScores(scores map[peer.ID]float64) {
+	n.mu.Lock()
+	n.scores = scores
+	n.mu.Unlock()
+}
+
+// PeerScore is p's gossipsub score in the last snapshot (Config.ScoreInspect must be set); ok is
+// false for a peer gossipsub does not score (never connected, or long gone).
+func (n *Net) PeerScore(p peer.ID) (score float64, ok bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	score, ok = n.scores[p]
+	return score, ok
 }

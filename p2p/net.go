@@ -47,6 +47,7 @@ type Net struct {
 	hbValidator *heartbeatValidator
 
 	mu     sync.Mutex
+	scores map[peer.ID]float64 // last snapshot, when Config.ScoreInspect is set
 	topics map[string]*pubsub.Topic
 	subs   []*pubsub.Subscription
 	wg     sync.WaitGroup
@@ -93,14 +94,18 @@ func New(cfg Config) (*Net, error) {
 	n.cancel = cancel
 	if !cfg.Client {
 		n.hbValidator = newHeartbeatValidator(cfg.Clock, cfg.HeartbeatInterval, cfg.Metrics)
-		n.ps, err = pubsub.NewGossipSub(ctx, n.host,
+		psOpts := []pubsub.Option{
 			pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 			pubsub.WithPeerScore(peerScoreParams(cfg), peerScoreThresholds()),
 			pubsub.WithMaxMessageSize(MaxGossipMessageSize),
 			pubsub.WithDiscovery(routing.NewRoutingDiscovery(n.dht)),
 			pubsub.WithPeerExchange(true),
 			pubsub.WithLogger(cfg.Logger.With("sub", "gossipsub")),
-		)
+		}
+		if cfg.ScoreInspect > 0 {
+			psOpts = append(psOpts, pubsub.WithPeerScoreInspect(n.inspectScores, cfg.ScoreInspect))
+		}
+		n.ps, err = pubsub.NewGossipSub(ctx, n.host, psOpts...)
 		if err != nil {
 			n.closeAll()
 			return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
@@ -136,17 +141,19 @@ func newHost(cfg Config) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: connection manager: %w", err)
 	}
-	opts := []libp2p.Option{
+	transports := cfg.Transports
+	if transports == nil {
+		transports = []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport)}
+	}
+	opts := append([]libp2p.Option{
 		libp2p.Identity(cfg.Key),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.Ping(true),
 		libp2p.UserAgent(cfg.UserAgent),
-	}
+	}, transports...)
 	if len(listen) > 0 {
 		opts = append(opts, libp2p.ListenAddrs(listen...))
 	} else {

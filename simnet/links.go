@@ -1,0 +1,122 @@
+package simnet
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
+	"github.com/marcopolo/simnet"
+	"github.com/quic-go/quic-go"
+	"go.uber.org/fx"
+)
+
+// links is the simulated Internet between peers: marcopolo/simnet carries the packets (bandwidth,
+// queueing, per-packet delay); links decides each packet's delay from the topology and drops it
+// when it is lost, when either end has crashed, or when a partition separates the ends.
+type links struct {
+	topo  *Topology
+	seed  uint64
+	peers []*peerSpec // every peer of the plan, by index; fixed before the run starts
+	net   *simnet.Simnet
+
+	dead    []atomic.Bool   // crashed peers
+	sent    []atomic.Uint64 // packets sent, per peer (the loss draw's counter)
+	cut     atomic.Bool     // the partition is in force
+	dropped atomic.Uint64
+	lost    atomic.Uint64
+}
+
+func newLinks(topo *Topology, seed uint64, peers []*peerSpec) *links {
+	l := &links{topo: topo, seed: seed, peers: peers,
+		dead: make([]atomic.Bool, len(peers)), sent: make([]atomic.Uint64, len(peers))}
+	l.net = &simnet.Simnet{LatencyFunc: l.latency, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return l
+}
+
+func (l *links) latency(p *simnet.Packet) time.Duration {
+	a, ok1 := peerIndex(p.From)
+	b, ok2 := peerIndex(p.To)
+	if !ok1 || !ok2 {
+		return time.Millisecond
+	}
+	return l.topo.oneWay(l.seed, l.peers[a], l.peers[b])
+}
+
+// drop decides whether a packet from peer a to peer b is lost.
+func (l *links) drop(a, b int) bool {
+	if l.dead[a].Load() || l.dead[b].Load() {
+		l.dropped.Add(1)
+		return true
+	}
+	if l.cut.Load() && l.peers[a].side != l.peers[b].side {
+		l.dropped.Add(1)
+		return true
+	}
+	if l.topo.Loss > 0 {
+		n := l.sent[a].Add(1)
+		if unit(splitmix64(l.seed^uint64(a)<<40^n)) < l.topo.Loss {
+			l.lost.Add(1)
+			return true
+		}
+	}
+	return false
+}
+
+// transports is what a peer's libp2p host uses instead of the operating system's sockets: QUIC
+// over a simnet endpoint at the peer's address, behind a conn that applies loss, crashes and cuts.
+func (l *links) transports(idx int) []libp2p.Option {
+	spec := l.peers[idx]
+	bps := spec.mbps * 1_000_000
+	settings := simnet.NodeBiDiLinkSettings{
+		Downlink: simnet.LinkSettings{BitsPerSecond: bps},
+		Uplink:   simnet.LinkSettings{BitsPerSecond: bps},
+	}
+	sel := &fixedSourceIP{ip: peerIP(idx)}
+	reuse := []quicreuse.Option{
+		quicreuse.OverrideSourceIPSelector(func() (quicreuse.SourceIPSelector, error) { return sel, nil }),
+		quicreuse.OverrideListenUDP(func(_ string, addr *net.UDPAddr) (net.PacketConn, error) {
+			return &linkConn{SimConn: l.net.NewEndpoint(addr, settings), l: l, idx: idx}, nil
+		}),
+	}
+	return []libp2p.Option{
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.QUICReuse(func(lc fx.Lifecycle, reset quic.StatelessResetKey, token quic.TokenGeneratorKey, opts ...quicreuse.Option) (*quicreuse.ConnManager, error) {
+			cm, err := quicreuse.NewConnManager(reset, token, opts...)
+			if err != nil {
+				return nil, err
+			}
+			lc.Append(fx.StopHook(cm.Close)) // a connection manager passed in is not closed by the host
+			return cm, nil
+		}, reuse...),
+		// Identify's address discovery keeps timers that stall synctest (x/simlibp2p does the same).
+		libp2p.DisableIdentifyAddressDiscovery(),
+	}
+}
+
+// listenAddr is peer i's one listen address.
+func listenAddr(i int) string { return "/ip4/" + peerIP(i).String() + "/udp/8000/quic-v1" }
+
+type fixedSourceIP struct{ ip net.IP }
+
+func (s *fixedSourceIP) PreferredSourceIPForDestination(*net.UDPAddr) (net.IP, error) {
+	return s.ip, nil
+}
+
+// linkConn is a peer's UDP socket on the simulated Internet.
+type linkConn struct {
+	*simnet.SimConn
+	l   *links
+	idx int
+}
+
+func (c *linkConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if dst, ok := peerIndex(addr); ok && c.l.drop(c.idx, dst) {
+		return len(b), nil // lost on the way, as UDP does
+	}
+	return c.SimConn.WriteTo(b, addr)
+}

@@ -1,0 +1,232 @@
+package simnet
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Duration is a time.Duration that TOML spells "90s", "15m".
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes a Go duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Scenario is what happens in a run. Built-in scenarios live in simnet/scenarios/*.toml; a file of
+// the same shape can be passed instead of a name. Later capabilities add their roles here.
+type Scenario struct {
+	Name        string `toml:"name"`
+	Description string `toml:"description"`
+	// Peers is the default peer count (--peers overrides it).
+	Peers int `toml:"peers"`
+	// Duration is the measured simulated time (--duration overrides it); Warmup is spent before it
+	// with peers joining, spread evenly; Settle follows the warm-up before measuring starts.
+	Duration Duration `toml:"duration"`
+	Warmup   Duration `toml:"warmup"`
+	Settle   Duration `toml:"settle"`
+	// Window is the interval of the success and delivery series.
+	Window Duration `toml:"window"`
+
+	Bootstrap       int      `toml:"bootstrap"`       // peers everyone joins through
+	ContainerShare  float64  `toml:"container_share"` // share of peers running the container role
+	HeartbeatEvery  Duration `toml:"heartbeat_interval"`
+	RecordTTL       Duration `toml:"record_ttl"`
+	ProvideInterval Duration `toml:"provide_interval"` // the republish interval of capability keys
+
+	Queries   QueryLoad `toml:"queries"`
+	Churn     Churn     `toml:"churn"`
+	Partition Partition `toml:"partition"`
+	Flood     Flood     `toml:"flood"`
+	Topology  *Topology `toml:"topology"` // nil: DefaultTopology
+}
+
+// QueryLoad is the capability queries consumers issue from random online peers.
+type QueryLoad struct {
+	Rate    float64  `toml:"rate"`    // per simulated second, over the whole network
+	Limit   int      `toml:"limit"`   // providers fetched per query
+	Timeout Duration `toml:"timeout"` // a query that takes longer fails
+}
+
+// Churn: a share of peers leave (crash: their links go dead, then they stop) and as many fresh peers
+// join in each epoch, at times spread over it.
+type Churn struct {
+	Share float64  `toml:"share"`
+	Epoch Duration `toml:"epoch"`
+}
+
+// Partition cuts groups of regions apart from the rest for a while, then heals.
+type Partition struct {
+	At     Duration   `toml:"at"`  // after measuring starts
+	For    Duration   `toml:"for"` // how long the cut lasts
+	Groups [][]string `toml:"groups"`
+}
+
+// Flood: a share of extra peers that gossip malformed, forged, replayed and oversize heartbeats and
+// put forged records into the DHT.
+type Flood struct {
+	Share float64  `toml:"share"`
+	Start Duration `toml:"start"` // after measuring starts
+	Rate  float64  `toml:"rate"`  // messages per attacker per simulated second
+	Kinds []string `toml:"kinds"`
+}
+
+// FloodKinds are the attacks a flood can mix.
+var FloodKinds = []string{"malformed", "forged", "replayed", "oversize", "unsigned", "bad_record"}
+
+//go:embed scenarios/*.toml
+var builtin embed.FS
+
+// Scenarios returns the built-in scenarios, sorted by name.
+func Scenarios() ([]Scenario, error) {
+	entries, err := fs.ReadDir(builtin, "scenarios")
+	if err != nil {
+		return nil, err
+	}
+	var out []Scenario
+	for _, e := range entries {
+		b, err := builtin.ReadFile(path.Join("scenarios", e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		s, err := ParseScenario(b)
+		if err != nil {
+			return nil, fmt.Errorf("built-in scenario %s: %w", e.Name(), err)
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Scenario) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// ErrScenario is wrapped by errors about a scenario.
+var ErrScenario = errors.New("simnet: bad scenario")
+
+// LoadScenario returns the built-in scenario called nameOrPath, or parses the file at that path.
+func LoadScenario(nameOrPath string) (Scenario, error) {
+	all, err := Scenarios()
+	if err != nil {
+		return Scenario{}, err
+	}
+	for _, s := range all {
+		if s.Name == nameOrPath {
+			return s, nil
+		}
+	}
+	b, err := os.ReadFile(nameOrPath)
+	if err != nil {
+		names := make([]string, len(all))
+		for i, s := range all {
+			names[i] = s.Name
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return Scenario{}, fmt.Errorf("%w: %q is neither a built-in scenario (%s) nor a file", ErrScenario, nameOrPath, strings.Join(names, ", "))
+		}
+		return Scenario{}, fmt.Errorf("%w: %v", ErrScenario, err)
+	}
+	s, err := ParseScenario(b)
+	if err != nil {
+		return Scenario{}, fmt.Errorf("%s: %w", nameOrPath, err)
+	}
+	return s, nil
+}
+
+// ParseScenario decodes a scenario file, fills defaults and validates it. Unknown keys are errors.
+func ParseScenario(b []byte) (Scenario, error) {
+	s := Scenario{
+		Peers: 100, Duration: Duration(15 * time.Minute), Warmup: Duration(2 * time.Minute),
+		Settle: Duration(30 * time.Second), Window: Duration(30 * time.Second),
+		Bootstrap: 4, ContainerShare: 2.0 / 3, HeartbeatEvery: Duration(30 * time.Second),
+		RecordTTL: Duration(time.Hour), ProvideInterval: Duration(10 * time.Minute),
+		Queries: QueryLoad{Rate: 0.5, Limit: 20, Timeout: Duration(10 * time.Second)},
+	}
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&s)
+	if err != nil {
+		return s, fmt.Errorf("%w: %v", ErrScenario, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		keys := make([]string, len(un))
+		for i, k := range un {
+			keys[i] = k.String()
+		}
+		return s, fmt.Errorf("%w: unknown keys %s", ErrScenario, strings.Join(keys, ", "))
+	}
+	if s.Topology == nil {
+		t := DefaultTopology()
+		s.Topology = &t
+	}
+	return s, s.Validate()
+}
+
+// Validate checks a scenario's figures.
+func (s *Scenario) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrScenario}, a...)...)
+	}
+	switch {
+	case s.Name == "":
+		return bad("no name")
+	case s.Peers < 2:
+		return bad("peers %d: want at least 2", s.Peers)
+	case s.Duration <= 0 || s.Warmup < 0 || s.Settle < 0:
+		return bad("duration must be positive, warmup and settle not negative")
+	case s.Window <= 0:
+		return bad("window must be positive")
+	case s.Bootstrap < 1:
+		return bad("bootstrap %d: want at least 1", s.Bootstrap)
+	case s.ContainerShare < 0 || s.ContainerShare > 1:
+		return bad("container_share %v: want [0, 1]", s.ContainerShare)
+	case s.HeartbeatEvery < Duration(time.Second):
+		return bad("heartbeat_interval %v: want at least 1s", time.Duration(s.HeartbeatEvery))
+	case s.RecordTTL < Duration(time.Minute) || s.ProvideInterval < Duration(time.Minute):
+		return bad("record_ttl and provide_interval: want at least 1m")
+	case s.Queries.Rate < 0 || s.Queries.Limit < 0 || s.Queries.Timeout <= 0:
+		return bad("queries: rate and limit not negative, timeout positive")
+	case s.Churn.Share < 0 || s.Churn.Share > 0.5:
+		return bad("churn share %v: want [0, 0.5]", s.Churn.Share)
+	case s.Churn.Share > 0 && s.Churn.Epoch <= 0:
+		return bad("churn needs an epoch")
+	case s.Flood.Share < 0 || s.Flood.Share > 0.5 || s.Flood.Rate < 0:
+		return bad("flood: share [0, 0.5], rate not negative")
+	}
+	if err := s.Topology.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrScenario, err)
+	}
+	for _, g := range s.Partition.Groups {
+		for _, r := range g {
+			if !slices.ContainsFunc(s.Topology.Regions, func(x Region) bool { return x.Name == r }) {
+				return bad("partition names region %q, not in the topology", r)
+			}
+		}
+	}
+	if len(s.Partition.Groups) > 0 && s.Partition.For <= 0 {
+		return bad("partition needs a positive duration (for)")
+	}
+	for _, k := range s.Flood.Kinds {
+		if !slices.Contains(FloodKinds, k) {
+			return bad("flood kind %q: want one of %s", k, strings.Join(FloodKinds, ", "))
+		}
+	}
+	if s.Flood.Share > 0 && len(s.Flood.Kinds) == 0 {
+		s.Flood.Kinds = FloodKinds
+	}
+	return nil
+}

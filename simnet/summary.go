@@ -1,0 +1,100 @@
+package simnet
+
+// Summary is what a run measured, written to DIR/summary.json (and to stdout with --json). Times
+// are simulated unless named wall_*; latencies are in milliseconds. Fields other than wall_seconds,
+// peak_rss_bytes and the memory and goroutine figures depend only on the seed and the scenario
+// (see docs/SIMNET.md on what that promise covers).
+type Summary struct {
+	Peers    int    `json:"peers"`
+	Seed     int64  `json:"seed"`
+	Scenario string `json:"scenario"`
+	Links    string `json:"links"` // how peers are connected: "quic-simnet"
+
+	SimSeconds   float64 `json:"sim_seconds"`
+	WallSeconds  float64 `json:"wall_seconds"`
+	PeakRSSBytes uint64  `json:"peak_rss_bytes"`
+
+	Containers int `json:"containers"`
+	Attackers  int `json:"attackers"`
+	Joins      int `json:"joins"`
+	Leaves     int `json:"leaves"`
+	// StartFailures counts peers that could not join (bootstrap failed): a health signal.
+	StartFailures int `json:"start_failures"`
+
+	// Capability queries (consumer.Find from a random online peer).
+	Queries           int     `json:"queries"`
+	QuerySuccessRatio float64 `json:"query_success_ratio"`
+	QueryMsP50        float64 `json:"query_ms_p50"`
+	QueryMsP99        float64 `json:"query_ms_p99"`
+	QueryHopsP50      float64 `json:"query_hops_p50"`
+	QueryHopsP99      float64 `json:"query_hops_p99"`
+	// The worst window's success ratio (the dip), and the longest time from a disruption (a peer
+	// leaving, a cut healing) to a failed query after it (0: no failures outside cuts).
+	QuerySuccessMinWindow float64 `json:"query_success_min_window"`
+	QueryRecoverySeconds  float64 `json:"query_recovery_seconds"`
+
+	// Record propagation: from a container's registration until a query from elsewhere finds it.
+	Propagations     int     `json:"propagations"`
+	PropagationMsP50 float64 `json:"propagation_ms_p50"`
+	PropagationMsP99 float64 `json:"propagation_ms_p99"`
+
+	// Heartbeat gossip: each heartbeat against every peer that carries its region's topic.
+	GossipPublished     int     `json:"gossip_published"`
+	GossipExpected      int     `json:"gossip_expected"`
+	GossipDelivered     int     `json:"gossip_delivered"`
+	GossipDeliveryRatio float64 `json:"gossip_delivery_ratio"`
+	GossipMsP50         float64 `json:"gossip_ms_p50"`
+	GossipMsP99         float64 `json:"gossip_ms_p99"`
+
+	// Flood: messages the attackers sent, and how honest peers scored them.
+	FloodSent           int     `json:"flood_sent"`
+	FloodRejected       int     `json:"flood_rejected"`
+	AttackerScoreMean   float64 `json:"attacker_score_mean"`
+	HonestScoreMean     float64 `json:"honest_score_mean"`
+	AttackersGraylisted float64 `json:"attackers_graylisted"` // share of attackers scored below the graylist threshold
+
+	// Memory and goroutines per online peer, at the end (peak RSS is the whole process).
+	HeapBytesPerPeer  uint64  `json:"heap_bytes_per_peer"`
+	GoroutinesPerPeer float64 `json:"goroutines_per_peer"`
+
+	// TraceSHA256 hashes the scenario's event trace (joins, leaves, cuts, queries, floods): equal
+	// seeds and scenarios give equal traces.
+	TraceSHA256 string `json:"trace_sha256"`
+}
+
+// Window is one interval of the run, for plots of delivery and success over time.
+type Window struct {
+	Start           float64 `json:"start_s"` // simulated seconds since the run began
+	Queries         int     `json:"queries"`
+	QueriesOK       int     `json:"queries_ok"`
+	GossipExpected  int     `json:"gossip_expected"`
+	GossipDelivered int     `json:"gossip_delivered"`
+}
+
+// Sample is the process's memory and goroutines at one simulated time.
+type Sample struct {
+	T          float64 `json:"t_s"`
+	Online     int     `json:"online"`
+	RSSBytes   uint64  `json:"rss_bytes"`
+	HeapBytes  uint64  `json:"heap_bytes"`
+	Goroutines int     `json:"goroutines"`
+}
+
+// Mark is a scenario event worth drawing on a time axis (a cut, a heal, a flood starting).
+type Mark struct {
+	T     float64 `json:"t_s"`
+	Label string  `json:"label"`
+}
+
+// Report is everything a run's HTML report draws.
+type Report struct {
+	Summary         Summary
+	Description     string
+	QueryLatencies  []float64 // ms, one per successful query
+	GossipLatencies []float64 // ms, one per delivered heartbeat
+	Propagations    []float64 // ms
+	Windows         []Window
+	WindowSeconds   float64
+	Samples         []Sample
+	Marks           []Mark
+}
