@@ -9,8 +9,11 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 DEVNET_NODES  ?= 30
+SIMNET_PEERS  ?= 1000
+SIMNET_SCENARIO ?= steady
+SIMNET_OUT    ?= out/simnet-$(SIMNET_SCENARIO)-$(SIMNET_PEERS)
 
-.PHONY: help build test test-short demo bench fuzz lint verify proto deps-proto clean
+.PHONY: help build test test-short test-sim demo simnet bench fuzz lint verify proto deps-proto clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -18,15 +21,27 @@ help: ## list the targets
 build: ## build bin/rendermesh
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/rendermesh
 
-test: ## run every test with the race detector
+test: ## every test with the race detector, then the simulations and a 100-peer simnet without it
 	$(GO) mod download
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) test-sim
+
+test-sim: build ## the simnet tests (too slow under the race detector) and a 100-peer steady simnet
+	$(GO) test -count=1 -timeout 20m -run 'Small|SameSeed' ./simnet
+	@mkdir -p out
+	./$(BIN) simnet run --peers 100 --seed 1 --scenario steady --duration 1m --out out/test-simnet-100 --json > out/test-simnet-100.json
+	@cat out/test-simnet-100.json
+	@for want in '"start_failures":0,' '"query_success_ratio":1,' '"gossip_delivery_ratio":1,'; do \
+	  grep -qF "$$want" out/test-simnet-100.json || { echo "simnet 100 peers: want $$want"; exit 1; }; done
 
 test-short: ## the quick tests only
 	$(GO) test -race -short -count=1 ./...
 
 demo: build ## run a devnet of $(DEVNET_NODES) nodes for a minute and print its summary
 	./$(BIN) devnet --nodes $(DEVNET_NODES) --duration 60s
+
+simnet: build ## a large simnet: SIMNET_PEERS (1000) peers of SIMNET_SCENARIO (steady), report in SIMNET_OUT
+	./$(BIN) simnet run --peers $(SIMNET_PEERS) --seed 1 --scenario $(SIMNET_SCENARIO) --out $(SIMNET_OUT) --json
 
 bench: ## run the Go benchmarks (see docs/BENCHMARKS.md for the devnet figures)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
@@ -55,4 +70,4 @@ deps-proto: ## install protoc (Debian) and protoc-gen-go, if missing
 	@test -x "$$($(GO) env GOPATH)/bin/protoc-gen-go" || $(GO) install $(PROTOC_GEN_GO)
 
 clean: ## remove build outputs
-	rm -rf bin
+	rm -rf bin out

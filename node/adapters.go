@@ -58,5 +58,6 @@ func peerIDString(b []byte) string {
 	return id.String()
 }
 
-// Lookup is the node's view of the DHT for consumer queries (consumer.Find).
-func (n *Node) Lookup() consumer.Lookup { return lookupNet{n: n.net} }
+// Lookup is the node's view of the DHT for consumer queries (consumer.Find). quorum is how many
+// peers' answers a record fetch waits for (0: the DHT's default, a complete lookup).
+func (n *Node) Lookup(quorum int) consumer.Lookup { return lookupNet{n: n.net, quorum: quorum} }

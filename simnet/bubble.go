@@ -44,9 +44,13 @@ func mainStartBubble(f func()) error {
 		if !flag.Parsed() {
 			_ = flag.CommandLine.Parse(nil) // the testing flags keep their defaults
 		}
-		// testing prints PASS or FAIL on stdout, which carries --json; send those to stderr.
+		// testing prints PASS or FAIL on stdout, which carries --json: drop those (a failure also
+		// panics with its story on stderr).
 		stdout := os.Stdout
-		os.Stdout = os.Stderr
+		if null, err := os.Open(os.DevNull); err == nil {
+			os.Stdout = null
+			defer null.Close()
+		}
 		code := m.Run()
 		os.Stdout = stdout
 		switch {

@@ -3,6 +3,7 @@ package simnet
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -329,7 +330,9 @@ func (s *sim) floodSummary(sum *Summary) {
 	for _, n := range s.flood.sent {
 		sum.FloodSent += n
 	}
-	sum.FloodRejected = int(s.counter("rendermesh_gossip_heartbeat_rejected_total") + s.counter("rendermesh_dht_record_rejected_total"))
+	if len(s.flood.attackers) > 0 {
+		sum.FloodRejected = int(s.counter("rendermesh_gossip_heartbeat_rejected_total") + s.counter("rendermesh_dht_record_rejected_total"))
+	}
 	sum.AttackerScoreMean = mean(s.flood.scores)
 	sum.HonestScoreMean = mean(s.flood.honest)
 	gray := 0
@@ -352,7 +355,8 @@ func mean(xs []float64) float64 {
 	return float64(int64(t/float64(len(xs))*10)) / 10
 }
 
-// counter sums a counter family over its labels.
+// counter sums a counter family over its labels, leaving out the reasons honest traffic has too
+// (stale or replayed heartbeats, expired or superseded records).
 func (s *sim) counter(name string) float64 {
 	mfs, err := s.reg.Gather()
 	if err != nil {
@@ -364,11 +368,21 @@ func (s *sim) counter(name string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			total += counterValue(m)
+			honest := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && slices.Contains(honestReasons, l.GetValue()) {
+					honest = true
+				}
+			}
+			if !honest {
+				total += counterValue(m)
+			}
 		}
 	}
 	return total
 }
+
+var honestReasons = []string{p2p.HBIgnoreStale, p2p.HBIgnoreReplayed, p2p.ReasonReplayed, p2p.ReasonExpired}
 
 func counterValue(m *dto.Metric) float64 {
 	if c := m.GetCounter(); c != nil {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,16 +25,16 @@ type links struct {
 	peers []*peerSpec // every peer of the plan, by index; fixed before the run starts
 	net   *simnet.Simnet
 
-	dead    []atomic.Bool   // crashed peers
-	sent    []atomic.Uint64 // packets sent, per peer (the loss draw's counter)
-	cut     atomic.Bool     // the partition is in force
+	dead    []atomic.Bool // crashed peers
+	sent    sync.Map      // pair (from<<32|to) -> *atomic.Uint64: packets sent, the loss draw's counter
+	cut     atomic.Bool   // the partition is in force
 	dropped atomic.Uint64
 	lost    atomic.Uint64
 }
 
 func newLinks(topo *Topology, seed uint64, peers []*peerSpec) *links {
 	l := &links{topo: topo, seed: seed, peers: peers,
-		dead: make([]atomic.Bool, len(peers)), sent: make([]atomic.Uint64, len(peers))}
+		dead: make([]atomic.Bool, len(peers))}
 	l.net = &simnet.Simnet{LatencyFunc: l.latency, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	return l
 }
@@ -58,8 +59,15 @@ func (l *links) drop(a, b int) bool {
 		return true
 	}
 	if l.topo.Loss > 0 {
-		n := l.sent[a].Add(1)
-		if unit(splitmix64(l.seed^uint64(a)<<40^n)) < l.topo.Loss {
+		// Counted per pair, not per sender: a pair's packets come in an order the simulation
+		// reproduces, a sender's packets to all its peers interleave as goroutines happen to run.
+		pair := uint64(a)<<32 | uint64(b)
+		c, ok := l.sent.Load(pair)
+		if !ok {
+			c, _ = l.sent.LoadOrStore(pair, new(atomic.Uint64))
+		}
+		n := c.(*atomic.Uint64).Add(1)
+		if unit(splitmix64(l.seed^pair*0x9e3779b97f4a7c15^n)) < l.topo.Loss {
 			l.lost.Add(1)
 			return true
 		}

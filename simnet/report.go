@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	xfont "golang.org/x/image/font"
@@ -541,7 +542,12 @@ func reportWindowFigure(r *Report, marks []Mark) reportFigure {
 	} else if len(marks) > 0 {
 		caption = append(caption, "recovered "+reportSeconds(rs)+" after the last disruption")
 	}
-	caption = append(caption, "windows with nothing to count are left out")
+	if n := len(wins) - len(qs); n > 0 && len(qs) > 0 {
+		caption = append(caption, reportCount(n, "window")+" without queries left out")
+	}
+	if n := len(wins) - len(gs); n > 0 && len(gs) > 0 {
+		caption = append(caption, reportCount(n, "window")+" without heartbeats due left out")
+	}
 	fig.Caption = strings.Join(caption, " · ")
 
 	fig.SVG, fig.Note = renderSVG(title, reportPlotWidth, reportPlotHeight, func(dc draw.Canvas) {
@@ -746,16 +752,26 @@ func newReportMarkLines(marks []Mark, labels bool) *reportMarkLines {
 	}}
 }
 
-// reportMarkColor tells cuts from heals from the rest at a glance.
+// reportMarkColor tells cuts from heals from the rest at a glance, by the first word of the label
+// that names one: green for heal, recover, end or stop, red for partition, cut, split or isolate,
+// purple for flood or attack, gray for the rest.
 func reportMarkColor(label string) color.Color {
-	l := strings.ToLower(label)
-	switch {
-	case strings.Contains(l, "heal"), strings.Contains(l, "recover"), strings.Contains(l, "end"), strings.Contains(l, "stop"):
-		return reportColGreen
-	case strings.Contains(l, "partition"), strings.Contains(l, "cut"), strings.Contains(l, "split"):
-		return reportColRed
-	case strings.Contains(l, "flood"), strings.Contains(l, "attack"):
-		return reportColPurple
+	words := strings.FieldsFunc(strings.ToLower(label), func(r rune) bool { return !unicode.IsLetter(r) })
+	for _, w := range words {
+		for _, c := range []struct {
+			stems []string
+			clr   color.Color
+		}{
+			{[]string{"heal", "recover", "end", "stop"}, reportColGreen},
+			{[]string{"partition", "cut", "split", "isolat"}, reportColRed},
+			{[]string{"flood", "attack"}, reportColPurple},
+		} {
+			for _, stem := range c.stems {
+				if strings.HasPrefix(w, stem) {
+					return c.clr
+				}
+			}
+		}
 	}
 	return reportColGray
 }

@@ -64,6 +64,8 @@ type QueryLoad struct {
 	Rate    float64  `toml:"rate"`    // per simulated second, over the whole network
 	Limit   int      `toml:"limit"`   // providers fetched per query
 	Timeout Duration `toml:"timeout"` // a query that takes longer fails
+	// Quorum is how many peers' answers a record fetch waits for (0: a complete DHT lookup).
+	Quorum int `toml:"quorum"`
 }
 
 // Churn: a share of peers leave (crash: their links go dead, then they stop) and as many fresh peers
@@ -156,7 +158,7 @@ func ParseScenario(b []byte) (Scenario, error) {
 		Settle: Duration(30 * time.Second), Window: Duration(30 * time.Second),
 		Bootstrap: 4, ContainerShare: 2.0 / 3, HeartbeatEvery: Duration(30 * time.Second),
 		RecordTTL: Duration(time.Hour), ProvideInterval: Duration(10 * time.Minute),
-		Queries: QueryLoad{Rate: 0.5, Limit: 20, Timeout: Duration(10 * time.Second)},
+		Queries: QueryLoad{Rate: 0.5, Limit: 20, Timeout: Duration(10 * time.Second), Quorum: 2},
 	}
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&s)
 	if err != nil {
@@ -198,8 +200,8 @@ func (s *Scenario) Validate() error {
 		return bad("heartbeat_interval %v: want at least 1s", time.Duration(s.HeartbeatEvery))
 	case s.RecordTTL < Duration(time.Minute) || s.ProvideInterval < Duration(time.Minute):
 		return bad("record_ttl and provide_interval: want at least 1m")
-	case s.Queries.Rate < 0 || s.Queries.Limit < 0 || s.Queries.Timeout <= 0:
-		return bad("queries: rate and limit not negative, timeout positive")
+	case s.Queries.Rate < 0 || s.Queries.Limit < 0 || s.Queries.Quorum < 0 || s.Queries.Timeout <= 0:
+		return bad("queries: rate, limit and quorum not negative, timeout positive")
 	case s.Churn.Share < 0 || s.Churn.Share > 0.5:
 		return bad("churn share %v: want [0, 0.5]", s.Churn.Share)
 	case s.Churn.Share > 0 && s.Churn.Epoch <= 0:

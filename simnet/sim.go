@@ -55,6 +55,9 @@ type Progress struct {
 	TotalNanos atomic.Int64 // simulated time the run lasts
 	Online     atomic.Int64 // peers online
 	Phase      atomic.Value // string: "starting", "running", "stopping", "done"
+	// Stop, set from outside, ends the run early (within a simulated second); what was measured
+	// until then is summarised.
+	Stop atomic.Bool
 }
 
 // Result is a finished run.
@@ -129,6 +132,7 @@ type sim struct {
 	samples  []Sample
 	wg       sync.WaitGroup
 	flood    floodStats
+	stopped  chan struct{} // closed when Progress.Stop is seen
 }
 
 type pubKey struct {
@@ -210,10 +214,15 @@ func run(cfg Config) (*Result, error) {
 	if pl.floodAt > 0 {
 		s.goAt(pl.peers[len(pl.peers)-1].join, func() { s.runFlood() })
 	}
+	s.stopped = make(chan struct{})
 	s.goAt(0, func() { s.sampler(prog) })
 
-	// The run: wait for its end, then stop everything.
-	time.Sleep(pl.end)
+	// The run: wait for its end (or a stop), then stop everything.
+	select {
+	case <-time.After(pl.end):
+	case <-s.stopped:
+		pl.end = s.now()
+	}
 	prog.Phase.Store("stopping")
 	cancel()
 	s.wg.Wait()
@@ -387,7 +396,7 @@ func (s *sim) probe(p *peerSpec, registered time.Duration) {
 		n := s.randomNode(uint64(p.index)<<20 | attempt)
 		if n != nil {
 			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-			_, err := n.Lookup().ContainerRecord(ctx, p.id.String())
+			_, err := n.Lookup(s.sc.Queries.Quorum).ContainerRecord(ctx, p.id.String())
 			cancel()
 			if err == nil {
 				s.mu.Lock()
@@ -439,7 +448,7 @@ func (s *sim) query(e Event) {
 	defer cancel()
 	ctx, hops := countHops(ctx)
 	began := s.now()
-	found, _, err := consumer.Find(ctx, n.Lookup(), *e.query)
+	found, _, err := consumer.Find(ctx, n.Lookup(s.sc.Queries.Quorum), *e.query)
 	res.latency = s.now() - began
 	cancel()
 	res.hops = hops()
@@ -503,6 +512,10 @@ func (s *sim) sampler(prog *Progress) {
 		prog.Online.Store(int64(online))
 		if i == 0 {
 			prog.Phase.Store("running")
+		}
+		if prog.Stop.Load() {
+			close(s.stopped)
+			return
 		}
 		if i%15 == 0 {
 			var ms runtime.MemStats

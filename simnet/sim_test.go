@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// The simulations below run real nodes: each costs tens of seconds of CPU. Under the race detector
+// (make test) only the smallest runs, to check the harness itself for races; the rest run without
+// it (make test runs them in a second pass, see the Makefile).
+
 func smallScenario(t *testing.T, name string) Scenario {
 	t.Helper()
 	sc, err := LoadScenario(name)
@@ -18,12 +22,11 @@ func smallScenario(t *testing.T, name string) Scenario {
 	sc.Warmup = Duration(30 * time.Second)
 	sc.Settle = Duration(20 * time.Second)
 	sc.Duration = Duration(2 * time.Minute)
-	sc.Queries.Rate = 0.5
 	return sc
 }
 
 func testLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
 func envInt(name string, def int) int {
@@ -33,25 +36,118 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func TestSteadySmall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("simulation")
-	}
-	sc := smallScenario(t, "steady")
-	res, err := RunT(t, Config{Scenario: sc, Peers: envInt("SIMNET_PEERS", 16), Seed: 1, Logger: testLogger()})
+func simulate(t *testing.T, sc Scenario, peers int, seed int64) Summary {
+	t.Helper()
+	res, err := RunT(t, Config{Scenario: sc, Peers: peers, Seed: seed, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := json.MarshalIndent(res.Summary, "", "  ")
 	t.Logf("%s", b)
-	s := res.Summary
-	if s.StartFailures != 0 {
-		t.Errorf("%d peers failed to start", s.StartFailures)
+	if res.Summary.StartFailures != 0 {
+		t.Errorf("%d peers failed to start", res.Summary.StartFailures)
 	}
+	return res.Summary
+}
+
+func needSim(t *testing.T, underRace bool) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("simulation (skipped with -short)")
+	}
+	if raceEnabled && !underRace {
+		t.Skip("simulation: too slow under the race detector; make test runs it without")
+	}
+}
+
+func wantAllDelivered(t *testing.T, s Summary) {
+	t.Helper()
 	if s.Queries == 0 || s.QuerySuccessRatio != 1 {
 		t.Errorf("queries %d, success %v: want all to succeed", s.Queries, s.QuerySuccessRatio)
 	}
 	if s.GossipExpected == 0 || s.GossipDeliveryRatio != 1 {
 		t.Errorf("gossip delivered %d of %d: want all", s.GossipDelivered, s.GossipExpected)
+	}
+}
+
+// TestSteadyTiny runs under the race detector too.
+func TestSteadyTiny(t *testing.T) {
+	needSim(t, true)
+	sc := smallScenario(t, "steady")
+	sc.Warmup, sc.Settle, sc.Duration = Duration(10*time.Second), Duration(20*time.Second), Duration(time.Minute)
+	s := simulate(t, sc, envInt("SIMNET_PEERS", 8), 1)
+	wantAllDelivered(t, s)
+	if s.Propagations == 0 {
+		t.Error("no record propagation measured")
+	}
+}
+
+func TestSteadySmall(t *testing.T) {
+	needSim(t, false)
+	s := simulate(t, smallScenario(t, "steady"), envInt("SIMNET_PEERS", 20), 1)
+	wantAllDelivered(t, s)
+}
+
+// TestSameSeedSameSummary: the promise researchers rely on.
+func TestSameSeedSameSummary(t *testing.T) {
+	needSim(t, false)
+	sc := smallScenario(t, "steady")
+	sc.Duration = Duration(time.Minute)
+	a := simulate(t, sc, 12, 7)
+	b := simulate(t, sc, 12, 7)
+	for _, s := range []*Summary{&a, &b} {
+		s.WallSeconds, s.PeakRSSBytes, s.HeapBytesPerPeer, s.GoroutinesPerPeer = 0, 0, 0, 0
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if string(ja) != string(jb) {
+		t.Errorf("same seed, different summaries:\n%s\n%s", ja, jb)
+	}
+}
+
+func TestFloodSmall(t *testing.T) {
+	needSim(t, false)
+	sc := smallScenario(t, "flood")
+	sc.Flood.Share = 0.1
+	sc.Flood.Start = Duration(10 * time.Second)
+	sc.Flood.Rate = 4
+	s := simulate(t, sc, 20, 3)
+	wantAllDelivered(t, s)
+	if s.Attackers != 2 || s.FloodSent == 0 || s.FloodRejected == 0 {
+		t.Errorf("attackers %d sent %d, rejected %d: want a flood that is rejected", s.Attackers, s.FloodSent, s.FloodRejected)
+	}
+	if s.AttackerScoreMean >= 0 || s.HonestScoreMean < 0 {
+		t.Errorf("attackers scored %v, honest peers %v: want attackers negative, honest not", s.AttackerScoreMean, s.HonestScoreMean)
+	}
+}
+
+func TestPartitionSmall(t *testing.T) {
+	needSim(t, false)
+	sc := smallScenario(t, "partition")
+	sc.Duration = Duration(4 * time.Minute)
+	sc.Partition.At, sc.Partition.For = Duration(30*time.Second), Duration(time.Minute)
+	s := simulate(t, sc, 24, 5)
+	if s.GossipDeliveryRatio != 1 {
+		t.Errorf("gossip on each side of the cut: delivered %d of %d", s.GossipDelivered, s.GossipExpected)
+	}
+	if s.QueryRecoverySeconds > time.Duration(sc.ProvideInterval).Seconds() {
+		t.Errorf("queries failed %v s after the heal: want recovery within the republish interval (%v)", s.QueryRecoverySeconds, time.Duration(sc.ProvideInterval))
+	}
+}
+
+func TestChurnSmall(t *testing.T) {
+	needSim(t, false)
+	sc := smallScenario(t, "churn")
+	sc.Churn.Epoch = Duration(2 * time.Minute)
+	sc.Churn.Share = 0.2
+	s := simulate(t, sc, 20, 9)
+	if s.Leaves == 0 || s.Joins == 0 {
+		t.Fatalf("leaves %d joins %d: want churn", s.Leaves, s.Joins)
+	}
+	if s.QueryRecoverySeconds > time.Duration(sc.ProvideInterval).Seconds() {
+		t.Errorf("queries failed %v s after a peer left: want recovery within the republish interval", s.QueryRecoverySeconds)
+	}
+	if s.GossipDeliveryRatio < 0.99 {
+		t.Errorf("gossip delivered %v under churn", s.GossipDeliveryRatio)
 	}
 }

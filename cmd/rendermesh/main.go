@@ -24,6 +24,8 @@ Commands:
   node lock|unlock|status
             take the local container out of scheduling, put it back, or show its state
   devnet    run a whole network of real nodes in this process (rendermesh devnet --nodes 30)
+  simnet    simulate hundreds to thousands of real nodes on simulated links, reproducibly
+            (rendermesh simnet run --peers 100 --seed 1 --scenario steady --out out/; simnet list)
   find      find containers by capability (rendermesh find --bootstrap ADDR --gpu H100 --region u33 --app demo)
   keys      show this node's peer ID (rendermesh keys --data-dir DIR)
   version   print the version
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdNode(ctx, rest, stderr)
 	case "devnet":
 		return cmdDevnet(ctx, rest, stdout, stderr)
+	case "simnet":
+		return cmdSimnet(ctx, rest, stdout, stderr)
 	case "find":
 		return cmdFind(ctx, rest, stdout, stderr)
 	case "keys":

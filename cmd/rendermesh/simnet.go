@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rendermesh/rendermesh/simnet"
+)
+
+const simnetUsage = `Usage: rendermesh simnet <run|list> [flags]
+
+  run    run a simulated network of real nodes and write DIR/summary.json, DIR/report.html
+         and DIR/trace.jsonl (rendermesh simnet run --peers 100 --seed 1 --scenario steady --out out/)
+  list   show the built-in scenarios
+`
+
+func cmdSimnet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, simnetUsage)
+		return fmt.Errorf("%w: simnet needs run or list", errUsage)
+	}
+	switch args[0] {
+	case "run":
+		return cmdSimnetRun(ctx, args[1:], stdout, stderr)
+	case "list":
+		return cmdSimnetList(stdout)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, simnetUsage)
+		return nil
+	}
+	fmt.Fprint(stderr, simnetUsage)
+	return fmt.Errorf("%w: unknown simnet command %q", errUsage, args[0])
+}
+
+func cmdSimnetList(stdout io.Writer) error {
+	all, err := simnet.Scenarios()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPEERS\tDURATION\tDESCRIPTION")
+	for _, s := range all {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", s.Name, s.Peers, time.Duration(s.Duration), s.Description)
+	}
+	return tw.Flush()
+}
+
+func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("simnet run", stderr)
+	peers := fs.Int("peers", 0, "peers at the start (default: the scenario's)")
+	seed := fs.Int64("seed", 1, "seed of everything random in the scenario")
+	scenario := fs.String("scenario", "steady", "built-in scenario name (see simnet list) or a scenario file")
+	out := fs.String("out", "", "write summary.json, report.html and trace.jsonl here (required)")
+	duration := fs.Duration("duration", 0, "measured simulated time (default: the scenario's)")
+	asJSON := fs.Bool("json", false, "also print the summary as one JSON object on stdout")
+	logLevel := fs.String("log-level", "warn", "level of the nodes' log, written to DIR/nodes.log")
+	if err := fs.Parse(args); err != nil {
+		return parseErr(err)
+	}
+	if *out == "" {
+		return fmt.Errorf("%w: --out DIR is required", errUsage)
+	}
+	if *peers < 0 || *duration < 0 {
+		return fmt.Errorf("%w: --peers and --duration must not be negative", errUsage)
+	}
+	sc, err := simnet.LoadScenario(*scenario)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("%w: --log-level: %v", errUsage, err)
+	}
+	logf, err := os.Create(filepath.Join(*out, "nodes.log"))
+	if err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	defer logf.Close()
+
+	prog := new(simnet.Progress)
+	done := make(chan struct{})
+	barDone := make(chan struct{})
+	go func() { // outside the bubble: real time
+		defer close(barDone)
+		showProgress(ctx, prog, stderr, done)
+	}()
+	res, err := simnet.Run(simnet.Config{Scenario: sc, Peers: *peers, Seed: *seed, Duration: *duration,
+		Logger:   slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: level})),
+		Progress: prog})
+	close(done)
+	<-barDone
+	if err != nil {
+		return err
+	}
+	if err := simnet.WriteResult(*out, res); err != nil {
+		return err
+	}
+	s := res.Summary
+	fmt.Fprintf(stderr, "simnet: %s, %d peers, seed %d: %.0f s simulated in %.1f s; queries %.1f%% ok (p50 %.0f ms, p99 %.0f ms); gossip %.2f%% delivered (p99 %.0f ms); peak RSS %d MiB; report %s\n",
+		s.Scenario, s.Peers, s.Seed, s.SimSeconds, s.WallSeconds, 100*s.QuerySuccessRatio, s.QueryMsP50, s.QueryMsP99,
+		100*s.GossipDeliveryRatio, s.GossipMsP99, s.PeakRSSBytes>>20, filepath.Join(*out, "report.html"))
+	if *asJSON {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, string(b))
+	}
+	return nil
+}
+
+// showProgress draws a progress bar on a terminal (a line every 10 s otherwise) until done. An
+// interrupt asks the simulation to stop early; it still writes what it measured.
+func showProgress(ctx context.Context, p *simnet.Progress, w io.Writer, done <-chan struct{}) {
+	tty := isTerminal(w)
+	every := 10 * time.Second
+	if tty {
+		every = 200 * time.Millisecond
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	began := time.Now()
+	for {
+		select {
+		case <-done:
+			if tty {
+				fmt.Fprint(w, "\r\033[K")
+			}
+			return
+		case <-ctx.Done():
+			if !p.Stop.Load() {
+				p.Stop.Store(true)
+				fmt.Fprintln(w, "\nsimnet: interrupted; stopping the simulation and writing what it measured")
+			}
+		case <-tick.C:
+		}
+		sim, total := time.Duration(p.SimNanos.Load()), time.Duration(p.TotalNanos.Load())
+		phase, _ := p.Phase.Load().(string)
+		frac := 0.0
+		if total > 0 {
+			frac = min(1, float64(sim)/float64(total))
+		}
+		const width = 30
+		bar := strings.Repeat("#", int(frac*width)) + strings.Repeat(".", width-int(frac*width))
+		line := fmt.Sprintf("simnet [%s] %3.0f%% sim %s/%s, %d peers online, wall %s, %s", bar, 100*frac,
+			sim.Round(time.Second), total.Round(time.Second), p.Online.Load(), time.Since(began).Round(time.Second), phase)
+		if tty {
+			fmt.Fprint(w, "\r\033[K"+line)
+		} else {
+			fmt.Fprintln(w, line)
+		}
+	}
+}
