@@ -3,6 +3,7 @@ package simnet
 import (
 	"encoding/json"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"testing"
@@ -88,21 +89,39 @@ func TestSteadySmall(t *testing.T) {
 	wantAllDelivered(t, s)
 }
 
-// TestSameSeedSameSummary: the promise researchers rely on.
+// TestSameSeedSameSummary: the promise researchers rely on. Everything the scenario decides and
+// everything counted must be equal; latency percentiles depend also on choices inside go-libp2p,
+// kad-dht and gossipsub that cannot be seeded (docs/SIMNET.md), and must agree within 25%.
 func TestSameSeedSameSummary(t *testing.T) {
 	needSim(t, false)
 	sc := smallScenario(t, "steady")
 	sc.Duration = Duration(time.Minute)
 	a := simulate(t, sc, 12, 7)
 	b := simulate(t, sc, 12, 7)
-	for _, s := range []*Summary{&a, &b} {
-		s.WallSeconds, s.PeakRSSBytes, s.HeapBytesPerPeer, s.GoroutinesPerPeer = 0, 0, 0, 0
+	type exact struct {
+		Peers, Containers, Attackers, Joins, Leaves, StartFailures, Queries int
+		Scenario, Trace                                                     string
+		Sim, QueryOK, GossipOK                                              float64
+		Published, Expected, Delivered, Propagations                        int
 	}
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	if string(ja) != string(jb) {
-		t.Errorf("same seed, different summaries:\n%s\n%s", ja, jb)
+	pick := func(s Summary) exact {
+		return exact{s.Peers, s.Containers, s.Attackers, s.Joins, s.Leaves, s.StartFailures, s.Queries,
+			s.Scenario, s.TraceSHA256, s.SimSeconds, s.QuerySuccessRatio, s.GossipDeliveryRatio,
+			s.GossipPublished, s.GossipExpected, s.GossipDelivered, s.Propagations}
 	}
+	if pick(a) != pick(b) {
+		t.Errorf("same seed, different outcomes:\n%+v\n%+v", pick(a), pick(b))
+	}
+	near := func(name string, x, y float64) {
+		if math.Abs(x-y) > 0.25*math.Max(x, y) {
+			t.Errorf("%s: %v and %v differ by more than 25%%", name, x, y)
+		}
+	}
+	near("query_ms_p50", a.QueryMsP50, b.QueryMsP50)
+	near("query_ms_p99", a.QueryMsP99, b.QueryMsP99)
+	near("gossip_ms_p50", a.GossipMsP50, b.GossipMsP50)
+	near("gossip_ms_p99", a.GossipMsP99, b.GossipMsP99)
+	near("propagation_ms_p50", a.PropagationMsP50, b.PropagationMsP50)
 }
 
 func TestFloodSmall(t *testing.T) {
