@@ -13,23 +13,12 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/rendermesh/rendermesh/node"
 )
 
-// Duration is a time.Duration that TOML spells "90s", "15m".
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText writes a Go duration.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+// Duration is node's TOML duration ("90s", "15m"), shared so both files read alike.
+type Duration = node.Duration
 
 // Scenario is what happens in a run. Built-in scenarios live in simnet/scenarios/*.toml; a file of
 // the same shape can be passed instead of a name. Later capabilities add their roles here.

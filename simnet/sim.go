@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -768,8 +767,6 @@ func peakRSS() uint64 {
 	}
 	return uint64(ru.Maxrss) << 10
 }
-
-var errStopped = errors.New("simnet: stopped")
 
 func simulatedProbe(p *peerSpec) *container.SimulatedProbe {
 	prof, _ := container.ProfileByName(p.profile)
