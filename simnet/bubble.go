@@ -70,6 +70,7 @@ func RunT(t *testing.T, cfg Config) (*Result, error) {
 	var res *Result
 	var err error
 	began := time.Now()
+	defer deterministic(cfg)()
 	synctest.Test(t, func(*testing.T) { res, err = run(cfg) })
 	if res != nil {
 		res.setWall(time.Since(began))

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -46,6 +47,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Progress, if set, is updated as the run goes (read it from outside the bubble).
 	Progress *Progress
+	// Procs is GOMAXPROCS during the run. 0 means 1: with one P, goroutines woken at the same
+	// simulated instant run in a repeatable order, which makes latencies reproducible, and on two
+	// cores it costs no wall time (docs/SIMNET.md). More trades reproducibility for parallelism.
+	Procs int
 }
 
 // Progress is the state of a run, for a progress bar outside the simulation.
@@ -71,6 +76,7 @@ func Run(cfg Config) (*Result, error) {
 	var res *Result
 	var err error
 	began := time.Now()
+	defer deterministic(cfg)()
 	if berr := Bubble(func() { res, err = run(cfg) }); berr != nil {
 		return nil, berr
 	}
@@ -78,6 +84,20 @@ func Run(cfg Config) (*Result, error) {
 		res.setWall(time.Since(began))
 	}
 	return res, err
+}
+
+// deterministic pins what the simulation's code takes from the process: GOMAXPROCS, and the global
+// math/rand source that gossipsub draws its mesh choices from (seeded from the run's seed; this
+// needs GODEBUG randseednop=0, set by the //go:debug line of the rendermesh binary and the tests).
+// It returns a function that restores GOMAXPROCS.
+func deterministic(cfg Config) func() {
+	procs := cfg.Procs
+	if procs <= 0 {
+		procs = 1
+	}
+	prev := runtime.GOMAXPROCS(procs)
+	rand.Seed(cfg.Seed) //nolint:staticcheck // the global source is what gossipsub uses
+	return func() { runtime.GOMAXPROCS(prev) }
 }
 
 // WriteResult writes summary.json, report.html and trace.jsonl into dir.

@@ -1,3 +1,5 @@
+//go:debug randseednop=0
+
 package simnet
 
 import (
@@ -90,8 +92,10 @@ func TestSteadySmall(t *testing.T) {
 }
 
 // TestSameSeedSameSummary: the promise researchers rely on. Everything the scenario decides and
-// everything counted must be equal; latency percentiles depend also on choices inside go-libp2p,
-// kad-dht and gossipsub that cannot be seeded (docs/SIMNET.md), and must agree within 25%.
+// everything counted must be equal. With one P and gossipsub's source seeded (Config.Procs), the
+// latency percentiles came out identical in every run measured, but kad-dht and quic-go still draw
+// from unseeded sources and the runtime's map and select order is random (docs/SIMNET.md): the test
+// asks them to agree within 10% and says when they are not identical.
 func TestSameSeedSameSummary(t *testing.T) {
 	needSim(t, false)
 	sc := smallScenario(t, "steady")
@@ -113,8 +117,11 @@ func TestSameSeedSameSummary(t *testing.T) {
 		t.Errorf("same seed, different outcomes:\n%+v\n%+v", pick(a), pick(b))
 	}
 	near := func(name string, x, y float64) {
-		if math.Abs(x-y) > 0.25*math.Max(x, y) {
-			t.Errorf("%s: %v and %v differ by more than 25%%", name, x, y)
+		switch {
+		case math.Abs(x-y) > 0.10*math.Max(x, y):
+			t.Errorf("%s: %v and %v differ by more than 10%%", name, x, y)
+		case x != y:
+			t.Logf("%s: %v and %v are not identical", name, x, y)
 		}
 	}
 	near("query_ms_p50", a.QueryMsP50, b.QueryMsP50)

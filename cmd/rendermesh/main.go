@@ -1,3 +1,8 @@
+// randseednop=0 lets the simnet seed the global math/rand source that gossipsub draws from, so
+// that a seed reproduces a run; nothing else in the binary seeds it.
+//
+//go:debug randseednop=0
+
 // Command rendermesh is the one binary of the rendermesh network: it runs a node, a whole devnet on
 // one machine, and the light client's queries. Run `rendermesh help` for the commands.
 package main

@@ -62,14 +62,15 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	duration := fs.Duration("duration", 0, "measured simulated time (default: the scenario's)")
 	asJSON := fs.Bool("json", false, "also print the summary as one JSON object on stdout")
 	logLevel := fs.String("log-level", "warn", "level of the nodes' log, written to DIR/nodes.log")
+	procs := fs.Int("procs", 1, "GOMAXPROCS during the run; above 1, latencies are no longer reproducible")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: --out DIR is required", errUsage)
 	}
-	if *peers < 0 || *duration < 0 {
-		return fmt.Errorf("%w: --peers and --duration must not be negative", errUsage)
+	if *peers < 0 || *duration < 0 || *procs < 1 {
+		return fmt.Errorf("%w: --peers and --duration must not be negative, --procs must be at least 1", errUsage)
 	}
 	sc, err := simnet.LoadScenario(*scenario)
 	if err != nil {
@@ -97,7 +98,7 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}()
 	res, err := simnet.Run(simnet.Config{Scenario: sc, Peers: *peers, Seed: *seed, Duration: *duration,
 		Logger:   slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: level})),
-		Progress: prog})
+		Progress: prog, Procs: *procs})
 	close(done)
 	<-barDone
 	if err != nil {
