@@ -27,6 +27,7 @@ type Config struct {
 	Admin     AdminConfig     `toml:"admin"`
 	P2P       P2PConfig       `toml:"p2p"`
 	Container ContainerConfig `toml:"container"`
+	Network   NetworkConfig   `toml:"network"`
 }
 
 // LogConfig configures logging.
@@ -106,6 +107,7 @@ func Default() Config {
 			ResourceMemory:   512,
 			ResourceFDs:      1024,
 		},
+		Network: DefaultNetwork(),
 		Container: ContainerConfig{
 			Apps:              []string{"demo"},
 			SessionFee:        "0.25",
@@ -158,6 +160,9 @@ func (c *Config) Validate() error {
 		if !container.ValidRegion(r) {
 			return fmt.Errorf("%w: serve region %q: want a region code such as eu-west", ErrConfig, r)
 		}
+	}
+	if _, err := c.Network.EpochConfig(nil); err != nil {
+		return err
 	}
 	if c.HasRole(RoleContainer) {
 		cc := &c.Container

@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -22,6 +26,7 @@ import (
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/consumer"
 	"github.com/rendermesh/rendermesh/roles/container"
+	"github.com/rendermesh/rendermesh/roles/epoch"
 )
 
 // DevnetConfig configures a devnet: a whole network of real nodes in one process on loopback.
@@ -35,6 +40,10 @@ type DevnetConfig struct {
 	RecordTTL      time.Duration
 	Heartbeat      time.Duration
 	Logger         *slog.Logger // nodes' logs
+	// Epoch is the epoch length (default 10 s, so that a 30-second run sees several); Committee the
+	// expected indexer seats per epoch (default: a sixth of the nodes, at least 3).
+	Epoch     time.Duration
+	Committee uint32
 	// Progress, if set, receives one line per phase.
 	Progress func(string)
 }
@@ -76,6 +85,9 @@ type Devnet struct {
 	started  time.Time
 	startDur time.Duration
 
+	network NetworkConfig
+	stakes  epoch.Allocation
+
 	mu    sync.Mutex
 	beats map[string]*pb.Heartbeat // latest heartbeat per container, as the first node carries them
 	seen  map[string]time.Time
@@ -98,6 +110,12 @@ func StartDevnet(ctx context.Context, cfg DevnetConfig) (_ *Devnet, err error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Epoch == 0 {
+		cfg.Epoch = 10 * time.Second
+	}
+	if cfg.Committee == 0 {
+		cfg.Committee = uint32(max(3, cfg.Nodes/6))
 	}
 	if cfg.Progress == nil {
 		cfg.Progress = func(string) {}
@@ -123,6 +141,9 @@ func StartDevnet(ctx context.Context, cfg DevnetConfig) (_ *Devnet, err error) {
 	}
 	metrics := p2p.NewMetrics(d.Registry)
 	d.started = time.Now()
+	if err := d.allocate(); err != nil {
+		return nil, err
+	}
 
 	// The bootstrap node first, then the rest in parallel, a few at a time.
 	first, err := d.newNode(0, nil, metrics)
@@ -181,6 +202,90 @@ func StartDevnet(ctx context.Context, cfg DevnetConfig) (_ *Devnet, err error) {
 	return d, nil
 }
 
+// allocate creates every node's identity ahead, gives each node stake (varied, so that weights
+// differ) and fixes the devnet's genesis a little after the first nodes are up: nodes that start
+// later catch up by importing committee records, as a late joiner does.
+func (d *Devnet) allocate() error {
+	var alloc epoch.Allocation
+	for i := range d.cfg.Nodes {
+		dir := filepath.Join(d.cfg.Dir, fmt.Sprintf("node-%03d", i))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		key, err := LoadOrCreateIdentity(filepath.Join(dir, IdentityFile), nil)
+		if err != nil {
+			return err
+		}
+		id, err := peer.IDFromPrivateKey(key)
+		if err != nil {
+			return err
+		}
+		stake := new(big.Int).Mul(big.NewInt(int64(1000+500*(i%4))), big.NewInt(1e18))
+		c, err := NewCandidate(id, stake, 1_000_000)
+		if err != nil {
+			return err
+		}
+		alloc = append(alloc, c)
+	}
+	var err error
+	if d.stakes, err = SortAllocation(alloc); err != nil {
+		return err
+	}
+	seed := sha256.Sum256(fmt.Appendf(nil, "rendermesh devnet %d", d.started.UnixNano()))
+	d.network = DefaultNetwork()
+	d.network.GenesisTime = d.started.Add(devGenesisDelay).UTC().Format(time.RFC3339Nano)
+	d.network.GenesisSeed = hex.EncodeToString(seed[:])
+	d.network.EpochLength = Duration(d.cfg.Epoch)
+	d.network.CommitteeSize = d.cfg.Committee
+	d.network.Grace = Duration(d.cfg.Epoch / 5)
+	return nil
+}
+
+// Network is the devnet's network configuration (its genesis).
+func (d *Devnet) Network() NetworkConfig { return d.network }
+
+// Stakes is the devnet's allocation.
+func (d *Devnet) Stakes() epoch.Allocation { return d.stakes }
+
+// devGenesisDelay: the devnet's epoch 0 starts this long after StartDevnet begins.
+const devGenesisDelay = 2 * time.Second
+
+// EpochStats is what the devnet's nodes agree on about the current epoch's committee.
+type EpochStats struct {
+	Epoch     uint64
+	Indexers  int     // committee members in the most common view
+	Agreement float64 // share of nodes whose view is the most common one
+}
+
+// Epochs compares the nodes' views of the current epoch's committee.
+func (d *Devnet) Epochs() EpochStats {
+	var st EpochStats
+	views := map[string]int{}
+	sizes := map[string]int{}
+	total := 0
+	for _, n := range d.Nodes {
+		tr := n.Epochs()
+		if tr == nil {
+			continue
+		}
+		st.Epoch = tr.Schedule().Epoch(time.Now())
+		dg, size := tr.Digest(st.Epoch)
+		views[dg]++
+		sizes[dg] = size
+		total++
+	}
+	best := ""
+	for dg, c := range views {
+		if best == "" || c > views[best] || (c == views[best] && dg < best) {
+			best = dg
+		}
+	}
+	if total > 0 {
+		st.Indexers, st.Agreement = sizes[best], float64(views[best])/float64(total)
+	}
+	return st
+}
+
 func (d *Devnet) isContainer(i int) bool { return i > 0 && i%d.cfg.ContainerEvery != 0 }
 
 func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, error) {
@@ -197,7 +302,9 @@ func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, err
 	}
 	cfg.Container.RecordTTL = Duration(d.cfg.RecordTTL)
 	cfg.Container.HeartbeatInterval = Duration(d.cfg.Heartbeat)
+	cfg.Network = d.network
 	opts := Options{
+		Stakes:         d.stakes,
 		Logger:         d.cfg.Logger.With("node", i),
 		Registry:       d.Registry,
 		Metrics:        metrics,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/roles/consumer"
+	"github.com/rendermesh/rendermesh/roles/epoch"
 )
 
 // providerAddrTTL is how long a light client remembers providers' addresses.
@@ -24,6 +25,7 @@ const providerAddrTTL = 10 * time.Minute
 type LightClient struct {
 	net    *p2p.Net
 	quorum int
+	clock  clock.Clock
 }
 
 // LightOptions configure a light client.
@@ -81,12 +83,65 @@ func NewLightClient(ctx context.Context, o LightOptions) (*LightClient, error) {
 	if q == 0 {
 		q = 2
 	}
-	return &LightClient{net: n, quorum: q}, nil
+	if o.Clock == nil {
+		o.Clock = clock.New()
+	}
+	return &LightClient{net: n, quorum: q, clock: o.Clock}, nil
 }
 
 // Find resolves a capability query.
 func (l *LightClient) Find(ctx context.Context, q consumer.Query) ([]consumer.Found, consumer.Stats, error) {
 	return consumer.Find(ctx, lookupNet{n: l.net, quorum: l.quorum}, q)
+}
+
+// Indexers finds the current epoch's indexers and verifies their tickets before trusting them. A
+// light client does not follow gossip, so it verifies the beacon itself: from the genesis seed it
+// imports every epoch's sealed committee record, checking each ticket's VRF proof, weight and seats,
+// and derives each next seed, up to the current epoch (the current epoch's record may still be
+// unsealed). stakes nil: the network's allocation file. It costs one DHT lookup per epoch since
+// genesis (docs/EPOCHS.md: checkpoints are what bounds it later).
+func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epoch.StakeSource) ([]*epoch.Ticket, error) {
+	if !nc.Elections() {
+		return nil, fmt.Errorf("%w: network.genesis_time is not set: this network holds no elections", ErrConfig)
+	}
+	if stakes == nil && nc.Allocation != "" {
+		a, err := LoadAllocation(nc.Allocation)
+		if err != nil {
+			return nil, err
+		}
+		stakes = a
+	}
+	cfg, err := nc.EpochConfig(stakes)
+	if err != nil {
+		return nil, err
+	}
+	now := l.clock.Now()
+	cur := cfg.Schedule.Epoch(now)
+	if cur > MaxCatchUp {
+		return nil, fmt.Errorf("epoch %d: verifying more than %d epochs from genesis needs a checkpoint", cur, MaxCatchUp)
+	}
+	tr, err := epoch.NewTracker(cfg, now)
+	if err != nil {
+		return nil, err
+	}
+	tr.Advance(now) // epoch 0 needs no import
+	for {
+		e, ok := tr.NeedImport(now)
+		if !ok {
+			break
+		}
+		rec, tickets, err := l.net.Committee(ctx, e, l.quorum)
+		if err != nil {
+			return nil, fmt.Errorf("indexers: committee of epoch %d: %w", e, err)
+		}
+		if !rec.Sealed && e != cur {
+			return nil, fmt.Errorf("indexers: no sealed committee record for epoch %d", e)
+		}
+		if _, err := tr.ImportSealed(e, imported(tickets)); err != nil {
+			return nil, err
+		}
+	}
+	return tr.Committee(cur), nil
 }
 
 // Net is the client's p2p layer.

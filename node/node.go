@@ -25,6 +25,7 @@ import (
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/container"
+	"github.com/rendermesh/rendermesh/roles/epoch"
 )
 
 // Version is the agent version; the build sets it with -ldflags.
@@ -56,6 +57,8 @@ type Options struct {
 	Transports []libp2p.Option
 	// ScoreInspect, when positive, snapshots gossipsub peer scores at this period (simnet's flood metrics).
 	ScoreInspect time.Duration
+	// Stakes replaces the network's allocation file as the sortition's stake source (devnet, simnet).
+	Stakes epoch.StakeSource
 }
 
 func (o Options) inMemory() bool { return o.Key != nil && o.Datastore != nil }
@@ -71,6 +74,11 @@ type Node struct {
 	cont  *container.Container
 	probe container.Probe
 	admin *adminServer
+	ep    *epochs
+
+	ctx    context.Context // ends at Close: background work of the node itself
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -103,6 +111,7 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		opts.Metrics = p2p.NewMetrics(opts.Registry)
 	}
 	n := &Node{cfg: cfg, opts: opts, log: opts.Logger}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -132,6 +141,11 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		return nil, err
 	}
 	n.log = n.log.With("peer", n.net.ID().ShortString())
+	if cfg.Network.Elections() {
+		if n.ep, err = n.newEpochs(key); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.HasRole(RoleContainer) {
 		if err := n.newContainer(); err != nil {
 			return nil, err
@@ -247,6 +261,11 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if n.ep != nil {
+		if err := n.ep.start(n.ctx, &n.wg); err != nil {
+			return err
+		}
+	}
 	joined := time.Now()
 	if n.cont != nil {
 		if err := n.cont.Start(ctx); err != nil {
@@ -287,6 +306,8 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		n.cancel()
+		n.wg.Wait()
 		if n.cont != nil {
 			n.cont.Stop()
 		}

@@ -23,6 +23,7 @@ type Kind struct {
 var (
 	KindContainerRecord = Kind{Domain: "rendermesh-container-record", Codec: []byte("/rendermesh/container-record/1")}
 	KindHeartbeat       = Kind{Domain: "rendermesh-heartbeat", Codec: []byte("/rendermesh/heartbeat/1")}
+	KindIndexerTicket   = Kind{Domain: "rendermesh-indexer-ticket", Codec: []byte("/rendermesh/indexer-ticket/1")}
 )
 
 // Errors from Open: ErrEnvelope wraps both; ErrMalformed for bytes that do not decode, ErrSignature for

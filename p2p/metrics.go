@@ -13,6 +13,8 @@ type Metrics struct {
 	RecordAccepted     prometheus.Counter
 	HeartbeatRejected  *prometheus.CounterVec
 	HeartbeatDelivered prometheus.Counter
+	TicketRejected     *prometheus.CounterVec
+	TicketAccepted     prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not registered). Collectors that
@@ -35,6 +37,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rendermesh", Subsystem: "gossip", Name: "heartbeat_accepted_total",
 			Help: "Heartbeats that passed the topic validator.",
 		}),
+		TicketRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rendermesh", Subsystem: "indexer", Name: "ticket_rejected_total",
+			Help: "Indexer tickets rejected or ignored (gossip and committee records), by reason.",
+		}, []string{"reason"}),
+		TicketAccepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "rendermesh", Subsystem: "indexer", Name: "ticket_accepted_total",
+			Help: "Indexer tickets accepted from gossip.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -43,6 +53,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.RecordAccepted = register(reg, m.RecordAccepted)
 	m.HeartbeatRejected = register(reg, m.HeartbeatRejected)
 	m.HeartbeatDelivered = register(reg, m.HeartbeatDelivered)
+	m.TicketRejected = register(reg, m.TicketRejected)
+	m.TicketAccepted = register(reg, m.TicketAccepted)
 	return m
 }
 

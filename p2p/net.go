@@ -45,6 +45,7 @@ type Net struct {
 	cancel context.CancelFunc
 
 	hbValidator *heartbeatValidator
+	committees  *CommitteeValidator
 
 	mu     sync.Mutex
 	scores map[peer.ID]float64 // last snapshot, when Config.ScoreInspect is set
@@ -61,7 +62,7 @@ func New(cfg Config) (*Net, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Net{cfg: cfg, log: cfg.Logger, topics: map[string]*pubsub.Topic{}}
+	n := &Net{cfg: cfg, log: cfg.Logger, topics: map[string]*pubsub.Topic{}, committees: &CommitteeValidator{}}
 	n.host, err = newHost(cfg)
 	if err != nil {
 		return nil, err
@@ -75,6 +76,7 @@ func New(cfg Config) (*Net, error) {
 		dht.ProtocolPrefix(DHTProtocolPrefix),
 		dht.Validator(record.NamespacedValidator{
 			ContainerRecordNamespace: NewContainerRecordValidator(cfg.Clock, cfg.Metrics),
+			CommitteeNamespace:       n.committees,
 		}),
 		dht.Datastore(namespace.Wrap(cfg.Datastore, ds.NewKey("dht"))),
 		dht.MaxRecordAge(MaxRecordTTL),

@@ -28,6 +28,12 @@ type devnetSummary struct {
 	Goroutines      int            `json:"goroutines"`
 	WallSeconds     float64        `json:"wall_seconds"`
 	Metrics         string         `json:"metrics,omitempty"`
+	// Epochs (issue 4): the current epoch, its committee size, and the share of nodes that hold
+	// the same committee.
+	Epoch            uint64  `json:"epoch"`
+	Indexers         int     `json:"indexers"`
+	IndexerAgreement float64 `json:"indexer_agreement"`
+	LightIndexers    int     `json:"light_client_indexers"`
 }
 
 func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -118,6 +124,13 @@ loop:
 	for g, c := range d.States() {
 		sum.States[string(g)] = c
 	}
+	es := d.Epochs()
+	sum.Epoch, sum.Indexers, sum.IndexerAgreement = es.Epoch, es.Indexers, es.Agreement
+	if ix, err := d.Light.Indexers(ctx, d.Network(), d.Stakes()); err == nil {
+		sum.LightIndexers = len(ix)
+	} else if ctx.Err() == nil {
+		progress("light client: indexers: " + err.Error())
+	}
 	sum.RSSBytes = node.RSSBytes()
 	sum.RSSPerNode = sum.RSSBytes / uint64(*nodes)
 	sum.Goroutines = node.Goroutines()
@@ -135,11 +148,12 @@ loop:
   queries            %d (%d failed), p50 %.1f ms, p99 %.1f ms
   states             ready %d, busy %d, offline %d, setting up %d
   memory             %d MiB RSS (%d KiB per node), %d goroutines
+  epoch              %d: %d indexers, agreement %.2f; the light client verified %d
 `, sum.Nodes, sum.Containers, sum.StartMS, sum.ConvergedMS, sum.ContainersFound, sum.Containers,
 		sum.Queries, sum.QueryFailures, sum.QueryMSP50, sum.QueryMSP99,
 		sum.States[string(container.GroupReady)], sum.States[string(container.GroupBusy)],
 		sum.States[string(container.GroupOffline)], sum.States[string(container.GroupSettingUp)],
-		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines)
+		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines, sum.Epoch, sum.Indexers, sum.IndexerAgreement, sum.LightIndexers)
 	if sum.Metrics != "" {
 		fmt.Fprintf(stdout, "  metrics            http://%s/metrics (while running)\n", sum.Metrics)
 	}

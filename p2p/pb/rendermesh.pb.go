@@ -626,6 +626,198 @@ func (x *Heartbeat) GetRecordSeq() uint64 {
 	return 0
 }
 
+// IndexerTicket is a sortition winner's claim to seats on an epoch's indexer committee, sealed by the
+// winner in an envelope of KindIndexerTicket. Anyone who knows seed(epoch) and the stake source can
+// verify it: the VRF proof is over Alpha(seed(epoch), epoch, role) with the signer's Ed25519 key, and
+// the seats follow from the VRF output and the weight inputs (docs/EPOCHS.md).
+type IndexerTicket struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PeerId        []byte                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Role          string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`                         // "indexer"
+	VrfProof      []byte                 `protobuf:"bytes,4,opt,name=vrf_proof,json=vrfProof,proto3" json:"vrf_proof,omitempty"` // 80 bytes, ECVRF-EDWARDS25519-SHA512-ELL2 (RFC 9381)
+	Seats         uint32                 `protobuf:"varint,5,opt,name=seats,proto3" json:"seats,omitempty"`
+	Stake         []byte                 `protobuf:"bytes,6,opt,name=stake,proto3" json:"stake,omitempty"`                              // weight input: stake in base units, big-endian unsigned
+	QualityPpm    uint32                 `protobuf:"varint,7,opt,name=quality_ppm,json=qualityPpm,proto3" json:"quality_ppm,omitempty"` // weight input: service quality, parts per million
+	Recent        uint32                 `protobuf:"varint,8,opt,name=recent,proto3" json:"recent,omitempty"`                           // weight input: selections in the recency window
+	Seed          []byte                 `protobuf:"bytes,9,opt,name=seed,proto3" json:"seed,omitempty"`                                // seed(epoch) the proof was made on (32 bytes)
+	IssuedUnixMs  int64                  `protobuf:"varint,10,opt,name=issued_unix_ms,json=issuedUnixMs,proto3" json:"issued_unix_ms,omitempty"`
+	Addrs         [][]byte               `protobuf:"bytes,11,rep,name=addrs,proto3" json:"addrs,omitempty"` // where to reach the indexer, multiaddrs in binary form
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndexerTicket) Reset() {
+	*x = IndexerTicket{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndexerTicket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndexerTicket) ProtoMessage() {}
+
+func (x *IndexerTicket) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndexerTicket.ProtoReflect.Descriptor instead.
+func (*IndexerTicket) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *IndexerTicket) GetPeerId() []byte {
+	if x != nil {
+		return x.PeerId
+	}
+	return nil
+}
+
+func (x *IndexerTicket) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *IndexerTicket) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *IndexerTicket) GetVrfProof() []byte {
+	if x != nil {
+		return x.VrfProof
+	}
+	return nil
+}
+
+func (x *IndexerTicket) GetSeats() uint32 {
+	if x != nil {
+		return x.Seats
+	}
+	return 0
+}
+
+func (x *IndexerTicket) GetStake() []byte {
+	if x != nil {
+		return x.Stake
+	}
+	return nil
+}
+
+func (x *IndexerTicket) GetQualityPpm() uint32 {
+	if x != nil {
+		return x.QualityPpm
+	}
+	return 0
+}
+
+func (x *IndexerTicket) GetRecent() uint32 {
+	if x != nil {
+		return x.Recent
+	}
+	return 0
+}
+
+func (x *IndexerTicket) GetSeed() []byte {
+	if x != nil {
+		return x.Seed
+	}
+	return nil
+}
+
+func (x *IndexerTicket) GetIssuedUnixMs() int64 {
+	if x != nil {
+		return x.IssuedUnixMs
+	}
+	return 0
+}
+
+func (x *IndexerTicket) GetAddrs() [][]byte {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+// CommitteeRecord is the DHT record /rm-committee/<epoch>: the tickets of one epoch's committee. It is
+// not signed as a whole: every ticket in it is, and a reader verifies each one. sealed marks the set a
+// node fixed at the epoch's start, the one that feeds the randomness beacon: seed(epoch+1) mixes the
+// VRF outputs of exactly these tickets.
+type CommitteeRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Sealed        bool                   `protobuf:"varint,2,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	Tickets       [][]byte               `protobuf:"bytes,3,rep,name=tickets,proto3" json:"tickets,omitempty"` // IndexerTicket envelopes, sorted by peer ID
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitteeRecord) Reset() {
+	*x = CommitteeRecord{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitteeRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitteeRecord) ProtoMessage() {}
+
+func (x *CommitteeRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitteeRecord.ProtoReflect.Descriptor instead.
+func (*CommitteeRecord) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CommitteeRecord) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *CommitteeRecord) GetSealed() bool {
+	if x != nil {
+		return x.Sealed
+	}
+	return false
+}
+
+func (x *CommitteeRecord) GetTickets() [][]byte {
+	if x != nil {
+		return x.Tickets
+	}
+	return nil
+}
+
 var File_p2p_pb_rendermesh_proto protoreflect.FileDescriptor
 
 const file_p2p_pb_rendermesh_proto_rawDesc = "" +
@@ -679,7 +871,25 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\rload_permille\x18\x06 \x01(\rR\floadPermille\x12/\n" +
 	"\x04gpus\x18\a \x03(\v2\x1b.rendermesh.v1.GPUTelemetryR\x04gpus\x12\x1d\n" +
 	"\n" +
-	"record_seq\x18\b \x01(\x04R\trecordSeq*\x89\x02\n" +
+	"record_seq\x18\b \x01(\x04R\trecordSeq\"\xa4\x02\n" +
+	"\rIndexerTicket\x12\x17\n" +
+	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x1b\n" +
+	"\tvrf_proof\x18\x04 \x01(\fR\bvrfProof\x12\x14\n" +
+	"\x05seats\x18\x05 \x01(\rR\x05seats\x12\x14\n" +
+	"\x05stake\x18\x06 \x01(\fR\x05stake\x12\x1f\n" +
+	"\vquality_ppm\x18\a \x01(\rR\n" +
+	"qualityPpm\x12\x16\n" +
+	"\x06recent\x18\b \x01(\rR\x06recent\x12\x12\n" +
+	"\x04seed\x18\t \x01(\fR\x04seed\x12$\n" +
+	"\x0eissued_unix_ms\x18\n" +
+	" \x01(\x03R\fissuedUnixMs\x12\x14\n" +
+	"\x05addrs\x18\v \x03(\fR\x05addrs\"Y\n" +
+	"\x0fCommitteeRecord\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06sealed\x18\x02 \x01(\bR\x06sealed\x12\x18\n" +
+	"\atickets\x18\x03 \x03(\fR\atickets*\x89\x02\n" +
 	"\x0eContainerState\x12\x1f\n" +
 	"\x1bCONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCONTAINER_STATE_CONFIGURING\x10\x01\x12\"\n" +
@@ -703,7 +913,7 @@ func file_p2p_pb_rendermesh_proto_rawDescGZIP() []byte {
 }
 
 var file_p2p_pb_rendermesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_p2p_pb_rendermesh_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_p2p_pb_rendermesh_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_p2p_pb_rendermesh_proto_goTypes = []any{
 	(ContainerState)(0),     // 0: rendermesh.v1.ContainerState
 	(*GPU)(nil),             // 1: rendermesh.v1.GPU
@@ -712,6 +922,8 @@ var file_p2p_pb_rendermesh_proto_goTypes = []any{
 	(*ContainerRecord)(nil), // 4: rendermesh.v1.ContainerRecord
 	(*GPUTelemetry)(nil),    // 5: rendermesh.v1.GPUTelemetry
 	(*Heartbeat)(nil),       // 6: rendermesh.v1.Heartbeat
+	(*IndexerTicket)(nil),   // 7: rendermesh.v1.IndexerTicket
+	(*CommitteeRecord)(nil), // 8: rendermesh.v1.CommitteeRecord
 }
 var file_p2p_pb_rendermesh_proto_depIdxs = []int32{
 	1, // 0: rendermesh.v1.Hardware.gpus:type_name -> rendermesh.v1.GPU
@@ -738,7 +950,7 @@ func file_p2p_pb_rendermesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_p2p_pb_rendermesh_proto_rawDesc), len(file_p2p_pb_rendermesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

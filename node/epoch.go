@@ -1,0 +1,285 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/epoch"
+)
+
+// epochs runs a full node's part in the indexer elections: it follows the epochs (epoch.Tracker),
+// verifies tickets from gossip and committee records, draws its own tickets when it is a candidate,
+// publishes them, and publishes the sealed committee records that late joiners and light clients
+// import.
+type epochs struct {
+	n    *Node
+	tr   *epoch.Tracker
+	log  *slog.Logger
+	self string
+	sk   ed25519.PrivateKey // nil: not an Ed25519 identity, never a candidate
+	// publishers is how many nodes, on top of the committee, publish each sealed committee record
+	// (a deterministic sample by peer ID and epoch).
+	publishers int
+
+	mu    sync.Mutex
+	drawn map[uint64]bool
+}
+
+// importRetry is how often a node that must import a committee record tries again.
+const importRetry = 2 * time.Second
+
+func (n *Node) loadStakes() (epoch.StakeSource, error) {
+	if n.opts.Stakes != nil {
+		return n.opts.Stakes, nil
+	}
+	if n.cfg.Network.Allocation == "" {
+		return epoch.Allocation(nil), nil
+	}
+	return LoadAllocation(n.cfg.Network.Allocation)
+}
+
+func (n *Node) newEpochs(key crypto.PrivKey) (*epochs, error) {
+	stakes, err := n.loadStakes()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := n.cfg.Network.EpochConfig(stakes)
+	if err != nil {
+		return nil, err
+	}
+	now := n.opts.Clock.Now()
+	if behind := cfg.Schedule.Epoch(now); behind > MaxCatchUp {
+		return nil, fmt.Errorf("%w: network genesis is %d epochs ago: catching up beyond %d epochs needs a checkpoint; take a recent genesis or leave network.genesis_time empty", ErrConfig, behind, MaxCatchUp)
+	}
+	tr, err := epoch.NewTracker(cfg, now)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	es := &epochs{n: n, tr: tr, log: n.log.With("sub", "epoch"), self: string(n.net.ID()), drawn: map[uint64]bool{}}
+	if key.Type() == crypto.Ed25519 {
+		raw, err := key.Raw()
+		if err != nil {
+			return nil, err
+		}
+		es.sk = ed25519.PrivateKey(raw)
+	}
+	es.publishers = 16
+	return es, nil
+}
+
+// start subscribes to the indexer topic and runs the epoch loop until ctx ends.
+func (es *epochs) start(ctx context.Context, wg *sync.WaitGroup) error {
+	es.n.net.SetCommitteeCheck(func(e uint64, tickets []p2p.OpenedTicket) error {
+		return es.tr.CheckRecord(e, imported(tickets))
+	})
+	if err := es.n.net.SubscribeTickets(es.onTicket); err != nil {
+		return err
+	}
+	wg.Go(func() { es.loop(ctx) })
+	return nil
+}
+
+func imported(tickets []p2p.OpenedTicket) []epoch.ImportedTicket {
+	out := make([]epoch.ImportedTicket, len(tickets))
+	for i, t := range tickets {
+		out[i] = epoch.ImportedTicket{Msg: t.Msg, Signer: string(t.Signer), Raw: t.Raw}
+	}
+	return out
+}
+
+func (es *epochs) onTicket(tk *pb.IndexerTicket, signer peer.ID, raw []byte) (p2p.TicketVerdict, string) {
+	_, err := es.tr.Add(tk, string(signer), raw, es.n.opts.Clock.Now())
+	if err == nil || (string(signer) == es.self && epoch.TicketReason(err) == epoch.TicketDuplicate) {
+		return p2p.TicketAccept, "" // our own ticket, added when drawn, goes out
+	}
+	var te *epoch.TicketError
+	reason := epoch.TicketReason(err)
+	if errors.As(err, &te) && te.Ignorable() {
+		return p2p.TicketIgnore, reason
+	}
+	es.log.Debug("ticket rejected", "from", signer, "err", err)
+	return p2p.TicketReject, reason
+}
+
+func (es *epochs) loop(ctx context.Context) {
+	clk := es.n.opts.Clock
+	sched := es.tr.Schedule()
+	for {
+		now := clk.Now()
+		pendingImport := es.catchUp(ctx, now)
+		seeded, _ := es.tr.Advance(now)
+		for _, e := range seeded {
+			es.publishSealed(ctx, e-1)
+			es.draw(ctx, e)
+		}
+		cur := sched.Epoch(now)
+		if !now.Before(sched.Genesis) {
+			es.draw(ctx, cur) // a node that starts at genesis, or late, draws for the epoch running
+		}
+		wait := sched.Until(now, cur+1)
+		if now.Before(sched.Genesis) {
+			wait = sched.Until(now, 0)
+		}
+		if pendingImport {
+			wait = min(wait, importRetry)
+		}
+		t := clk.Timer(max(wait, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// catchUp imports the sealed committee records this node needs (it was not following when their
+// tickets went round). It reports whether one is still missing.
+func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
+	sched := es.tr.Schedule()
+	for {
+		e, ok := es.tr.NeedImport(now)
+		if !ok {
+			return false
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		rec, tickets, err := es.n.net.Committee(fctx, e, 0)
+		cancel()
+		if ctx.Err() != nil {
+			return true
+		}
+		sealed := err == nil && rec.Sealed
+		late := now.After(sched.Start(e + 1).Add(sched.Length)) // a whole epoch of retries
+		if !sealed && !late {
+			es.log.Debug("sealed committee record not found yet", "epoch", e, "err", err)
+			return true
+		}
+		if !sealed {
+			es.log.Warn("no sealed committee record after an epoch of retries: importing what there is; this node's seeds may differ from the network's", "epoch", e, "err", err)
+		}
+		kept, err := es.tr.ImportSealed(e, imported(tickets))
+		if err != nil {
+			es.log.Warn("import committee", "epoch", e, "err", err)
+			return true
+		}
+		es.log.Info("imported committee", "epoch", e, "tickets", kept, "sealed", sealed)
+	}
+}
+
+// draw runs this node's sortition for epoch e once its seed is known and, if it wins, publishes the
+// ticket on gossip and in the epoch's committee record.
+func (es *epochs) draw(ctx context.Context, e uint64) {
+	if es.sk == nil {
+		return
+	}
+	if _, ok := es.tr.Seed(e); !ok {
+		return
+	}
+	es.mu.Lock()
+	done := es.drawn[e]
+	es.drawn[e] = true
+	for k := range es.drawn {
+		if k+8 < e {
+			delete(es.drawn, k)
+		}
+	}
+	es.mu.Unlock()
+	if done {
+		return
+	}
+	tk := es.tr.Draw(e, es.self, es.sk)
+	if tk == nil {
+		return
+	}
+	now := es.n.opts.Clock.Now()
+	tk.IssuedUnixMs = now.UnixMilli()
+	tk.Addrs = es.n.addrBytes()
+	raw, err := es.n.net.SealTicket(tk)
+	if err != nil {
+		es.log.Warn("seal ticket", "err", err)
+		return
+	}
+	if _, err := es.tr.Add(tk, es.self, raw, now); err != nil {
+		es.log.Warn("own ticket does not verify", "epoch", e, "err", err)
+		return
+	}
+	es.log.Info("drawn as indexer", "epoch", e, "seats", tk.Seats)
+	if err := es.n.net.PublishTicket(ctx, raw); err != nil {
+		es.log.Debug("publish ticket", "err", err)
+	}
+	es.putCommittee(ctx, e, false)
+}
+
+// publishSealed publishes epoch e's sealed set when this node is in it or in the epoch's sample of
+// publishers.
+func (es *epochs) publishSealed(ctx context.Context, e uint64) {
+	set, ok := es.tr.Sealed(e)
+	if !ok {
+		return
+	}
+	member := false
+	for _, tk := range set {
+		member = member || tk.ID == es.self
+	}
+	if !member && !es.sampled(e) {
+		return
+	}
+	es.putCommittee(ctx, e, true)
+}
+
+// sampled: about `publishers` candidates per epoch, chosen by hash of (peer ID, epoch).
+func (es *epochs) sampled(e uint64) bool {
+	n := len(es.tr.Candidates(e))
+	if n <= es.publishers {
+		return true
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], e)
+	h := sha256.Sum256(append([]byte(es.self), b[:]...))
+	return binary.BigEndian.Uint64(h[:8])%uint64(n) < uint64(es.publishers)
+}
+
+// putCommittee stores this node's view of epoch e's committee (its sealed set when sealed) in the
+// DHT, in the background.
+func (es *epochs) putCommittee(ctx context.Context, e uint64, sealed bool) {
+	var set []*epoch.Ticket
+	if sealed {
+		set, _ = es.tr.Sealed(e)
+	} else {
+		set = es.tr.Committee(e)
+	}
+	rec := &pb.CommitteeRecord{Epoch: e, Sealed: sealed}
+	for _, tk := range set {
+		if len(rec.Tickets) == p2p.MaxCommitteeTickets {
+			break
+		}
+		rec.Tickets = append(rec.Tickets, tk.Raw)
+	}
+	es.n.wg.Go(func() {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := es.n.net.PutCommittee(pctx, rec); err != nil && ctx.Err() == nil {
+			es.log.Debug("put committee record", "epoch", e, "sealed", sealed, "err", err)
+		}
+	})
+}
+
+// Epochs is the node's view of the epochs and their committees (nil for a node that has not started).
+func (n *Node) Epochs() *epoch.Tracker {
+	if n.ep == nil {
+		return nil
+	}
+	return n.ep.tr
+}

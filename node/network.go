@@ -1,0 +1,161 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/roles/epoch"
+)
+
+// NetworkConfig holds the network's genesis parameters: every node of one network must use the same
+// values (docs/EPOCHS.md).
+type NetworkConfig struct {
+	// GenesisTime (RFC 3339) is when epoch 0 starts. Empty: this node takes no part in indexer
+	// elections (the public network's genesis comes with its chain deployment).
+	GenesisTime   string   `toml:"genesis_time"`
+	GenesisSeed   string   `toml:"genesis_seed"` // 64 hex digits: seed(0) of the randomness beacon
+	EpochLength   Duration `toml:"epoch_length"`
+	CommitteeSize uint32   `toml:"committee_size"` // expected indexer seats per epoch
+	RecencyWindow uint32   `toml:"recency_window"` // epochs a selection counts against a node
+	MaxSeats      uint32   `toml:"max_seats"`      // 0: no cap
+	Grace         Duration `toml:"grace"`          // an ended epoch's committee still serves this long
+	// Allocation is a TOML file of [[candidate]] tables (peer_id, stake, quality_ppm): who may be
+	// drawn, until stake comes from the chain. Empty: nobody is drawn.
+	Allocation string `toml:"allocation"`
+}
+
+// DefaultNetwork is the public network's genesis.
+func DefaultNetwork() NetworkConfig {
+	seed := sha256.Sum256([]byte("rendermesh genesis 2026"))
+	return NetworkConfig{
+		GenesisSeed:   hex.EncodeToString(seed[:]),
+		EpochLength:   Duration(epoch.DefaultLength),
+		CommitteeSize: 16,
+		RecencyWindow: 4,
+	}
+}
+
+// AllocationFile is the format of NetworkConfig.Allocation.
+type AllocationFile struct {
+	Candidate []struct {
+		PeerID     string `toml:"peer_id"`
+		Stake      string `toml:"stake"` // base units, decimal
+		QualityPPM uint32 `toml:"quality_ppm"`
+	} `toml:"candidate"`
+}
+
+// LoadAllocation reads an allocation file.
+func LoadAllocation(path string) (epoch.Allocation, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: network.allocation: %v", ErrConfig, err)
+	}
+	var f AllocationFile
+	md, err := toml.Decode(string(data), &f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: network.allocation %s: %v", ErrConfig, path, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		return nil, fmt.Errorf("%w: network.allocation %s: unknown key %s", ErrConfig, path, un[0])
+	}
+	var out epoch.Allocation
+	for i, c := range f.Candidate {
+		id, err := peer.Decode(c.PeerID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: network.allocation %s: candidate %d: peer_id: %v", ErrConfig, path, i+1, err)
+		}
+		stake, ok := new(big.Int).SetString(c.Stake, 10)
+		if !ok || stake.Sign() < 0 {
+			return nil, fmt.Errorf("%w: network.allocation %s: candidate %d: stake %q is not a non-negative integer", ErrConfig, path, i+1, c.Stake)
+		}
+		cand, err := NewCandidate(id, stake, c.QualityPPM)
+		if err != nil {
+			return nil, fmt.Errorf("%w: network.allocation %s: candidate %d: %v", ErrConfig, path, i+1, err)
+		}
+		out = append(out, cand)
+	}
+	return SortAllocation(out)
+}
+
+// NewCandidate makes a sortition candidate of a peer; its VRF key is its Ed25519 identity key.
+func NewCandidate(id peer.ID, stake *big.Int, qualityPPM uint32) (epoch.Candidate, error) {
+	pk, err := id.ExtractPublicKey()
+	if err != nil {
+		return epoch.Candidate{}, fmt.Errorf("peer %s: no public key in its ID: %v", id, err)
+	}
+	if pk.Type() != crypto.Ed25519 {
+		return epoch.Candidate{}, fmt.Errorf("peer %s: key type %s, the VRF needs Ed25519", id, pk.Type())
+	}
+	raw, err := pk.Raw()
+	if err != nil {
+		return epoch.Candidate{}, err
+	}
+	return epoch.Candidate{ID: string(id), Key: ed25519.PublicKey(raw), Stake: stake, QualityPPM: qualityPPM}, nil
+}
+
+// SortAllocation sorts candidates by peer ID and rejects duplicates.
+func SortAllocation(a epoch.Allocation) (epoch.Allocation, error) {
+	slices.SortFunc(a, func(x, y epoch.Candidate) int { return strings.Compare(x.ID, y.ID) })
+	for i := 1; i < len(a); i++ {
+		if a[i].ID == a[i-1].ID {
+			return nil, fmt.Errorf("%w: allocation lists peer %s twice", ErrConfig, peer.ID(a[i].ID))
+		}
+	}
+	return a, nil
+}
+
+// Elections reports whether the network configuration has a genesis, without which a node takes no
+// part in indexer elections.
+func (nc *NetworkConfig) Elections() bool { return nc.GenesisTime != "" }
+
+// MaxCatchUp is how many epochs of committee records a node imports to catch up (about 10 days of
+// 15-minute epochs). A node that would need more cannot verify the beacon from genesis and takes no
+// part in elections until checkpoints (a chain block hash) exist: docs/EPOCHS.md.
+const MaxCatchUp = 1024
+
+// EpochConfig checks the network configuration and returns the epoch tracker's configuration. stakes,
+// when set, replaces the allocation file (devnet and simnet pass theirs in memory).
+func (nc *NetworkConfig) EpochConfig(stakes epoch.StakeSource) (epoch.Config, error) {
+	if !nc.Elections() {
+		return epoch.Config{}, nil
+	}
+	genesis, err := time.Parse(time.RFC3339Nano, nc.GenesisTime)
+	if err != nil {
+		return epoch.Config{}, fmt.Errorf("%w: network.genesis_time: want RFC 3339, e.g. 2026-01-01T00:00:00Z: %v", ErrConfig, err)
+	}
+	seedBytes, err := hex.DecodeString(nc.GenesisSeed)
+	if err != nil || len(seedBytes) != len(epoch.Seed{}) {
+		return epoch.Config{}, fmt.Errorf("%w: network.genesis_seed: want 64 hex digits", ErrConfig)
+	}
+	cfg := epoch.Config{
+		Schedule: epoch.Schedule{Genesis: genesis, Length: time.Duration(nc.EpochLength)},
+		Params:   epoch.Params{Expected: nc.CommitteeSize, RecencyWindow: nc.RecencyWindow, MaxSeats: nc.MaxSeats},
+		Grace:    time.Duration(nc.Grace),
+		Stakes:   stakes,
+	}
+	copy(cfg.GenesisSeed[:], seedBytes)
+	if cfg.Stakes == nil {
+		cfg.Stakes = epoch.Allocation(nil)
+		if nc.Allocation != "" {
+			// Validation only checks the path here; the node loads it when it starts.
+			if _, err := os.Stat(nc.Allocation); err != nil {
+				return epoch.Config{}, fmt.Errorf("%w: network.allocation: %v", ErrConfig, err)
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return epoch.Config{}, fmt.Errorf("%w: network: %v", ErrConfig, err)
+	}
+	return cfg, nil
+}

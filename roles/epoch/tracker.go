@@ -1,0 +1,533 @@
+package epoch
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+)
+
+// Candidate is a node that may be drawn, with what its weight depends on.
+type Candidate struct {
+	ID         string // peer ID, binary form
+	Key        ed25519.PublicKey
+	Stake      *big.Int // base units
+	QualityPPM uint32
+}
+
+// StakeSource says who may be drawn for an epoch. Every node must get the same answer for the same
+// epoch: a genesis allocation file now (devnet, simnet), stake read from the chain at a fixed block
+// and checkers' quality scores later.
+type StakeSource interface {
+	Candidates(e uint64) []Candidate
+}
+
+// Allocation is a fixed StakeSource: the same candidates every epoch.
+type Allocation []Candidate
+
+// Candidates implements StakeSource.
+func (a Allocation) Candidates(uint64) []Candidate { return a }
+
+// Config configures a Tracker. Every node of a network must use the same values (the network's
+// genesis configuration), except Mixer, which must agree where set.
+type Config struct {
+	Schedule    Schedule
+	GenesisSeed Seed
+	Params      Params
+	Stakes      StakeSource
+	Mixer       Mixer // nil: nothing mixed in
+	// Grace is how long after an epoch ends its committee still counts as active, so that matches
+	// in flight at the boundary finish (default: a tenth of the epoch, at most 30 s).
+	Grace time.Duration
+}
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	if err := c.Schedule.Validate(); err != nil {
+		return err
+	}
+	if err := c.Params.Validate(); err != nil {
+		return err
+	}
+	if c.Stakes == nil {
+		return errors.New("epoch: no stake source")
+	}
+	if c.Grace <= 0 {
+		c.Grace = min(c.Schedule.Length/10, 30*time.Second)
+	}
+	return nil
+}
+
+// Reasons a ticket is not accepted. Reject reasons mean the sender is misbehaving (the gossip
+// validator penalises it); Ignore reasons do not.
+const (
+	TicketMalformed      = "malformed"
+	TicketSignerMismatch = "signer_mismatch"
+	TicketWrongEpoch     = "wrong_epoch"
+	TicketWrongSeed      = "wrong_seed"
+	TicketNotCandidate   = "not_candidate"
+	TicketWeightMismatch = "weight_mismatch"
+	TicketBadProof       = "bad_proof"
+	TicketLosing         = "losing"
+	// Ignored.
+	TicketDuplicate   = "duplicate"
+	TicketUnknownSeed = "unknown_seed" // kept pending until this node learns the seed
+)
+
+// ErrTicket is wrapped by every TicketError.
+var ErrTicket = errors.New("epoch: ticket not accepted")
+
+// TicketError says why a ticket was not accepted.
+type TicketError struct {
+	Reason string
+	Detail string
+}
+
+func (e *TicketError) Error() string {
+	return fmt.Sprintf("epoch: ticket not accepted (%s): %s", e.Reason, e.Detail)
+}
+
+func (e *TicketError) Unwrap() error { return ErrTicket }
+
+// Ignorable reports whether a ticket error is no fault of its sender.
+func (e *TicketError) Ignorable() bool {
+	return e.Reason == TicketDuplicate || e.Reason == TicketUnknownSeed
+}
+
+// TicketReason returns the reason of a TicketError in err's chain, or "".
+func TicketReason(err error) string {
+	var te *TicketError
+	if errors.As(err, &te) {
+		return te.Reason
+	}
+	return ""
+}
+
+// Ticket is a verified indexer ticket.
+type Ticket struct {
+	ID     string // peer ID, binary form
+	Epoch  uint64
+	Seats  uint32
+	Output Output
+	Msg    *pb.IndexerTicket
+	Raw    []byte // the signed envelope, as received or made
+}
+
+// Tracker follows the epochs: it verifies tickets, keeps each epoch's committee, seals the set that
+// feeds the beacon when an epoch starts, and derives the next seed. It is safe for concurrent use.
+//
+// Timeline (docs/EPOCHS.md): seed(e) is known from the start of epoch e-1; epoch e's winners publish
+// their tickets during e-1; at the start of e each node seals the tickets of e it holds and computes
+// seed(e+1). A node seals epoch e itself only if it was live (following gossip) since the start of
+// e-1; otherwise it imports the sealed set (ImportSealed) from a committee record.
+type Tracker struct {
+	cfg       Config
+	liveSince time.Time
+
+	mu      sync.Mutex
+	epochs  map[uint64]*epochState
+	pending []pendingTicket
+}
+
+type epochState struct {
+	seed     Seed
+	haveSeed bool
+	inputs   map[string]WeightInputs // by candidate, computed with the seed
+	keys     map[string]ed25519.PublicKey
+	weights  map[string]*big.Int
+	total    *big.Int
+	tickets  map[string]*Ticket
+	sealed   bool
+	sealedAt []string // IDs of the sealed set, sorted
+}
+
+type pendingTicket struct {
+	msg    *pb.IndexerTicket
+	signer string
+	raw    []byte
+}
+
+const maxPending = 4096
+
+// NewTracker starts a tracker that has followed the network since now (it seals, by itself, only the
+// epochs whose tickets it could have seen).
+func NewTracker(cfg Config, now time.Time) (*Tracker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Tracker{cfg: cfg, liveSince: now, epochs: map[uint64]*epochState{}}
+	t.setSeed(0, cfg.GenesisSeed)
+	return t, nil
+}
+
+// Schedule is the tracker's epoch schedule.
+func (t *Tracker) Schedule() Schedule { return t.cfg.Schedule }
+
+// Params are the sortition parameters.
+func (t *Tracker) Params() Params { return t.cfg.Params }
+
+func (t *Tracker) state(e uint64) *epochState {
+	st := t.epochs[e]
+	if st == nil {
+		st = &epochState{tickets: map[string]*Ticket{}}
+		t.epochs[e] = st
+	}
+	return st
+}
+
+// setSeed records seed(e) and computes every candidate's weight for e. Caller holds mu (or owns t).
+func (t *Tracker) setSeed(e uint64, s Seed) {
+	st := t.state(e)
+	st.seed, st.haveSeed = s, true
+	st.inputs = map[string]WeightInputs{}
+	st.keys = map[string]ed25519.PublicKey{}
+	st.weights = map[string]*big.Int{}
+	st.total = new(big.Int)
+	for _, c := range t.cfg.Stakes.Candidates(e) {
+		in := WeightInputs{Stake: c.Stake, QualityPPM: c.QualityPPM, Recent: t.recent(c.ID, e)}
+		w := Weight(in)
+		st.inputs[c.ID], st.keys[c.ID], st.weights[c.ID] = in, c.Key, w
+		st.total.Add(st.total, w)
+	}
+}
+
+// recent counts id's seats in the sealed committees of the RecencyWindow epochs before e.
+func (t *Tracker) recent(id string, e uint64) uint32 {
+	var n uint32
+	for k := uint64(1); k <= uint64(t.cfg.Params.RecencyWindow) && k <= e; k++ {
+		if st := t.epochs[e-k]; st != nil && st.sealed {
+			if _, ok := slices.BinarySearch(st.sealedAt, id); ok {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Candidates lists epoch e's candidates (from the stake source).
+func (t *Tracker) Candidates(e uint64) []Candidate { return t.cfg.Stakes.Candidates(e) }
+
+// Seed returns seed(e) if this tracker knows it.
+func (t *Tracker) Seed(e uint64) (Seed, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.epochs[e]; st != nil && st.haveSeed {
+		return st.seed, true
+	}
+	return Seed{}, false
+}
+
+// Draw runs the sortition for the candidate id with key sk in epoch e: the ticket (unsigned) if it
+// wins seats, nil if it does not or if seed(e) is not known yet.
+func (t *Tracker) Draw(e uint64, id string, sk ed25519.PrivateKey) *pb.IndexerTicket {
+	t.mu.Lock()
+	st := t.epochs[e]
+	if st == nil || !st.haveSeed {
+		t.mu.Unlock()
+		return nil
+	}
+	in, ok := st.inputs[id]
+	w, total, seed := st.weights[id], st.total, st.seed
+	t.mu.Unlock()
+	if !ok || w.Sign() <= 0 {
+		return nil
+	}
+	proof, out := Prove(sk, Alpha(seed, e, RoleIndexer))
+	seats := Seats(out, w, total, t.cfg.Params)
+	if seats == 0 {
+		return nil
+	}
+	return &pb.IndexerTicket{
+		PeerId: []byte(id), Epoch: e, Role: string(RoleIndexer), VrfProof: proof[:], Seats: seats,
+		Stake: in.Stake.Bytes(), QualityPpm: in.QualityPPM, Recent: in.Recent, Seed: seed[:],
+	}
+}
+
+// Add verifies a ticket whose envelope signer is signer, received at now, and adds it to its
+// epoch's committee. A ticket for an epoch whose seed this node does not know yet is kept pending
+// (TicketUnknownSeed) and added when the seed is learnt.
+func (t *Tracker) Add(msg *pb.IndexerTicket, signer string, raw []byte, now time.Time) (*Ticket, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tk, err := t.verify(msg, signer, raw, now, true)
+	if err != nil {
+		if TicketReason(err) == TicketUnknownSeed && len(t.pending) < maxPending {
+			t.pending = append(t.pending, pendingTicket{msg, signer, raw})
+		}
+		return nil, err
+	}
+	t.epochs[tk.Epoch].tickets[tk.ID] = tk
+	return tk, nil
+}
+
+// verify checks a ticket against this node's view. Caller holds mu. window: enforce the epoch window
+// around now (live gossip); imports of sealed sets do not.
+func (t *Tracker) verify(msg *pb.IndexerTicket, signer string, raw []byte, now time.Time, window bool) (*Ticket, error) {
+	rej := func(reason, format string, a ...any) (*Ticket, error) {
+		return nil, &TicketError{reason, fmt.Sprintf(format, a...)}
+	}
+	if msg == nil || msg.Role != string(RoleIndexer) || len(msg.VrfProof) != ProofSize || len(msg.Seed) != len(Seed{}) {
+		return rej(TicketMalformed, "role, proof or seed has the wrong form")
+	}
+	id := string(msg.PeerId)
+	if id != signer {
+		return rej(TicketSignerMismatch, "ticket names another peer than its signer")
+	}
+	e := msg.Epoch
+	if window {
+		cur := t.cfg.Schedule.Epoch(now)
+		switch {
+		case e > cur+2:
+			return rej(TicketWrongEpoch, "epoch %d is too far ahead of the current %d", e, cur)
+		case e+1 < cur || (e+1 == cur && !now.Before(t.cfg.Schedule.Start(cur).Add(t.cfg.Grace))):
+			return rej(TicketWrongEpoch, "epoch %d is over (current %d)", e, cur)
+		}
+	}
+	st := t.epochs[e]
+	if st == nil || !st.haveSeed {
+		return rej(TicketUnknownSeed, "seed of epoch %d not known yet", e)
+	}
+	if _, dup := st.tickets[id]; dup {
+		return rej(TicketDuplicate, "already have this peer's ticket for epoch %d", e)
+	}
+	if !bytes.Equal(msg.Seed, st.seed[:]) {
+		return rej(TicketWrongSeed, "made on another seed than epoch %d's", e)
+	}
+	in, ok := st.inputs[id]
+	if !ok || st.weights[id].Sign() <= 0 {
+		return rej(TicketNotCandidate, "not a candidate with stake in epoch %d", e)
+	}
+	if new(big.Int).SetBytes(msg.Stake).Cmp(in.Stake) != 0 || msg.QualityPpm != in.QualityPPM || msg.Recent != in.Recent {
+		return rej(TicketWeightMismatch, "weight inputs (stake %s, quality %d, recent %d) differ from this node's (%s, %d, %d)",
+			new(big.Int).SetBytes(msg.Stake), msg.QualityPpm, msg.Recent, in.Stake, in.QualityPPM, in.Recent)
+	}
+	out, err := Verify(st.keys[id], msg.VrfProof, Alpha(st.seed, e, RoleIndexer))
+	if err != nil {
+		return rej(TicketBadProof, "%v", err)
+	}
+	seats := Seats(out, st.weights[id], st.total, t.cfg.Params)
+	if seats == 0 || seats != msg.Seats {
+		return rej(TicketLosing, "claims %d seats, the draw gives %d", msg.Seats, seats)
+	}
+	return &Ticket{ID: id, Epoch: e, Seats: seats, Output: out, Msg: msg, Raw: raw}, nil
+}
+
+// Advance seals every epoch that has started and that this node followed since the start of the
+// epoch before, and derives the seeds that follow. It returns the epochs whose seeds it learnt, in
+// order (the caller draws its own tickets for them), and the tickets that were pending and are now
+// accepted.
+func (t *Tracker) Advance(now time.Time) (seeded []uint64, accepted []*Ticket) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Before(t.cfg.Schedule.Genesis) {
+		return nil, nil
+	}
+	cur := t.cfg.Schedule.Epoch(now)
+	for e := t.firstUnsealed(); e <= cur; e++ {
+		st := t.epochs[e]
+		if st == nil || !st.haveSeed || !t.followed(e) {
+			break
+		}
+		ids := make([]string, 0, len(st.tickets))
+		for id := range st.tickets {
+			ids = append(ids, id)
+		}
+		t.seal(e, ids)
+		seeded = append(seeded, e+1)
+	}
+	accepted = t.retryPending(now)
+	t.prune(cur)
+	return seeded, accepted
+}
+
+// followed: this node saw every ticket of e it could, i.e. it was live since the start of e-1.
+func (t *Tracker) followed(e uint64) bool {
+	return e == 0 || !t.liveSince.After(t.cfg.Schedule.Start(e-1))
+}
+
+func (t *Tracker) firstUnsealed() uint64 {
+	first := uint64(0)
+	found := false
+	for e, st := range t.epochs {
+		if !st.sealed && st.haveSeed && (!found || e < first) {
+			first, found = e, true
+		}
+	}
+	return first
+}
+
+// seal fixes epoch e's beacon contributions to the given tickets and derives seed(e+1).
+func (t *Tracker) seal(e uint64, ids []string) {
+	st := t.epochs[e]
+	slices.Sort(ids)
+	outs := make([]Output, 0, len(ids))
+	for _, id := range ids {
+		outs = append(outs, st.tickets[id].Output)
+	}
+	st.sealed, st.sealedAt = true, ids
+	var mix []byte
+	if t.cfg.Mixer != nil {
+		mix = t.cfg.Mixer.Mix(e + 1)
+	}
+	t.setSeed(e+1, NextSeed(st.seed, e+1, mix, outs))
+}
+
+func (t *Tracker) retryPending(now time.Time) []*Ticket {
+	var accepted []*Ticket
+	keep := t.pending[:0]
+	for _, p := range t.pending {
+		tk, err := t.verify(p.msg, p.signer, p.raw, now, true)
+		switch {
+		case err == nil:
+			t.epochs[tk.Epoch].tickets[tk.ID] = tk
+			accepted = append(accepted, tk)
+		case TicketReason(err) == TicketUnknownSeed:
+			keep = append(keep, p)
+		}
+	}
+	clear(t.pending[len(keep):])
+	t.pending = keep
+	return accepted
+}
+
+// prune forgets epochs no longer needed: older than the recency window and the grace epoch.
+func (t *Tracker) prune(cur uint64) {
+	keep := uint64(t.cfg.Params.RecencyWindow) + 2
+	if cur < keep {
+		return
+	}
+	for e := range t.epochs {
+		if e < cur-keep {
+			delete(t.epochs, e)
+		}
+	}
+}
+
+// NeedImport returns the first epoch this node must import the sealed set of (it knows the epoch's
+// seed but was not following when its tickets went round), if that epoch has started.
+func (t *Tracker) NeedImport(now time.Time) (uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.firstUnsealed()
+	st := t.epochs[e]
+	if st == nil || !st.haveSeed || st.sealed || t.followed(e) || now.Before(t.cfg.Schedule.Start(e)) {
+		return 0, false
+	}
+	return e, true
+}
+
+// ImportedTicket is a ticket of a committee record to import: its decoded payload, signer and
+// envelope.
+type ImportedTicket struct {
+	Msg    *pb.IndexerTicket
+	Signer string
+	Raw    []byte
+}
+
+// ImportSealed seals epoch e with the tickets of a committee record someone else sealed, keeping those
+// that verify, and derives seed(e+1). It returns how many tickets it kept. seed(e) must be known and
+// e not sealed yet.
+func (t *Tracker) ImportSealed(e uint64, tickets []ImportedTicket) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.epochs[e]
+	if st == nil || !st.haveSeed {
+		return 0, fmt.Errorf("epoch: cannot import epoch %d: its seed is not known", e)
+	}
+	if st.sealed {
+		return 0, fmt.Errorf("epoch: epoch %d is already sealed", e)
+	}
+	var ids []string
+	for _, it := range tickets {
+		if it.Msg == nil || it.Msg.Epoch != e {
+			continue
+		}
+		tk, err := t.verify(it.Msg, it.Signer, it.Raw, time.Time{}, false)
+		if err != nil {
+			continue
+		}
+		st.tickets[tk.ID] = tk
+		ids = append(ids, tk.ID)
+	}
+	t.seal(e, ids)
+	return len(ids), nil
+}
+
+// Committee is epoch e's committee as this node knows it, sorted by peer ID.
+func (t *Tracker) Committee(e uint64) []*Ticket {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.epochs[e]
+	if st == nil {
+		return nil
+	}
+	out := make([]*Ticket, 0, len(st.tickets))
+	for _, tk := range st.tickets {
+		out = append(out, tk)
+	}
+	slices.SortFunc(out, func(a, b *Ticket) int { return bytes.Compare([]byte(a.ID), []byte(b.ID)) })
+	return out
+}
+
+// Sealed returns epoch e's sealed set (sorted by peer ID) and whether e is sealed.
+func (t *Tracker) Sealed(e uint64) ([]*Ticket, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.epochs[e]
+	if st == nil || !st.sealed {
+		return nil, false
+	}
+	out := make([]*Ticket, 0, len(st.sealedAt))
+	for _, id := range st.sealedAt {
+		out = append(out, st.tickets[id])
+	}
+	return out, true
+}
+
+// Active is the committee that serves matches at now: the current epoch's, and the previous one's
+// during the grace window after it ended.
+func (t *Tracker) Active(now time.Time) []*Ticket {
+	cur := t.cfg.Schedule.Epoch(now)
+	out := t.Committee(cur)
+	if cur > 0 && now.Before(t.cfg.Schedule.Start(cur).Add(t.cfg.Grace)) {
+		out = append(out, t.Committee(cur-1)...)
+	}
+	return out
+}
+
+// Digest summarises epoch e's committee (peer IDs and seats) so that nodes can compare views; members
+// is the committee's size.
+func (t *Tracker) Digest(e uint64) (digest string, members int) {
+	h := sha256.New()
+	c := t.Committee(e)
+	for _, tk := range c {
+		h.Write([]byte(tk.ID))
+		h.Write([]byte{byte(tk.Seats >> 24), byte(tk.Seats >> 16), byte(tk.Seats >> 8), byte(tk.Seats)})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8]), len(c)
+}
+
+// CheckRecord verifies the tickets of a committee record for epoch e against this node's view,
+// without keeping them: nil when they all verify (or are ones this node holds already) or when the
+// node does not know seed(e) and cannot tell.
+func (t *Tracker) CheckRecord(e uint64, tickets []ImportedTicket) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.epochs[e]; st == nil || !st.haveSeed {
+		return nil
+	}
+	for _, it := range tickets {
+		if _, err := t.verify(it.Msg, it.Signer, it.Raw, time.Time{}, false); err != nil && TicketReason(err) != TicketDuplicate {
+			return err
+		}
+	}
+	return nil
+}
