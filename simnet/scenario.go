@@ -45,7 +45,20 @@ type Scenario struct {
 	Churn     Churn     `toml:"churn"`
 	Partition Partition `toml:"partition"`
 	Flood     Flood     `toml:"flood"`
+	Epochs    Epochs    `toml:"epochs"`
 	Topology  *Topology `toml:"topology"` // nil: DefaultTopology
+}
+
+// Epochs are the indexer elections: every honest peer follows them; a share of peers hold stake and
+// are candidates. Epoch 0 starts when the warm-up ends.
+type Epochs struct {
+	Length        Duration `toml:"length"`
+	CommitteeSize uint32   `toml:"committee_size"`
+	RecencyWindow uint32   `toml:"recency_window"`
+	StakeShare    float64  `toml:"stake_share"` // share of peers with stake (1000-2500 tokens each)
+	// AgreementAfter is the stated time: indexer_agreement is the share of online peers that hold
+	// the epoch's committee this long after the epoch starts (worst epoch).
+	AgreementAfter Duration `toml:"agreement_after"`
 }
 
 // QueryLoad is the capability queries consumers issue from random online peers.
@@ -148,6 +161,8 @@ func ParseScenario(b []byte) (Scenario, error) {
 		Bootstrap: 4, ContainerShare: 2.0 / 3, HeartbeatEvery: Duration(30 * time.Second),
 		RecordTTL: Duration(time.Hour), ProvideInterval: Duration(10 * time.Minute),
 		Queries: QueryLoad{Rate: 0.5, Limit: 20, Timeout: Duration(10 * time.Second), Quorum: 2},
+		Epochs: Epochs{Length: Duration(15 * time.Minute), CommitteeSize: 16, RecencyWindow: 4, StakeShare: 1,
+			AgreementAfter: Duration(10 * time.Second)},
 	}
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&s)
 	if err != nil {
@@ -197,6 +212,10 @@ func (s *Scenario) Validate() error {
 		return bad("churn needs an epoch")
 	case s.Flood.Share < 0 || s.Flood.Share > 0.5 || s.Flood.Rate < 0:
 		return bad("flood: share [0, 0.5], rate not negative")
+	case s.Epochs.Length < Duration(time.Second) || s.Epochs.CommitteeSize < 1 || s.Epochs.AgreementAfter < 0:
+		return bad("epochs: length at least 1s, committee_size at least 1, agreement_after not negative")
+	case s.Epochs.StakeShare < 0 || s.Epochs.StakeShare > 1:
+		return bad("epochs: stake_share %v: want [0, 1]", s.Epochs.StakeShare)
 	}
 	if err := s.Topology.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrScenario, err)

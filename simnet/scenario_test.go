@@ -19,7 +19,7 @@ func TestBuiltinScenarios(t *testing.T) {
 	for _, s := range all {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "churn,flood,partition,steady" {
+	if got := strings.Join(names, ","); got != "churn,epochs,flood,partition,steady" {
 		t.Fatalf("built-ins %s", got)
 	}
 }
@@ -33,6 +33,7 @@ func TestParseScenarioErrors(t *testing.T) {
 		"churn no epoch": "name = \"x\"\n[churn]\nshare = 0.1\nepoch = \"0s\"\n",
 		"bad region":     "name = \"x\"\n[partition]\nat = \"1m\"\nfor = \"1m\"\ngroups = [[\"mars\"]]\n",
 		"bad flood kind": "name = \"x\"\n[flood]\nshare = 0.1\nkinds = [\"polite\"]\n",
+		"bad epochs":     "name = \"x\"\n[epochs]\ncommittee_size = 0\n",
 		"asymmetric rtt": "name = \"x\"\n[topology]\nregions = [{name=\"a\",geohash=\"u0\",weight=1},{name=\"b\",geohash=\"u1\",weight=1}]\nrtt_ms = [[1,2],[3,1]]\naccess_mbps=[10]\naccess_weights=[1]\n",
 		"loss":           "name = \"x\"\n[topology]\nregions = [{name=\"a\",geohash=\"u0\",weight=1}]\nrtt_ms = [[1]]\naccess_mbps=[10]\naccess_weights=[1]\nloss = 0.9\n",
 		"heartbeat":      "name = \"x\"\nheartbeat_interval = \"1ms\"\n",

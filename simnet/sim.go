@@ -31,6 +31,7 @@ import (
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/consumer"
 	"github.com/rendermesh/rendermesh/roles/container"
+	"github.com/rendermesh/rendermesh/roles/epoch"
 )
 
 // LinksQUIC names the link model of this package: QUIC (quic-go, the transport operators run) over
@@ -152,6 +153,8 @@ type sim struct {
 	wg       sync.WaitGroup
 	flood    floodStats
 	stopped  chan struct{} // closed when Progress.Stop is seen
+	stakes   epoch.Allocation
+	epochObs map[uint64]*epochObs
 }
 
 type pubKey struct {
@@ -205,7 +208,11 @@ func run(cfg Config) (*Result, error) {
 	prog.Phase.Store("starting")
 
 	s := &sim{cfg: cfg, sc: sc, plan: pl, log: cfg.Logger, t0: time.Now(),
-		nodes: make([]*node.Node, len(pl.peers)), pubs: map[pubKey]*publication{}, failed: map[int]bool{}}
+		nodes: make([]*node.Node, len(pl.peers)), pubs: map[pubKey]*publication{}, failed: map[int]bool{},
+		epochObs: map[uint64]*epochObs{}}
+	if s.stakes, err = s.allocation(); err != nil {
+		return nil, err
+	}
 	s.reg = prometheus.NewRegistry()
 	s.mets = p2p.NewMetrics(s.reg)
 	s.links = newLinks(sc.Topology, uint64(cfg.Seed), pl.peers)
@@ -304,7 +311,9 @@ func (s *sim) nodeConfig(p *peerSpec) (node.Config, node.Options) {
 	cfg.Container.HeartbeatInterval = node.Duration(s.sc.HeartbeatEvery)
 	cfg.Container.RecordTTL = node.Duration(s.sc.RecordTTL)
 	cfg.Container.ProvideInterval = node.Duration(s.sc.ProvideInterval)
+	cfg.Network = s.networkConfig()
 	opts := node.Options{
+		Stakes:       s.stakes,
 		Logger:       s.log.With("peer", p.index),
 		Registry:     s.reg,
 		Metrics:      s.mets,
@@ -526,7 +535,9 @@ func (s *sim) sampler(prog *Progress) {
 				online++
 			}
 		}
+		nodes := slices.Clone(s.nodes)
 		s.mu.Unlock()
+		s.observeEpochs(nodes)
 		prog.SimNanos.Store(int64(s.now()))
 		prog.Online.Store(int64(online))
 		if i == 0 {
@@ -573,6 +584,7 @@ func (s *sim) result() *Result {
 	trace := pl.traceJSON()
 	h := sha256.Sum256(trace)
 	sum.TraceSHA256 = hex.EncodeToString(h[:])
+	s.epochSummary(&sum)
 	rep := &Report{Description: sc.Description, WindowSeconds: time.Duration(sc.Window).Seconds()}
 	nWin := int(math.Ceil(float64(pl.end-pl.start) / float64(sc.Window)))
 	rep.Windows = make([]Window, nWin)

@@ -177,3 +177,27 @@ func TestChurnSmall(t *testing.T) {
 		t.Errorf("gossip delivered %v under churn", s.GossipDeliveryRatio)
 	}
 }
+
+// TestEpochsSmall: every settled peer holds the same committee in every epoch, and joiners that
+// missed epochs catch up by importing committee records.
+func TestEpochsSmall(t *testing.T) {
+	needSim(t, false)
+	sc := smallScenario(t, "epochs")
+	sc.Epochs.Length = Duration(30 * time.Second)
+	sc.Epochs.CommitteeSize = 4
+	sc.Churn.Share, sc.Churn.Epoch = 0.1, Duration(time.Minute)
+	s := simulate(t, sc, 16, 11)
+	if s.IndexerEpochs < 3 {
+		t.Fatalf("%d epochs observed: want at least 3", s.IndexerEpochs)
+	}
+	if s.IndexerAgreement != 1 {
+		t.Errorf("indexer agreement %v: want every settled peer to hold each epoch's committee %v s after it starts",
+			s.IndexerAgreement, s.IndexerAgreementAfterS)
+	}
+	if s.IndexerCommitteeMean == 0 {
+		t.Error("no indexers drawn")
+	}
+	if s.Joins == 0 {
+		t.Error("no joiners: the catch-up path was not exercised")
+	}
+}

@@ -53,6 +53,17 @@ type Summary struct {
 	HonestScoreMean     float64 `json:"honest_score_mean"`
 	AttackersGraylisted float64 `json:"attackers_graylisted"` // share of attackers scored below the graylist threshold
 
+	// Indexer elections: epochs whose agreement time fell in the measured window; the worst share of
+	// online peers holding the epoch's committee IndexerAgreementAfterS seconds after it started;
+	// the latest time, relative to an epoch's start, at which views still differed (negative: all
+	// agreed before the epoch began); the mean committee size.
+	IndexerEpochs          int         `json:"indexer_epochs"`
+	IndexerAgreement       float64     `json:"indexer_agreement"`
+	IndexerAgreementAfterS float64     `json:"indexer_agreement_after_s"`
+	IndexerAgreeMsMax      float64     `json:"indexer_agree_ms_max"`
+	IndexerCommitteeMean   float64     `json:"indexer_committee_mean"`
+	IndexerEpochList       []EpochView `json:"indexer_epoch_views,omitempty"`
+
 	// Memory and goroutines per online peer, at the end (peak RSS is the whole process).
 	HeapBytesPerPeer  uint64  `json:"heap_bytes_per_peer"`
 	GoroutinesPerPeer float64 `json:"goroutines_per_peer"`
@@ -60,6 +71,14 @@ type Summary struct {
 	// TraceSHA256 hashes the scenario's event trace (joins, leaves, cuts, queries, floods): equal
 	// seeds and scenarios give equal traces.
 	TraceSHA256 string `json:"trace_sha256"`
+}
+
+// EpochView is one epoch's committee as the simulation saw it.
+type EpochView struct {
+	Epoch          uint64  `json:"epoch"`
+	Members        int     `json:"members"`
+	AgreementAfter float64 `json:"agreement"`
+	SettledMs      float64 `json:"settled_ms"`
 }
 
 // Window is one interval of the run, for plots of delivery and success over time.
