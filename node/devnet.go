@@ -233,7 +233,8 @@ func (d *Devnet) allocate() error {
 	}
 	seed := sha256.Sum256(fmt.Appendf(nil, "rendermesh devnet %d", d.started.UnixNano()))
 	d.network = DefaultNetwork()
-	d.network.GenesisTime = d.started.Add(devGenesisDelay).UTC().Format(time.RFC3339Nano)
+	delay := devGenesisDelay + time.Duration(d.cfg.Nodes)*devGenesisPerNode
+	d.network.GenesisTime = d.started.Add(delay).UTC().Format(time.RFC3339Nano)
 	d.network.GenesisSeed = hex.EncodeToString(seed[:])
 	d.network.EpochLength = Duration(d.cfg.Epoch)
 	d.network.CommitteeSize = d.cfg.Committee
@@ -247,8 +248,12 @@ func (d *Devnet) Network() NetworkConfig { return d.network }
 // Stakes is the devnet's allocation.
 func (d *Devnet) Stakes() epoch.Allocation { return d.stakes }
 
-// devGenesisDelay: the devnet's epoch 0 starts this long after StartDevnet begins.
-const devGenesisDelay = 2 * time.Second
+// The devnet's epoch 0 starts devGenesisDelay plus devGenesisPerNode per node after StartDevnet
+// begins, so that the nodes usually follow from genesis.
+const (
+	devGenesisDelay   = 2 * time.Second
+	devGenesisPerNode = 100 * time.Millisecond
+)
 
 // EpochStats is what the devnet's nodes agree on about the current epoch's committee.
 type EpochStats struct {

@@ -169,13 +169,13 @@ func TestKeysFromEnv(t *testing.T) {
 
 func TestDevnetJSON(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a devnet of 8 nodes for 15 s")
+		t.Skip("runs a devnet of 8 nodes for 20 s")
 	}
 	clearEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"devnet", "--nodes", "8", "--duration", "15s", "--json", "--admin", ""}, &stdout, &stderr)
+	err := run(ctx, []string{"devnet", "--nodes", "8", "--duration", "20s", "--json", "--admin", ""}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("devnet: %v\nstderr:\n%s", err, stderr.String())
 	}
@@ -186,6 +186,10 @@ func TestDevnetJSON(t *testing.T) {
 		Queries         int            `json:"queries"`
 		ConvergedMS     float64        `json:"converged_ms"`
 		States          map[string]int `json:"states"`
+		Epoch           uint64         `json:"epoch"`
+		Indexers        int            `json:"indexers"`
+		Agreement       float64        `json:"indexer_agreement"`
+		LightIndexers   int            `json:"light_client_indexers"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
 		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout.String())
@@ -208,5 +212,10 @@ func TestDevnetJSON(t *testing.T) {
 	}
 	if sum.ConvergedMS < 0 {
 		t.Errorf("converged_ms = %v: the devnet did not converge", sum.ConvergedMS)
+	}
+	// 10-second epochs from about 3 s after the start: the run ends in epoch 1, well after its start.
+	if sum.Epoch < 1 || sum.Agreement != 1 || sum.LightIndexers != sum.Indexers {
+		t.Errorf("epoch %d, indexer_agreement %v, light client verified %d of %d indexers: want epoch >= 1, every node holding the same committee and the light client verifying all of it",
+			sum.Epoch, sum.Agreement, sum.LightIndexers, sum.Indexers)
 	}
 }
