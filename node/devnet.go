@@ -85,8 +85,9 @@ type Devnet struct {
 	started  time.Time
 	startDur time.Duration
 
-	network NetworkConfig
-	stakes  epoch.Allocation
+	network     NetworkConfig
+	networkFile string
+	stakes      epoch.Allocation
 
 	mu    sync.Mutex
 	beats map[string]*pb.Heartbeat // latest heartbeat per container, as the first node carries them
@@ -239,8 +240,13 @@ func (d *Devnet) allocate() error {
 	d.network.EpochLength = Duration(d.cfg.Epoch)
 	d.network.CommitteeSize = d.cfg.Committee
 	d.network.Grace = Duration(d.cfg.Epoch / 5)
-	return nil
+	d.networkFile, err = WriteNetworkFiles(d.cfg.Dir, d.network, d.stakes)
+	return err
 }
+
+// NetworkFile is the devnet's genesis as a configuration file (with allocation.toml beside it), for
+// `rendermesh indexers --config`.
+func (d *Devnet) NetworkFile() string { return d.networkFile }
 
 // Network is the devnet's network configuration (its genesis).
 func (d *Devnet) Network() NetworkConfig { return d.network }

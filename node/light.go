@@ -144,6 +144,15 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 	return tr.Committee(cur), nil
 }
 
+// Epoch is the network's current epoch on the client's clock (0 without a valid genesis).
+func (l *LightClient) Epoch(nc NetworkConfig) uint64 {
+	cfg, err := nc.EpochConfig(epoch.Allocation(nil))
+	if err != nil || !nc.Elections() {
+		return 0
+	}
+	return cfg.Schedule.Epoch(l.clock.Now())
+}
+
 // Net is the client's p2p layer.
 func (l *LightClient) Net() *p2p.Net { return l.net }
 

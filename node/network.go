@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -158,4 +159,44 @@ func (nc *NetworkConfig) EpochConfig(stakes epoch.StakeSource) (epoch.Config, er
 		return epoch.Config{}, fmt.Errorf("%w: network: %v", ErrConfig, err)
 	}
 	return cfg, nil
+}
+
+// LoadNetwork reads the [network] section of a node configuration file (other sections are checked
+// and ignored), for clients that verify the network's elections without running a node.
+func LoadNetwork(path string) (NetworkConfig, error) {
+	cfg := Default()
+	if err := loadFile(path, &cfg); err != nil {
+		return NetworkConfig{}, err
+	}
+	if _, err := cfg.Network.EpochConfig(nil); err != nil {
+		return NetworkConfig{}, err
+	}
+	return cfg.Network, nil
+}
+
+// WriteNetworkFiles writes a network's genesis as dir/network.toml (a node configuration file with
+// only its [network] section) and its allocation as dir/allocation.toml, and returns the first path.
+func WriteNetworkFiles(dir string, nc NetworkConfig, a epoch.Allocation) (string, error) {
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	var alloc strings.Builder
+	alloc.WriteString("# Who holds stake (base units) and how well they serve, until the chain says so.\n")
+	for _, c := range a {
+		fmt.Fprintf(&alloc, "\n[[candidate]]\npeer_id = %q\nstake = %q\nquality_ppm = %d\n", peer.ID(c.ID).String(), c.Stake.String(), c.QualityPPM)
+	}
+	nc.Allocation = filepath.Join(absDir, "allocation.toml")
+	if err := writeFileAtomic(nc.Allocation, []byte(alloc.String()), 0o644); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("# The network's genesis (docs/CONFIG.md, [network]).\n")
+	if err := toml.NewEncoder(&b).Encode(struct {
+		Network NetworkConfig `toml:"network"`
+	}{nc}); err != nil {
+		return "", err
+	}
+	path := filepath.Join(absDir, "network.toml")
+	return path, writeFileAtomic(path, []byte(b.String()), 0o644)
 }

@@ -32,6 +32,8 @@ Commands:
   simnet    simulate hundreds to thousands of real nodes on simulated links, reproducibly
             (rendermesh simnet run --peers 100 --seed 1 --scenario steady --out out/; simnet list)
   find      find containers by capability (rendermesh find --bootstrap ADDR --gpu H100 --region u33 --app demo)
+  indexers  find the current epoch's indexers and verify their tickets from genesis
+            (rendermesh indexers --bootstrap ADDR --config network.toml)
   keys      show this node's peer ID (rendermesh keys --data-dir DIR)
   version   print the version
 
@@ -80,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSimnet(ctx, rest, stdout, stderr)
 	case "find":
 		return cmdFind(ctx, rest, stdout, stderr)
+	case "indexers":
+		return cmdIndexers(ctx, rest, stdout, stderr)
 	case "keys":
 		return cmdKeys(rest, stdout, stderr)
 	case "version", "--version":

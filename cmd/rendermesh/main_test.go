@@ -219,3 +219,55 @@ func TestDevnetJSON(t *testing.T) {
 			sum.Epoch, sum.Agreement, sum.LightIndexers, sum.Indexers)
 	}
 }
+
+func TestIndexersVerifiesTheCommittee(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 8 nodes through two 5-second epochs")
+	}
+	clearEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 8, Epoch: 5 * time.Second, Committee: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	sched := d.Nodes[0].Epochs().Schedule()
+	// Wait (on the wall clock: real networking) until epoch 2 is 2 s old: its sealed record is out.
+	for time.Now().Before(sched.Start(2).Add(2 * time.Second)) {
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	boot := d.Nodes[0].Net().Addrs()[0].String() + "/p2p/" + d.Nodes[0].Net().ID().String()
+	r := runCmd(t, "indexers", "--bootstrap", boot, "--config", d.NetworkFile(), "--json")
+	if r.err != nil {
+		t.Fatalf("indexers: %v\n%s", r.err, r.stderr)
+	}
+	var out struct {
+		Epoch    uint64 `json:"epoch"`
+		Verified bool   `json:"verified"`
+		Indexers []struct {
+			PeerID string `json:"peer_id"`
+		} `json:"indexers"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+	}
+	var want []string
+	for _, tk := range d.Nodes[0].Epochs().Committee(out.Epoch) {
+		want = append(want, peer.ID(tk.ID).String())
+	}
+	var got []string
+	for _, ix := range out.Indexers {
+		got = append(got, ix.PeerID)
+	}
+	if !out.Verified || out.Epoch < 2 || strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("indexers: epoch %d verified %v: %v; the nodes hold %v", out.Epoch, out.Verified, got, want)
+	}
+	if r := runCmd(t, "indexers", "--bootstrap", boot); !errors.Is(r.err, errUsage) {
+		t.Errorf("without --config: %v, want a usage error", r.err)
+	}
+}
