@@ -120,11 +120,26 @@ func (es *epochs) loop(ctx context.Context) {
 		now := clk.Now()
 		pendingImport := es.catchUp(ctx, now)
 		seeded, _ := es.tr.Advance(now)
+		cur := sched.Epoch(now)
 		for _, e := range seeded {
 			es.publishSealed(ctx, e-1)
-			es.draw(ctx, e)
+			if e >= cur { // a draw for an epoch that is over is of no use
+				es.draw(ctx, e)
+			}
 		}
-		cur := sched.Epoch(now)
+		if !pendingImport && len(seeded) > 0 {
+			// Sealing may have revealed an epoch to import (a late joiner's first pass seals
+			// epoch 0 only): import now rather than at the next boundary.
+			pendingImport = es.catchUp(ctx, now)
+			if more, _ := es.tr.Advance(now); len(more) > 0 {
+				for _, e := range more {
+					es.publishSealed(ctx, e-1)
+					if e >= cur {
+						es.draw(ctx, e)
+					}
+				}
+			}
+		}
 		if !now.Before(sched.Genesis) {
 			es.draw(ctx, cur) // a node that starts at genesis, or late, draws for the epoch running
 		}

@@ -119,6 +119,9 @@ type Ticket struct {
 	Output Output
 	Msg    *pb.IndexerTicket
 	Raw    []byte // the signed envelope, as received or made
+
+	// timely: it arrived before its epoch started, so it counts in the epoch's sealed set.
+	timely bool
 }
 
 // Tracker follows the epochs: it verifies tickets, keeps each epoch's committee, seals the set that
@@ -264,6 +267,7 @@ func (t *Tracker) Add(msg *pb.IndexerTicket, signer string, raw []byte, now time
 		}
 		return nil, err
 	}
+	tk.timely = now.Before(t.cfg.Schedule.Start(tk.Epoch))
 	t.epochs[tk.Epoch].tickets[tk.ID] = tk
 	return tk, nil
 }
@@ -336,9 +340,13 @@ func (t *Tracker) Advance(now time.Time) (seeded []uint64, accepted []*Ticket) {
 		if st == nil || !st.haveSeed || !t.followed(e) {
 			break
 		}
+		// The sealed set is the tickets that arrived before e started, whenever this Advance runs;
+		// epoch 0 is never sealed with tickets (they are drawn at genesis), so late joiners agree.
 		ids := make([]string, 0, len(st.tickets))
-		for id := range st.tickets {
-			ids = append(ids, id)
+		for id, tk := range st.tickets {
+			if e > 0 && tk.timely {
+				ids = append(ids, id)
+			}
 		}
 		t.seal(e, ids)
 		seeded = append(seeded, e+1)
@@ -387,6 +395,7 @@ func (t *Tracker) retryPending(now time.Time) []*Ticket {
 		tk, err := t.verify(p.msg, p.signer, p.raw, now, true)
 		switch {
 		case err == nil:
+			tk.timely = now.Before(t.cfg.Schedule.Start(tk.Epoch))
 			t.epochs[tk.Epoch].tickets[tk.ID] = tk
 			accepted = append(accepted, tk)
 		case TicketReason(err) == TicketUnknownSeed:

@@ -1,0 +1,825 @@
+package epoch
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/big"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+)
+
+// genesis is the tests' epoch 0 start; epochs last testLength.
+var genesis = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const testLength = 10 * time.Second
+
+// testCand is a candidate with its secret key.
+type testCand struct {
+	id string
+	sk ed25519.PrivateKey
+}
+
+// testCandidates returns n candidates with deterministic keys and varied stake and quality; the last
+// one has no stake (never drawn).
+func testCandidates(n int) ([]testCand, Allocation) {
+	cands := make([]testCand, n)
+	alloc := make(Allocation, n)
+	for i := range n {
+		var seed [ed25519.SeedSize]byte
+		seed[0], seed[1] = byte(i+1), 0xc7
+		sk := ed25519.NewKeyFromSeed(seed[:])
+		id := fmt.Sprintf("cand-%02d", i)
+		stake := ethers(int64(1 + i%4))
+		if i == n-1 {
+			stake = new(big.Int)
+		}
+		cands[i] = testCand{id: id, sk: sk}
+		alloc[i] = Candidate{ID: id, Key: sk.Public().(ed25519.PublicKey), Stake: stake, QualityPPM: uint32(400_000 + 50_000*i)}
+	}
+	return cands, alloc
+}
+
+// mixFunc is a Mixer from a function.
+type mixFunc func(uint64) []byte
+
+func (f mixFunc) Mix(e uint64) []byte { return f(e) }
+
+func testConfig(alloc Allocation) Config {
+	return Config{
+		Schedule:    Schedule{Genesis: genesis, Length: testLength},
+		GenesisSeed: sha256.Sum256([]byte("tracker test genesis")),
+		Params:      Params{Expected: 4, RecencyWindow: 2},
+		Stakes:      alloc,
+		Mixer: mixFunc(func(e uint64) []byte {
+			if e%3 == 0 {
+				return nil // some epochs mix nothing
+			}
+			return []byte(fmt.Sprintf("block at %d", e))
+		}),
+	}
+}
+
+func newTracker(t testing.TB, cfg Config, liveSince time.Time) *Tracker {
+	t.Helper()
+	tr, err := NewTracker(cfg, liveSince)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// rawOf is what the tests pass as a ticket's envelope.
+func rawOf(msg *pb.IndexerTicket) []byte {
+	return []byte(fmt.Sprintf("envelope %x/%d", msg.PeerId, msg.Epoch))
+}
+
+// sim is a network of trackers that all see every ticket.
+type sim struct {
+	t        *testing.T
+	cfg      Config
+	cands    []testCand
+	trackers []*Tracker
+	late     *Tracker // joins later; gets tickets from when it joins
+
+	seeds   map[uint64]Seed      // seed(e) as the network derived it
+	digests map[uint64]string    // committee digest of e, at the start of e+1
+	records map[uint64][]*Ticket // sealed sets, as committee records hold them
+	seats   map[uint64]int       // seats of each sealed committee
+}
+
+func newSim(t *testing.T, nTrackers, nCands int) *sim {
+	cands, alloc := testCandidates(nCands)
+	s := &sim{
+		t: t, cfg: testConfig(alloc), cands: cands,
+		seeds: map[uint64]Seed{}, digests: map[uint64]string{}, records: map[uint64][]*Ticket{}, seats: map[uint64]int{},
+	}
+	for range nTrackers {
+		s.trackers = append(s.trackers, newTracker(t, s.cfg, genesis.Add(-time.Minute)))
+	}
+	s.seeds[0] = s.cfg.GenesisSeed
+	return s
+}
+
+// all is every tracker that follows the network now.
+func (s *sim) all() []*Tracker {
+	if s.late != nil {
+		return append(slices.Clone(s.trackers), s.late)
+	}
+	return s.trackers
+}
+
+// draw has every candidate draw for e on its own tracker and delivers the winners' tickets to all.
+func (s *sim) draw(e uint64, now time.Time) int {
+	s.t.Helper()
+	return s.drawIf(e, now, nil)
+}
+
+// drawIf is draw for the candidates that publish (nil: all).
+func (s *sim) drawIf(e uint64, now time.Time, publishes func(testCand) bool) int {
+	s.t.Helper()
+	n := 0
+	for i, c := range s.cands {
+		if publishes != nil && !publishes(c) {
+			continue
+		}
+		msg := s.trackers[i%len(s.trackers)].Draw(e, c.id, c.sk)
+		if msg == nil {
+			continue
+		}
+		n++
+		for j, tr := range s.all() {
+			if _, err := tr.Add(msg, c.id, rawOf(msg), now); err != nil {
+				s.t.Fatalf("epoch %d: tracker %d refused %s's ticket: %v", e, j, c.id, err)
+			}
+		}
+	}
+	return n
+}
+
+// advance runs Advance on every tracker of the network at the start of e and checks they agree.
+func (s *sim) advance(e uint64) {
+	s.t.Helper()
+	now := s.cfg.Schedule.Start(e)
+	for i, tr := range s.trackers {
+		seeded, accepted := tr.Advance(now)
+		if !slices.Equal(seeded, []uint64{e + 1}) || len(accepted) != 0 {
+			s.t.Fatalf("tracker %d at the start of %d: seeded %v, accepted %d; want [%d], 0", i, e, seeded, len(accepted), e+1)
+		}
+	}
+	ref := s.trackers[0]
+	seed, ok := ref.Seed(e + 1)
+	if !ok {
+		s.t.Fatalf("seed(%d) unknown after Advance", e+1)
+	}
+	set, ok := ref.Sealed(e)
+	if !ok {
+		s.t.Fatalf("epoch %d not sealed after Advance", e)
+	}
+	outs := make([]Output, len(set))
+	seats := 0
+	for i, tk := range set {
+		outs[i] = tk.Output
+		seats += int(tk.Seats)
+	}
+	if want := NextSeed(s.seeds[e], e+1, s.cfg.Mixer.Mix(e+1), outs); seed != want {
+		s.t.Fatalf("seed(%d) is not NextSeed of seed(%d) and epoch %d's sealed outputs", e+1, e, e)
+	}
+	digest, _ := ref.Digest(e)
+	s.seeds[e+1], s.digests[e], s.records[e], s.seats[e] = seed, digest, set, seats
+	for i, tr := range s.trackers[1:] {
+		if got, _ := tr.Seed(e + 1); got != seed {
+			s.t.Fatalf("tracker %d: seed(%d) differs from tracker 0's", i+1, e+1)
+		}
+		if got, _ := tr.Digest(e); got != digest {
+			s.t.Fatalf("tracker %d: committee of %d differs from tracker 0's", i+1, e)
+		}
+	}
+}
+
+func TestTrackerNetworkAgrees(t *testing.T) {
+	s := newSim(t, 6, 10)
+	sched := s.cfg.Schedule
+	grace := s.trackers[0].cfg.Grace
+	if grace != time.Second {
+		t.Fatalf("default grace %s, want a tenth of the epoch", grace)
+	}
+	// Before genesis every tracker knows seed(0) and nothing seals; epoch 0's winners publish.
+	for _, tr := range s.trackers {
+		if seeded, _ := tr.Advance(genesis.Add(-time.Second)); seeded != nil {
+			t.Fatalf("Advance before genesis seeded %v", seeded)
+		}
+	}
+	s.draw(0, genesis.Add(-30*time.Second))
+	const epochs = 10
+	for e := uint64(0); e < epochs; e++ {
+		s.advance(e)
+		s.draw(e+1, sched.Start(e).Add(time.Millisecond))
+
+		// The previous committee serves during the grace window only.
+		for i, tr := range s.trackers {
+			cur, prev := tr.Committee(e), []*Ticket(nil)
+			if e > 0 {
+				prev = tr.Committee(e - 1)
+			}
+			during := tr.Active(sched.Start(e).Add(grace - time.Nanosecond))
+			after := tr.Active(sched.Start(e).Add(grace))
+			if e > 0 && len(during) != len(cur)+len(prev) {
+				t.Fatalf("tracker %d, epoch %d: %d active in the grace window, want %d + %d", i, e, len(during), len(cur), len(prev))
+			}
+			if len(after) != len(cur) {
+				t.Fatalf("tracker %d, epoch %d: %d active after the grace window, want %d", i, e, len(after), len(cur))
+			}
+		}
+	}
+	// Every epoch's seed differs and the committees are Poisson(4) in size: not empty on average.
+	seen := map[Seed]bool{}
+	seats, empty := 0, 0
+	for e := uint64(0); e <= epochs; e++ {
+		if seen[s.seeds[e]] {
+			t.Fatalf("seed(%d) repeats an earlier seed", e)
+		}
+		seen[s.seeds[e]] = true
+		if e < epochs {
+			seats += s.seats[e]
+			if len(s.records[e]) == 0 {
+				empty++
+			}
+		}
+	}
+	if seats < epochs || empty > epochs/2 {
+		t.Errorf("%d seats over %d epochs, %d empty committees; want about 4 seats an epoch", seats, epochs, empty)
+	}
+}
+
+// TestTrackerRecency: a sealed committee member's next tickets carry its recent selections.
+func TestTrackerRecency(t *testing.T) {
+	s := newSim(t, 1, 10)
+	tr := s.trackers[0]
+	s.draw(0, genesis.Add(-time.Second))
+	for e := uint64(0); e < 6; e++ {
+		s.advance(e)
+		s.draw(e+1, s.cfg.Schedule.Start(e))
+		for _, c := range s.cands {
+			want := uint32(0)
+			for k := uint64(1); k <= 2 && k <= e+1; k++ {
+				if slices.ContainsFunc(s.records[e+1-k], func(tk *Ticket) bool { return tk.ID == c.id }) {
+					want++
+				}
+			}
+			if got := tr.epochs[e+1].inputs[c.id].Recent; got != want {
+				t.Fatalf("epoch %d, %s: recent %d, want %d", e+1, c.id, got, want)
+			}
+		}
+	}
+}
+
+// catchUp does what a node does when it starts late: import what it must, advance, repeat. It imports
+// the sealed sets of records, or the tickets of override where it has the epoch.
+func catchUp(t *testing.T, tr *Tracker, now time.Time, records map[uint64][]*Ticket, override map[uint64][]ImportedTicket) (imported []uint64) {
+	t.Helper()
+	for {
+		if e, ok := tr.NeedImport(now); ok {
+			rec, ok := records[e]
+			if !ok {
+				t.Fatalf("no committee record of epoch %d to import", e)
+			}
+			tickets, ok := override[e]
+			if !ok {
+				tickets = importedOf(rec)
+			}
+			if _, err := tr.ImportSealed(e, tickets); err != nil {
+				t.Fatal(err)
+			}
+			imported = append(imported, e)
+			continue
+		}
+		if seeded, _ := tr.Advance(now); len(seeded) == 0 {
+			return imported
+		}
+	}
+}
+
+func importedOf(set []*Ticket) []ImportedTicket {
+	out := make([]ImportedTicket, len(set))
+	for i, tk := range set {
+		out[i] = ImportedTicket{Msg: tk.Msg, Signer: tk.ID, Raw: tk.Raw}
+	}
+	return out
+}
+
+func TestTrackerLateJoinerImports(t *testing.T) {
+	// As node/epoch.go does today, nobody draws for epoch 0 before genesis: its sealed set is empty
+	// (TestTrackerLateJoinerEpochZero covers the other case).
+	s := newSim(t, 3, 10)
+	sched := s.cfg.Schedule
+	for e := uint64(0); e <= 5; e++ {
+		s.advance(e)
+		s.draw(e+1, sched.Start(e))
+	}
+	if len(s.records[1]) == 0 || len(s.records[2]) == 0 {
+		t.Fatal("epochs 1 and 2 need a committee; pick other keys")
+	}
+	// Joins during epoch 5, after the tickets of 6 went round: it must import 1..6.
+	joined := sched.Start(5).Add(3 * time.Second)
+	lj := newTracker(t, s.cfg, joined)
+	// The record of epoch 1 it finds comes with junk before the real tickets: only those are kept.
+	real1 := importedOf(s.records[1])
+	forged := proto.Clone(real1[0].Msg).(*pb.IndexerTicket)
+	forged.VrfProof[5] ^= 1
+	other := s.records[2][0]
+	junk := []ImportedTicket{
+		{Msg: forged, Signer: real1[0].Signer, Raw: []byte("forged")}, // bad proof
+		{Msg: real1[0].Msg, Signer: "someone else"},                   // not its signer
+		{Msg: other.Msg, Signer: other.ID, Raw: other.Raw},            // another epoch
+		{},
+	}
+	imported := catchUp(t, lj, joined, s.records, map[uint64][]ImportedTicket{1: append(junk, real1...)})
+	if len(imported) == 0 || imported[len(imported)-1] != 5 || !slices.Contains(imported, 1) {
+		t.Fatalf("imported %v, want 1..5", imported)
+	}
+	if set, ok := lj.Sealed(1); !ok || len(set) != len(real1) {
+		t.Fatalf("sealed set of 1 has %d tickets, want %d", len(set), len(real1))
+	}
+	if _, err := lj.ImportSealed(1, real1); err == nil {
+		t.Error("epoch 1 imported twice")
+	}
+	if _, err := lj.ImportSealed(9, nil); err == nil {
+		t.Error("epoch 9 imported without its seed")
+	}
+	if e, ok := lj.NeedImport(joined); ok {
+		t.Fatalf("NeedImport = %d before epoch 6 starts", e)
+	}
+	s.late = lj
+	for e := uint64(6); e < 10; e++ {
+		s.advance(e)
+		if e == 6 { // the tickets of 6 went round before it joined
+			if imported := catchUp(t, lj, sched.Start(e), s.records, nil); !slices.Equal(imported, []uint64{6}) {
+				t.Fatalf("imported %v at the start of 6, want [6]", imported)
+			}
+		} else { // it followed epoch 7 on: it seals by itself
+			if seeded, _ := lj.Advance(sched.Start(e)); !slices.Equal(seeded, []uint64{e + 1}) {
+				t.Fatalf("late joiner seeded %v at the start of %d", seeded, e)
+			}
+		}
+		s.draw(e+1, sched.Start(e))
+	}
+	for e := uint64(5); e <= 10; e++ {
+		if got, ok := lj.Seed(e); !ok || got != s.seeds[e] {
+			t.Errorf("late joiner's seed(%d) differs from the network's", e)
+		}
+		if e < 10 {
+			if got, _ := lj.Digest(e); got != s.digests[e] {
+				t.Errorf("late joiner's committee of %d differs from the network's", e)
+			}
+		}
+	}
+}
+
+// TestTrackerLateJoinerEpochZero: a node that starts after genesis derives the network's seeds even
+// when epoch 0's winners published before genesis, which the Tracker allows (docs/EPOCHS.md: epoch 0
+// is never sealed; seed(1) mixes nothing).
+func TestTrackerLateJoinerEpochZero(t *testing.T) {
+	s := newSim(t, 3, 10)
+	s.draw(0, genesis.Add(-time.Second))
+	if len(s.trackers[0].Committee(0)) == 0 {
+		t.Fatal("epoch 0 has no committee; pick other keys")
+	}
+	for e := uint64(0); e < 3; e++ {
+		s.advance(e)
+		s.draw(e+1, s.cfg.Schedule.Start(e))
+	}
+	joined := s.cfg.Schedule.Start(2).Add(time.Second)
+	lj := newTracker(t, s.cfg, joined)
+	catchUp(t, lj, joined, s.records, nil)
+	for e := uint64(1); e <= 3; e++ {
+		if got, _ := lj.Seed(e); got != s.seeds[e] {
+			t.Errorf("late joiner's seed(%d) differs from the network's", e)
+		}
+	}
+}
+
+// TestTrackerSealsOnlyTimelyTickets: a ticket of epoch e that arrives after e started (every candidate
+// draws epoch 0 at genesis; a node that starts late draws for the running epoch) must not enter the
+// sealed set of a node whose Advance runs a few milliseconds late, or its seed(e+1) differs from the
+// network's and it rejects every later ticket as wrong_seed.
+func TestTrackerSealsOnlyTimelyTickets(t *testing.T) {
+	for _, e := range []uint64{0, 2} {
+		t.Run(fmt.Sprint("epoch ", e), func(t *testing.T) {
+			s := newSim(t, 2, 10)
+			prompt, slow := s.trackers[0], s.trackers[1]
+			start := s.cfg.Schedule.Start(e)
+			late := s.cands // the winners of e that publish only once e has started
+			for k := uint64(0); k < e; k++ {
+				s.advance(k)
+				if k+1 < e {
+					s.draw(k+1, s.cfg.Schedule.Start(k))
+					continue
+				}
+				i := slices.IndexFunc(s.cands, func(c testCand) bool { return prompt.Draw(e, c.id, c.sk) != nil })
+				if i < 0 {
+					t.Fatalf("nobody won epoch %d; pick other keys", e)
+				}
+				late = s.cands[i : i+1]
+				s.drawIf(e, s.cfg.Schedule.Start(k), func(c testCand) bool { return c.id != late[0].id })
+			}
+			prompt.Advance(start)
+			n := 0
+			for _, c := range late {
+				if msg := prompt.Draw(e, c.id, c.sk); msg != nil {
+					n++
+					if _, err := slow.Add(msg, c.id, rawOf(msg), start.Add(time.Millisecond)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if n == 0 {
+				t.Fatalf("nobody won epoch %d; pick other keys", e)
+			}
+			slow.Advance(start.Add(5 * time.Millisecond))
+			a, _ := prompt.Seed(e + 1)
+			b, _ := slow.Seed(e + 1)
+			if a != b {
+				t.Fatalf("seed(%d) depends on when each node's Advance ran", e+1)
+			}
+		})
+	}
+}
+
+// ticketFixture is a tracker before genesis, a winner's valid ticket of epoch 0 and a loser.
+type ticketFixture struct {
+	cfg    Config
+	cands  []testCand
+	alloc  Allocation
+	win    testCand
+	ticket *pb.IndexerTicket
+	lose   testCand
+}
+
+func newTicketFixture(t testing.TB) ticketFixture {
+	t.Helper()
+	cands, alloc := testCandidates(10)
+	f := ticketFixture{cfg: testConfig(alloc), cands: cands, alloc: alloc}
+	tr := newTracker(t, f.cfg, genesis.Add(-time.Minute))
+	for i, c := range cands[:len(cands)-1] {
+		if msg := tr.Draw(0, c.id, c.sk); msg != nil && f.ticket == nil {
+			f.win, f.ticket = cands[i], msg
+		} else if msg == nil {
+			f.lose = cands[i]
+		}
+	}
+	if f.ticket == nil || f.lose.id == "" {
+		t.Fatal("need a winner and a loser in epoch 0; pick other keys")
+	}
+	return f
+}
+
+// losingTicket is the loser's genuine draw, claiming one seat.
+func (f ticketFixture) losingTicket() *pb.IndexerTicket {
+	seed := f.cfg.GenesisSeed
+	proof, _ := Prove(f.lose.sk, Alpha(seed, 0, RoleIndexer))
+	c := f.alloc[slices.IndexFunc(f.alloc, func(c Candidate) bool { return c.ID == f.lose.id })]
+	return &pb.IndexerTicket{
+		PeerId: []byte(f.lose.id), Epoch: 0, Role: string(RoleIndexer), VrfProof: proof[:], Seats: 1,
+		Stake: c.Stake.Bytes(), QualityPpm: c.QualityPPM, Seed: seed[:],
+	}
+}
+
+func TestTrackerAddRejects(t *testing.T) {
+	f := newTicketFixture(t)
+	outsider := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x99}, ed25519.SeedSize))
+	zero := f.cands[len(f.cands)-1]
+	before := genesis.Add(-time.Second)
+	grace := min(testLength/10, 30*time.Second)
+	edit := func(fn func(m *pb.IndexerTicket)) *pb.IndexerTicket {
+		m := proto.Clone(f.ticket).(*pb.IndexerTicket)
+		fn(m)
+		return m
+	}
+	ownDraw := func(c testCand, e uint64) *pb.IndexerTicket {
+		seed := f.cfg.GenesisSeed
+		proof, _ := Prove(c.sk, Alpha(seed, e, RoleIndexer))
+		return &pb.IndexerTicket{
+			PeerId: []byte(c.id), Epoch: e, Role: string(RoleIndexer), VrfProof: proof[:], Seats: 1,
+			Stake: ethers(1).Bytes(), Seed: seed[:],
+		}
+	}
+	cases := []struct {
+		name   string
+		msg    *pb.IndexerTicket
+		signer string // "": the ticket's peer
+		now    time.Time
+		reason string
+	}{
+		{"valid", f.ticket, "", before, ""},
+		{"valid until the end of the next epoch's grace", f.ticket, "", genesis.Add(testLength + grace - time.Nanosecond), ""},
+		{"forged proof", edit(func(m *pb.IndexerTicket) { m.VrfProof[40] ^= 0x80 }), "", before, TicketBadProof},
+		{"another peer's ticket", f.ticket, f.lose.id, before, TicketSignerMismatch},
+		{"replayed after the grace", f.ticket, "", genesis.Add(testLength + grace), TicketWrongEpoch},
+		{"replayed epochs later", f.ticket, "", genesis.Add(5 * testLength), TicketWrongEpoch},
+		{"three epochs ahead", edit(func(m *pb.IndexerTicket) { m.Epoch = 3 }), "", before, TicketWrongEpoch},
+		{"two epochs ahead", edit(func(m *pb.IndexerTicket) { m.Epoch = 2 }), "", before, TicketUnknownSeed},
+		{"more seats", edit(func(m *pb.IndexerTicket) { m.Seats++ }), "", before, TicketLosing},
+		{"fewer seats", edit(func(m *pb.IndexerTicket) { m.Seats = 0 }), "", before, TicketLosing},
+		{"a loser's draw", f.losingTicket(), "", before, TicketLosing},
+		{"stake", edit(func(m *pb.IndexerTicket) {
+			m.Stake = new(big.Int).Add(new(big.Int).SetBytes(m.Stake), big.NewInt(1)).Bytes()
+		}), "", before, TicketWeightMismatch},
+		{"quality", edit(func(m *pb.IndexerTicket) { m.QualityPpm++ }), "", before, TicketWeightMismatch},
+		{"recent", edit(func(m *pb.IndexerTicket) { m.Recent = 1 }), "", before, TicketWeightMismatch},
+		{"not a candidate", ownDraw(testCand{id: "outsider", sk: outsider}, 0), "", before, TicketNotCandidate},
+		{"no stake", ownDraw(zero, 0), "", before, TicketNotCandidate},
+		{"seed", edit(func(m *pb.IndexerTicket) { m.Seed[0] ^= 1 }), "", before, TicketWrongSeed},
+		{"role", edit(func(m *pb.IndexerTicket) { m.Role = "checker" }), "", before, TicketMalformed},
+		{"short proof", edit(func(m *pb.IndexerTicket) { m.VrfProof = m.VrfProof[:ProofSize-1] }), "", before, TicketMalformed},
+		{"long seed", edit(func(m *pb.IndexerTicket) { m.Seed = append(m.Seed, 0) }), "", before, TicketMalformed},
+		{"nil", nil, "x", before, TicketMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newTracker(t, f.cfg, genesis.Add(-time.Minute))
+			signer := tc.signer
+			if signer == "" {
+				signer = string(tc.msg.PeerId)
+			}
+			tk, err := tr.Add(tc.msg, signer, []byte("raw"), tc.now)
+			if got := TicketReason(err); got != tc.reason {
+				t.Fatalf("Add: %v (reason %q), want reason %q", err, got, tc.reason)
+			}
+			if tc.reason == "" {
+				if tk == nil || tk.ID != signer || tk.Seats != tc.msg.Seats || len(tr.Committee(0)) != 1 {
+					t.Fatalf("accepted ticket %+v, committee %d", tk, len(tr.Committee(0)))
+				}
+				return
+			}
+			if tk != nil || len(tr.Committee(tc.msg.GetEpoch())) != 0 {
+				t.Fatal("a refused ticket was kept")
+			}
+			var te *TicketError
+			if !errors.Is(err, ErrTicket) || !errors.As(err, &te) || te.Ignorable() != (tc.reason == TicketUnknownSeed) {
+				t.Fatalf("%v: not an ErrTicket, or Ignorable wrong for %q", err, tc.reason)
+			}
+		})
+	}
+}
+
+func TestTrackerAddDuplicate(t *testing.T) {
+	f := newTicketFixture(t)
+	tr := newTracker(t, f.cfg, genesis.Add(-time.Minute))
+	id := f.win.id
+	if _, err := tr.Add(f.ticket, id, []byte("first"), genesis); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tr.Add(proto.Clone(f.ticket).(*pb.IndexerTicket), id, []byte("again"), genesis)
+	var te *TicketError
+	if TicketReason(err) != TicketDuplicate || !errors.As(err, &te) || !te.Ignorable() {
+		t.Fatalf("second Add: %v, want an ignorable duplicate", err)
+	}
+	if c := tr.Committee(0); len(c) != 1 || string(c[0].Raw) != "first" {
+		t.Fatal("the duplicate replaced the first ticket")
+	}
+}
+
+func TestTrackerPendingUntilSeedKnown(t *testing.T) {
+	s := newSim(t, 2, 10)
+	ahead, behind := s.trackers[0], s.trackers[1]
+	ahead.Advance(genesis)
+	var tickets []*pb.IndexerTicket
+	for _, c := range s.cands {
+		if msg := ahead.Draw(1, c.id, c.sk); msg != nil {
+			tickets = append(tickets, msg)
+			if _, err := ahead.Add(msg, c.id, rawOf(msg), genesis); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(tickets) == 0 {
+		t.Fatal("nobody won epoch 1; pick other keys")
+	}
+	for _, msg := range tickets {
+		_, err := behind.Add(msg, string(msg.PeerId), rawOf(msg), genesis.Add(-time.Millisecond))
+		var te *TicketError
+		if TicketReason(err) != TicketUnknownSeed || !errors.As(err, &te) || !te.Ignorable() {
+			t.Fatalf("Add before seed(1) is known: %v, want an ignorable unknown_seed", err)
+		}
+	}
+	if len(behind.Committee(1)) != 0 {
+		t.Fatal("pending tickets are in the committee")
+	}
+	seeded, accepted := behind.Advance(genesis)
+	if !slices.Equal(seeded, []uint64{1}) || len(accepted) != len(tickets) {
+		t.Fatalf("Advance: seeded %v, accepted %d; want [1], %d", seeded, len(accepted), len(tickets))
+	}
+	for _, tk := range accepted {
+		if tk.Epoch != 1 || !slices.ContainsFunc(tickets, func(m *pb.IndexerTicket) bool { return string(m.PeerId) == tk.ID }) {
+			t.Fatalf("accepted %s of epoch %d", tk.ID, tk.Epoch)
+		}
+	}
+	a, _ := ahead.Digest(1)
+	if b, n := behind.Digest(1); a != b || n != len(tickets) {
+		t.Fatal("committee of 1 differs after the pending tickets were accepted")
+	}
+	if _, accepted := behind.Advance(genesis.Add(time.Second)); len(accepted) != 0 {
+		t.Fatalf("accepted %d pending tickets a second time", len(accepted))
+	}
+}
+
+func TestTrackerCheckRecord(t *testing.T) {
+	f := newTicketFixture(t)
+	tr := newTracker(t, f.cfg, genesis.Add(-time.Minute))
+	good := []ImportedTicket{{Msg: f.ticket, Signer: f.win.id}}
+	if err := tr.CheckRecord(0, good); err != nil {
+		t.Fatalf("good record: %v", err)
+	}
+	if _, err := tr.Add(f.ticket, f.win.id, nil, genesis); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.CheckRecord(0, good); err != nil {
+		t.Fatalf("record of a ticket the node holds: %v", err)
+	}
+	if len(tr.Committee(0)) != 1 {
+		t.Fatal("CheckRecord changed the committee")
+	}
+	if err := tr.CheckRecord(0, []ImportedTicket{{Msg: f.losingTicket(), Signer: f.lose.id}}); TicketReason(err) != TicketLosing {
+		t.Fatalf("record with a losing ticket: %v", err)
+	}
+	if err := tr.CheckRecord(0, []ImportedTicket{good[0], {Msg: f.ticket, Signer: f.lose.id}}); TicketReason(err) != TicketSignerMismatch {
+		t.Fatalf("record with another peer's ticket: %v", err)
+	}
+	if err := tr.CheckRecord(7, []ImportedTicket{{Msg: f.losingTicket(), Signer: f.lose.id}}); err != nil {
+		t.Fatalf("epoch of unknown seed: %v, want nil (cannot tell)", err)
+	}
+}
+
+func TestTrackerConfigValidate(t *testing.T) {
+	_, alloc := testCandidates(3)
+	for _, tc := range []struct {
+		name string
+		edit func(c *Config)
+		ok   bool
+	}{
+		{"valid", func(*Config) {}, true},
+		{"no genesis", func(c *Config) { c.Schedule.Genesis = time.Time{} }, false},
+		{"short epochs", func(c *Config) { c.Schedule.Length = time.Second - 1 }, false},
+		{"no committee", func(c *Config) { c.Params.Expected = 0 }, false},
+		{"no stakes", func(c *Config) { c.Stakes = nil }, false},
+	} {
+		cfg := testConfig(alloc)
+		tc.edit(&cfg)
+		if _, err := NewTracker(cfg, genesis); (err == nil) != tc.ok {
+			t.Errorf("%s: NewTracker error %v", tc.name, err)
+		}
+	}
+	for _, tc := range []struct{ length, grace, want time.Duration }{
+		{10 * time.Second, 0, time.Second},
+		{15 * time.Minute, 0, 30 * time.Second},
+		{15 * time.Minute, 5 * time.Second, 5 * time.Second},
+	} {
+		cfg := Config{Schedule: Schedule{Genesis: genesis, Length: tc.length}, Params: Params{Expected: 1}, Stakes: alloc, Grace: tc.grace}
+		if err := cfg.Validate(); err != nil || cfg.Grace != tc.want {
+			t.Errorf("epoch %s, grace %s: Validate = %v, grace %s; want %s", tc.length, tc.grace, err, cfg.Grace, tc.want)
+		}
+	}
+}
+
+func TestNextSeed(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	outs := make([]Output, 7)
+	for i := range outs {
+		outs[i] = randOutput(rng)
+	}
+	prev := Seed{1, 2, 3}
+	orig := slices.Clone(outs)
+	base := NextSeed(prev, 5, []byte("mix"), outs)
+	for range 10 {
+		shuffled := slices.Clone(outs)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		if NextSeed(prev, 5, []byte("mix"), shuffled) != base {
+			t.Fatal("NextSeed depends on the order of the outputs")
+		}
+	}
+	if !slices.Equal(outs, orig) {
+		t.Fatal("NextSeed reordered its argument")
+	}
+	variants := map[string]Seed{
+		"prev":       NextSeed(Seed{1, 2, 4}, 5, []byte("mix"), outs),
+		"epoch":      NextSeed(prev, 6, []byte("mix"), outs),
+		"mix":        NextSeed(prev, 5, []byte("miy"), outs),
+		"no mix":     NextSeed(prev, 5, nil, outs),
+		"one fewer":  NextSeed(prev, 5, []byte("mix"), outs[1:]),
+		"no outputs": NextSeed(prev, 5, []byte("mix"), nil),
+		"duplicated": NextSeed(prev, 5, []byte("mix"), append(slices.Clone(outs), outs[0])),
+	}
+	seen := map[Seed]string{base: "base"}
+	for name, s := range variants {
+		if other, dup := seen[s]; dup {
+			t.Errorf("NextSeed with a different %s equals the one with %s", name, other)
+		}
+		seen[s] = name
+	}
+	if NextSeed(prev, 5, nil, nil) != NextSeed(prev, 5, []byte{}, []Output{}) {
+		t.Error("nil and empty mix or outputs differ")
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	s := Schedule{Genesis: genesis, Length: testLength}
+	for _, tc := range []struct {
+		at   time.Time
+		want uint64
+	}{
+		{genesis.Add(-365 * 24 * time.Hour), 0},
+		{genesis.Add(-time.Nanosecond), 0},
+		{genesis, 0},
+		{genesis.Add(testLength - time.Nanosecond), 0},
+		{genesis.Add(testLength), 1},
+		{genesis.Add(7*testLength + testLength/2), 7},
+		{genesis.Add(1000 * testLength), 1000},
+	} {
+		if got := s.Epoch(tc.at); got != tc.want {
+			t.Errorf("Epoch(genesis%+v) = %d, want %d", tc.at.Sub(genesis), got, tc.want)
+		}
+	}
+	for e := uint64(0); e < 5; e++ {
+		if got := s.Start(e); !got.Equal(genesis.Add(time.Duration(e)*testLength)) || s.Epoch(got) != e || s.Epoch(got.Add(-time.Nanosecond)) != max(e, 1)-1 {
+			t.Errorf("Start(%d) = %v is not where epoch %d begins", e, got, e)
+		}
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		e    uint64
+		want time.Duration
+	}{
+		{genesis.Add(-time.Minute), 0, time.Minute},
+		{genesis.Add(-time.Minute), 2, time.Minute + 2*testLength},
+		{genesis, 0, 0},
+		{genesis.Add(time.Nanosecond), 0, 0},
+		{genesis.Add(3 * testLength), 3, 0},
+		{genesis.Add(3*testLength - time.Nanosecond), 3, time.Nanosecond},
+		{genesis.Add(5 * testLength), 3, 0},
+	} {
+		if got := s.Until(tc.at, tc.e); got != tc.want {
+			t.Errorf("Until(genesis%+v, %d) = %s, want %s", tc.at.Sub(genesis), tc.e, got, tc.want)
+		}
+	}
+	for _, bad := range []Schedule{{Length: testLength}, {Genesis: genesis, Length: time.Second - 1}, {Genesis: genesis}} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%+v validates", bad)
+		}
+	}
+	if err := (Schedule{Genesis: genesis, Length: time.Second}).Validate(); err != nil {
+		t.Errorf("1 s epochs: %v", err)
+	}
+}
+
+// FuzzTrackerAdd: whatever a peer sends, Add never panics and accepts only tickets that a naive
+// check of the election rules accepts.
+func FuzzTrackerAdd(f *testing.F) {
+	fx := newTicketFixture(f)
+	valid, err := proto.Marshal(fx.ticket)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid, false)
+	f.Add(valid, true)
+	losing, _ := proto.Marshal(fx.losingTicket())
+	f.Add(losing, false)
+	f.Add(valid[:len(valid)-1], false)
+	f.Add([]byte{}, false)
+	// The naive rule: a candidate with stake, its proof on seed(0) verifies, and its seats are the
+	// draw's.
+	total := new(big.Int)
+	for _, c := range fx.alloc {
+		total.Add(total, Weight(WeightInputs{Stake: c.Stake, QualityPPM: c.QualityPPM}))
+	}
+	seed := fx.cfg.GenesisSeed
+	naive := func(m *pb.IndexerTicket) bool {
+		i := slices.IndexFunc(fx.alloc, func(c Candidate) bool { return c.ID == string(m.PeerId) })
+		if i < 0 || m.Role != "indexer" || m.Epoch != 0 || !bytes.Equal(m.Seed, seed[:]) || m.Recent != 0 {
+			return false
+		}
+		c := fx.alloc[i]
+		if new(big.Int).SetBytes(m.Stake).Cmp(c.Stake) != 0 || m.QualityPpm != c.QualityPPM {
+			return false
+		}
+		out, err := Verify(c.Key, m.VrfProof, Alpha(seed, 0, RoleIndexer))
+		if err != nil {
+			return false
+		}
+		w := Weight(WeightInputs{Stake: c.Stake, QualityPPM: c.QualityPPM})
+		seats := Seats(out, w, total, fx.cfg.Params)
+		return seats > 0 && seats == m.Seats
+	}
+	f.Fuzz(func(t *testing.T, data []byte, otherSigner bool) {
+		msg := new(pb.IndexerTicket)
+		if proto.Unmarshal(data, msg) != nil {
+			return
+		}
+		signer := string(msg.PeerId)
+		if otherSigner {
+			signer = fx.lose.id
+		}
+		tr := newTracker(t, fx.cfg, genesis.Add(-time.Minute))
+		tk, err := tr.Add(msg, signer, data, genesis)
+		if err != nil {
+			if tk != nil || TicketReason(err) == "" {
+				t.Fatalf("Add returned %v with error %v", tk, err)
+			}
+			return
+		}
+		if signer != string(msg.PeerId) || !naive(msg) {
+			t.Fatalf("accepted an invalid ticket %v signed by %q", msg, signer)
+		}
+		if tk.ID != signer || tk.Seats != msg.Seats || tk.Epoch != 0 {
+			t.Fatalf("accepted ticket %+v does not match its message", tk)
+		}
+	})
+}
