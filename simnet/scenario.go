@@ -35,7 +35,10 @@ type Scenario struct {
 	// Window is the interval of the success and delivery series.
 	Window Duration `toml:"window"`
 
-	Bootstrap       int      `toml:"bootstrap"`       // peers everyone joins through
+	Bootstrap int `toml:"bootstrap"` // peers everyone joins through
+	// ConnHigh is each peer's connection-manager high watermark (trimmed to half of it); bootstrap
+	// peers keep up to 1024.
+	ConnHigh        int      `toml:"conn_high"`
 	ContainerShare  float64  `toml:"container_share"` // share of peers running the container role
 	HeartbeatEvery  Duration `toml:"heartbeat_interval"`
 	RecordTTL       Duration `toml:"record_ttl"`
@@ -158,7 +161,7 @@ func ParseScenario(b []byte) (Scenario, error) {
 	s := Scenario{
 		Peers: 100, Duration: Duration(15 * time.Minute), Warmup: Duration(2 * time.Minute),
 		Settle: Duration(30 * time.Second), Window: Duration(30 * time.Second),
-		Bootstrap: 4, ContainerShare: 2.0 / 3, HeartbeatEvery: Duration(30 * time.Second),
+		Bootstrap: 4, ConnHigh: 64, ContainerShare: 2.0 / 3, HeartbeatEvery: Duration(30 * time.Second),
 		RecordTTL: Duration(time.Hour), ProvideInterval: Duration(10 * time.Minute),
 		Queries: QueryLoad{Rate: 0.5, Limit: 20, Timeout: Duration(10 * time.Second), Quorum: 2},
 		Epochs: Epochs{Length: Duration(15 * time.Minute), CommitteeSize: 16, RecencyWindow: 4, StakeShare: 1,
@@ -198,6 +201,8 @@ func (s *Scenario) Validate() error {
 		return bad("window must be positive")
 	case s.Bootstrap < 1:
 		return bad("bootstrap %d: want at least 1", s.Bootstrap)
+	case s.ConnHigh < 8:
+		return bad("conn_high %d: want at least 8", s.ConnHigh)
 	case s.ContainerShare < 0 || s.ContainerShare > 1:
 		return bad("container_share %v: want [0, 1]", s.ContainerShare)
 	case s.HeartbeatEvery < Duration(time.Second):

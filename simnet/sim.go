@@ -295,7 +295,7 @@ func (s *sim) nodeConfig(p *peerSpec) (node.Config, node.Options) {
 	cfg.Admin.Listen = ""
 	cfg.P2P.Listen = []string{listenAddr(p.index)}
 	cfg.P2P.BootstrapTimeout = node.Duration(2 * time.Minute)
-	cfg.P2P.ConnLow, cfg.P2P.ConnHigh = 24, 64
+	cfg.P2P.ConnLow, cfg.P2P.ConnHigh = s.sc.ConnHigh/2, s.sc.ConnHigh
 	cfg.P2P.ResourceMemory, cfg.P2P.ResourceFDs = 64, 256
 	if p.role == roleBootstrap {
 		cfg.P2P.ConnLow, cfg.P2P.ConnHigh = 256, 1024
