@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -43,11 +44,7 @@ type findJSON struct {
 
 func cmdFind(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("find", stderr)
-	var boot []string
-	fs.Func("bootstrap", "comma-separated peers to join through (env RENDERMESH_BOOTSTRAP)", func(s string) error {
-		boot = append(boot, strings.Split(s, ",")...)
-		return nil
-	})
+	boot := bootstrapFlag(fs)
 	var q consumer.Query
 	fs.StringVar(&q.GPU, "gpu", "", "GPU model, e.g. H100 (\"none\" for CPU-only containers)")
 	fs.StringVar(&q.Region, "region", "", "geohash prefix, e.g. u33")
@@ -58,11 +55,6 @@ func cmdFind(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
-	}
-	if len(boot) == 0 {
-		if v := os.Getenv(node.EnvName("bootstrap")); v != "" {
-			boot = strings.Split(v, ",")
-		}
 	}
 	if *state != "" {
 		s, err := container.ParseState(*state)
@@ -83,7 +75,7 @@ func cmdFind(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	lc, err := node.NewLightClient(ctx, node.LightOptions{Bootstrap: boot, Timeout: *timeout})
+	lc, err := node.NewLightClient(ctx, node.LightOptions{Bootstrap: boot.peers(), Timeout: *timeout})
 	if err != nil {
 		return err
 	}
@@ -132,4 +124,26 @@ func toFoundJSON(f consumer.Found) foundJSON {
 		out.PeerID = "invalid"
 	}
 	return out
+}
+
+// bootstrapList is the --bootstrap flag of light-client commands: comma-separated peers, repeatable,
+// RENDERMESH_BOOTSTRAP when not given.
+type bootstrapList []string
+
+func bootstrapFlag(fs *flag.FlagSet) *bootstrapList {
+	b := new(bootstrapList)
+	fs.Func("bootstrap", "comma-separated peers to join through (env RENDERMESH_BOOTSTRAP)", func(s string) error {
+		*b = append(*b, strings.Split(s, ",")...)
+		return nil
+	})
+	return b
+}
+
+func (b *bootstrapList) peers() []string {
+	if len(*b) == 0 {
+		if v := os.Getenv(node.EnvName("bootstrap")); v != "" {
+			return strings.Split(v, ",")
+		}
+	}
+	return *b
 }

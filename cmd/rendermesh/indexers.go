@@ -32,21 +32,12 @@ type indexerJSON struct {
 
 func cmdIndexers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("indexers", stderr)
-	var boot []string
-	fs.Func("bootstrap", "comma-separated peers to join through (env RENDERMESH_BOOTSTRAP)", func(s string) error {
-		boot = append(boot, strings.Split(s, ",")...)
-		return nil
-	})
+	boot := bootstrapFlag(fs)
 	config := fs.String("config", "", "a configuration file with the network's [network] genesis (env RENDERMESH_CONFIG)")
 	asJSON := fs.Bool("json", false, "print a JSON object")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
-	}
-	if len(boot) == 0 {
-		if v := os.Getenv(node.EnvName("bootstrap")); v != "" {
-			boot = strings.Split(v, ",")
-		}
 	}
 	if *config == "" {
 		*config = os.Getenv(node.EnvName("config"))
@@ -63,7 +54,7 @@ func cmdIndexers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	lc, err := node.NewLightClient(ctx, node.LightOptions{Bootstrap: boot, Timeout: *timeout})
+	lc, err := node.NewLightClient(ctx, node.LightOptions{Bootstrap: boot.peers(), Timeout: *timeout})
 	if err != nil {
 		return err
 	}
