@@ -258,7 +258,7 @@ func (d *Devnet) Stakes() epoch.Allocation { return d.stakes }
 // begins, so that the nodes usually follow from genesis.
 const (
 	devGenesisDelay   = 2 * time.Second
-	devGenesisPerNode = 100 * time.Millisecond
+	devGenesisPerNode = 250 * time.Millisecond
 )
 
 // EpochStats is what the devnet's nodes agree on about the current epoch's committee.

@@ -33,12 +33,18 @@ type epochs struct {
 	// (a deterministic sample by peer ID and epoch).
 	publishers int
 
-	mu    sync.Mutex
-	drawn map[uint64]bool
+	mu        sync.Mutex
+	drawn     map[uint64]bool
+	resyncing map[uint64]bool
+	ctx       context.Context // the loop's
 }
 
-// importRetry is how often a node that must import a committee record tries again.
-const importRetry = 2 * time.Second
+// importRetry is how often a node that must import a committee record tries again; importPatience
+// how long after the epoch's start it waits for a sealed one at most.
+const (
+	importRetry    = 2 * time.Second
+	importPatience = time.Minute
+)
 
 func (n *Node) loadStakes() (epoch.StakeSource, error) {
 	if n.opts.Stakes != nil {
@@ -67,7 +73,7 @@ func (n *Node) newEpochs(key crypto.PrivKey) (*epochs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	es := &epochs{n: n, tr: tr, log: n.log.With("sub", "epoch"), self: string(n.net.ID()), drawn: map[uint64]bool{}}
+	es := &epochs{n: n, tr: tr, log: n.log.With("sub", "epoch"), self: string(n.net.ID()), drawn: map[uint64]bool{}, resyncing: map[uint64]bool{}}
 	if key.Type() == crypto.Ed25519 {
 		raw, err := key.Raw()
 		if err != nil {
@@ -84,6 +90,7 @@ func (es *epochs) start(ctx context.Context, wg *sync.WaitGroup) error {
 	es.n.net.SetCommitteeCheck(func(e uint64, tickets []p2p.OpenedTicket) error {
 		return es.tr.CheckRecord(e, imported(tickets))
 	})
+	es.ctx = ctx
 	if err := es.n.net.SubscribeTickets(es.onTicket); err != nil {
 		return err
 	}
@@ -106,6 +113,9 @@ func (es *epochs) onTicket(tk *pb.IndexerTicket, signer peer.ID, raw []byte) (p2
 	}
 	var te *epoch.TicketError
 	reason := epoch.TicketReason(err)
+	if reason == epoch.TicketOtherSeed {
+		es.maybeResync(tk.Epoch)
+	}
 	if errors.As(err, &te) && te.Ignorable() {
 		return p2p.TicketIgnore, reason
 	}
@@ -119,26 +129,13 @@ func (es *epochs) loop(ctx context.Context) {
 	for {
 		now := clk.Now()
 		pendingImport := es.catchUp(ctx, now)
-		seeded, _ := es.tr.Advance(now)
+		seeded := es.advance(ctx, now)
 		cur := sched.Epoch(now)
-		for _, e := range seeded {
-			es.publishSealed(ctx, e-1)
-			if e >= cur { // a draw for an epoch that is over is of no use
-				es.draw(ctx, e)
-			}
-		}
-		if !pendingImport && len(seeded) > 0 {
+		if !pendingImport && seeded {
 			// Sealing may have revealed an epoch to import (a late joiner's first pass seals
 			// epoch 0 only): import now rather than at the next boundary.
 			pendingImport = es.catchUp(ctx, now)
-			if more, _ := es.tr.Advance(now); len(more) > 0 {
-				for _, e := range more {
-					es.publishSealed(ctx, e-1)
-					if e >= cur {
-						es.draw(ctx, e)
-					}
-				}
-			}
+			es.advance(ctx, now)
 		}
 		if !now.Before(sched.Genesis) {
 			es.draw(ctx, cur) // a node that starts at genesis, or late, draws for the epoch running
@@ -160,6 +157,74 @@ func (es *epochs) loop(ctx context.Context) {
 	}
 }
 
+// advance seals what has started, publishes the sealed sets this node should, and draws for the
+// epochs whose seeds it learnt (those not over yet). It reports whether it learnt any seed.
+func (es *epochs) advance(ctx context.Context, now time.Time) bool {
+	seeded, _ := es.tr.Advance(now)
+	cur := es.tr.Schedule().Epoch(now)
+	for _, e := range seeded {
+		es.publishSealed(ctx, e-1)
+		if e >= cur { // a draw for an epoch that is over is of no use
+			es.draw(ctx, e)
+		}
+	}
+	return len(seeded) > 0
+}
+
+// maybeResync starts, once per epoch, a resync when most of epoch e's winners drew on another seed
+// than this node's: this node sealed epoch e-1 differently from the network (a ticket reached it just
+// before the seal and the others just after, or the reverse). Tracker.Resync finds the sealed set
+// that explains the majority's seed among the tickets this node holds or in the DHT's committee
+// record, and the node draws again on it.
+func (es *epochs) maybeResync(e uint64) {
+	want, ok := es.tr.Divergence(e)
+	if !ok || es.ctx == nil {
+		return
+	}
+	es.mu.Lock()
+	if es.resyncing[e] {
+		es.mu.Unlock()
+		return
+	}
+	es.resyncing[e] = true
+	es.mu.Unlock()
+	ctx := es.ctx
+	es.n.wg.Go(func() {
+		defer func() {
+			es.mu.Lock()
+			delete(es.resyncing, e)
+			es.mu.Unlock()
+		}()
+		accepted, err := es.tr.Resync(e, want)
+		if err != nil {
+			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, tickets, ferr := es.n.net.Committee(fctx, e-1, 0)
+			cancel()
+			if ferr != nil {
+				es.log.Warn("seeds differ from the network's and no committee record explains it", "epoch", e, "err", err, "fetch", ferr)
+				return
+			}
+			if accepted, err = es.tr.Resync(e, want, imported(tickets)); err != nil {
+				es.log.Warn("seeds differ from the network's and no committee record explains it", "epoch", e, "err", err)
+				return
+			}
+		}
+		es.log.Warn("resynced: this node had sealed the epoch before differently from the network", "epoch", e, "tickets", len(accepted))
+		es.mu.Lock()
+		for k := range es.drawn {
+			if k >= e {
+				delete(es.drawn, k)
+			}
+		}
+		es.mu.Unlock()
+		now := es.n.opts.Clock.Now()
+		if e >= es.tr.Schedule().Epoch(now) {
+			es.draw(ctx, e)
+		}
+		es.advance(ctx, now)
+	})
+}
+
 // catchUp imports the sealed committee records this node needs (it was not following when their
 // tickets went round). It reports whether one is still missing.
 func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
@@ -176,13 +241,16 @@ func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
 			return true
 		}
 		sealed := err == nil && rec.Sealed
-		late := now.After(sched.Start(e + 1).Add(sched.Length)) // a whole epoch of retries
+		// Sealed records appear as soon as e starts. If none has after half the epoch (at most
+		// importPatience), no node that followed e-1 published one (all joined late, say): take the
+		// fullest unsealed record, whose tickets were published during e-1.
+		late := now.After(sched.Start(e).Add(min(sched.Length/2, importPatience)))
 		if !sealed && !late {
 			es.log.Debug("sealed committee record not found yet", "epoch", e, "err", err)
 			return true
 		}
 		if !sealed {
-			es.log.Warn("no sealed committee record after an epoch of retries: importing what there is; this node's seeds may differ from the network's", "epoch", e, "err", err)
+			es.log.Warn("no sealed committee record: importing the fullest unsealed one; this node's seeds may differ from the network's", "epoch", e, "err", err)
 		}
 		kept, err := es.tr.ImportSealed(e, imported(tickets))
 		if err != nil {

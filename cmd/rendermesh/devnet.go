@@ -45,6 +45,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logLevel := fs.String("log-level", "error", "nodes' log level")
 	dir := fs.String("dir", "", "keep the nodes' data directories here (default: a temporary directory, removed at exit)")
 	converge := fs.Duration("converge-timeout", 2*time.Minute, "give up waiting for convergence after this long")
+	epochLen := fs.Duration("epoch", 10*time.Second, "epoch length (indexer elections)")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
@@ -53,6 +54,9 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *duration < 0 {
 		return fmt.Errorf("%w: --duration must not be negative", errUsage)
+	}
+	if *epochLen < time.Second {
+		return fmt.Errorf("%w: --epoch must be at least 1s", errUsage)
 	}
 	logger, err := node.NewLogger(node.LogConfig{Level: *logLevel, Format: "text"}, stderr)
 	if err != nil {
@@ -64,7 +68,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	began := time.Now()
 	progress(fmt.Sprintf("starting %d nodes on loopback", *nodes))
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"sync"
@@ -80,6 +81,10 @@ const (
 	// Ignored.
 	TicketDuplicate   = "duplicate"
 	TicketUnknownSeed = "unknown_seed" // kept pending until this node learns the seed
+	// TicketOtherSeed: a real draw (its proof verifies) on a seed other than this node's for the
+	// epoch. Either the sender or this node sealed the epoch before differently; the ticket is kept as
+	// evidence (Divergence) and this node resyncs when the other seed has the majority.
+	TicketOtherSeed = "other_seed"
 )
 
 // ErrTicket is wrapped by every TicketError.
@@ -99,7 +104,7 @@ func (e *TicketError) Unwrap() error { return ErrTicket }
 
 // Ignorable reports whether a ticket error is no fault of its sender.
 func (e *TicketError) Ignorable() bool {
-	return e.Reason == TicketDuplicate || e.Reason == TicketUnknownSeed
+	return e.Reason == TicketDuplicate || e.Reason == TicketUnknownSeed || e.Reason == TicketOtherSeed
 }
 
 // TicketReason returns the reason of a TicketError in err's chain, or "".
@@ -150,13 +155,19 @@ type epochState struct {
 	tickets  map[string]*Ticket
 	sealed   bool
 	sealedAt []string // IDs of the sealed set, sorted
+	// others holds real draws made on other seeds for this epoch, by seed then signer.
+	others map[Seed]map[string]pendingTicket
 }
 
 type pendingTicket struct {
 	msg    *pb.IndexerTicket
 	signer string
 	raw    []byte
+	at     time.Time // when it arrived
 }
+
+// maxOtherSeeds bounds the evidence kept per epoch (seeds, and signers per seed).
+const maxOtherSeeds = 8
 
 const maxPending = 4096
 
@@ -262,8 +273,15 @@ func (t *Tracker) Add(msg *pb.IndexerTicket, signer string, raw []byte, now time
 	defer t.mu.Unlock()
 	tk, err := t.verify(msg, signer, raw, now, true)
 	if err != nil {
-		if TicketReason(err) == TicketUnknownSeed && len(t.pending) < maxPending {
-			t.pending = append(t.pending, pendingTicket{msg, signer, raw})
+		switch TicketReason(err) {
+		case TicketUnknownSeed:
+			if len(t.pending) < maxPending {
+				t.pending = append(t.pending, pendingTicket{msg, signer, raw, now})
+			}
+		case TicketWrongSeed:
+			if t.otherSeed(msg, signer, raw, now) {
+				return nil, &TicketError{TicketOtherSeed, "a real draw on another seed than this node's for the epoch"}
+			}
 		}
 		return nil, err
 	}
@@ -322,6 +340,152 @@ func (t *Tracker) verify(msg *pb.IndexerTicket, signer string, raw []byte, now t
 		return rej(TicketLosing, "claims %d seats, the draw gives %d", msg.Seats, seats)
 	}
 	return &Ticket{ID: id, Epoch: e, Seats: seats, Output: out, Msg: msg, Raw: raw}, nil
+}
+
+// otherSeed keeps a ticket made on another seed as evidence if its proof verifies on that seed under
+// the signer's key (a real draw, not a forgery), and reports whether it did. Caller holds mu.
+func (t *Tracker) otherSeed(msg *pb.IndexerTicket, signer string, raw []byte, now time.Time) bool {
+	st := t.epochs[msg.Epoch]
+	key, ok := st.keys[signer]
+	if !ok {
+		return false
+	}
+	var claimed Seed
+	copy(claimed[:], msg.Seed)
+	if _, err := Verify(key, msg.VrfProof, Alpha(claimed, msg.Epoch, RoleIndexer)); err != nil {
+		return false
+	}
+	if st.others == nil {
+		st.others = map[Seed]map[string]pendingTicket{}
+	}
+	votes := st.others[claimed]
+	if votes == nil {
+		if len(st.others) >= maxOtherSeeds {
+			return true
+		}
+		votes = map[string]pendingTicket{}
+		st.others[claimed] = votes
+	}
+	if len(votes) < 4*maxOtherSeeds*maxOtherSeeds {
+		votes[signer] = pendingTicket{msg, signer, raw, now}
+	}
+	return true
+}
+
+// Divergence reports whether, for epoch e, more winners drew on another seed than on this node's
+// (at least two of them): then this node, not they, most likely sealed epoch e-1 differently from the
+// network. It returns that seed.
+func (t *Tracker) Divergence(e uint64) (Seed, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.epochs[e]
+	if st == nil || e == 0 {
+		return Seed{}, false
+	}
+	best, n := Seed{}, 0
+	for s, votes := range st.others {
+		if len(votes) > n || (len(votes) == n && bytes.Compare(s[:], best[:]) < 0) {
+			best, n = s, len(votes)
+		}
+	}
+	return best, n >= 2 && n > len(st.tickets)
+}
+
+// Resync re-seals epoch e-1 so that it gives want, the seed the majority of epoch e's winners drew
+// on. It searches the sets this node can explain want with: every ticket of e-1 it holds, and its own
+// sealed set with any one ticket it holds added or removed (a ticket that arrived just before the
+// seal here and just after it elsewhere, or the reverse), then the sets given (committee records of
+// the network's, which may hold tickets this node never saw). When one matches, it forgets what it
+// derived from its own seal (epochs e and later) and re-verifies the draws it kept as evidence
+// against the new seed; it returns the tickets accepted that way.
+func (t *Tracker) Resync(e uint64, want Seed, records ...[]ImportedTicket) ([]*Ticket, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e == 0 {
+		return nil, errors.New("epoch: epoch 0 has no predecessor to resync")
+	}
+	prev, cur := t.epochs[e-1], t.epochs[e]
+	if prev == nil || !prev.haveSeed || !prev.sealed || cur == nil {
+		return nil, fmt.Errorf("epoch: cannot resync epoch %d: epoch %d is not sealed here", e, e-1)
+	}
+	var mix []byte
+	if t.cfg.Mixer != nil {
+		mix = t.cfg.Mixer.Mix(e)
+	}
+	seedOf := func(set map[string]*Ticket) Seed {
+		outs := make([]Output, 0, len(set))
+		for _, tk := range set {
+			outs = append(outs, tk.Output)
+		}
+		return NextSeed(prev.seed, e, mix, outs)
+	}
+	own := map[string]*Ticket{}
+	for _, id := range prev.sealedAt {
+		own[id] = prev.tickets[id]
+	}
+	var candidates []map[string]*Ticket
+	candidates = append(candidates, maps.Clone(prev.tickets))
+	for id, tk := range prev.tickets {
+		c := maps.Clone(own)
+		if _, in := c[id]; in {
+			delete(c, id)
+		} else {
+			c[id] = tk
+		}
+		candidates = append(candidates, c)
+	}
+	for _, rec := range records {
+		c := map[string]*Ticket{}
+		for _, it := range rec {
+			if it.Msg == nil || it.Msg.Epoch != e-1 {
+				continue
+			}
+			tk := prev.tickets[string(it.Msg.PeerId)]
+			if tk == nil {
+				var err error
+				if tk, err = t.verify(it.Msg, it.Signer, it.Raw, time.Time{}, false); err != nil {
+					continue
+				}
+			}
+			c[tk.ID] = tk
+		}
+		candidates = append(candidates, c)
+	}
+	var match map[string]*Ticket
+	for _, c := range candidates {
+		if seedOf(c) == want {
+			match = c
+			break
+		}
+	}
+	if match == nil {
+		return nil, fmt.Errorf("epoch: no sealed set of epoch %d known here gives the seed epoch %d's winners drew on", e-1, e)
+	}
+	ids := make([]string, 0, len(match))
+	for id, tk := range match {
+		prev.tickets[id] = tk
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	prev.sealedAt = ids
+	evidence := cur.others[want]
+	for k := range t.epochs {
+		if k >= e {
+			delete(t.epochs, k)
+		}
+	}
+	t.setSeed(e, want)
+	var accepted []*Ticket
+	for _, p := range evidence {
+		tk, err := t.verify(p.msg, p.signer, p.raw, time.Time{}, false)
+		if err != nil {
+			continue
+		}
+		tk.timely = p.at.Before(t.cfg.Schedule.Start(e))
+		t.epochs[e].tickets[tk.ID] = tk
+		accepted = append(accepted, tk)
+	}
+	return accepted, nil
 }
 
 // Advance seals every epoch that has started and that this node followed since the start of the
@@ -395,7 +559,7 @@ func (t *Tracker) retryPending(now time.Time) []*Ticket {
 		tk, err := t.verify(p.msg, p.signer, p.raw, now, true)
 		switch {
 		case err == nil:
-			tk.timely = now.Before(t.cfg.Schedule.Start(tk.Epoch))
+			tk.timely = p.at.Before(t.cfg.Schedule.Start(tk.Epoch))
 			t.epochs[tk.Epoch].tickets[tk.ID] = tk
 			accepted = append(accepted, tk)
 		case TicketReason(err) == TicketUnknownSeed:

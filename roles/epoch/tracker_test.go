@@ -823,3 +823,108 @@ func FuzzTrackerAdd(f *testing.F) {
 		}
 	})
 }
+
+// TestTrackerResyncsAfterASplitSeal: one tracker receives a ticket of epoch e-1 just after e-1
+// started while the others had it before, so it seals e-1 without it and derives another seed for e.
+// The winners of e (drawn on the majority's seed) are evidence (other_seed, not a fault of theirs);
+// once they outnumber its own view, Resync finds the set that explains their seed and the tracker
+// agrees again.
+func TestTrackerResyncsAfterASplitSeal(t *testing.T) {
+	cands, alloc := testCandidates(10)
+	cfg := testConfig(alloc)
+	cfg.Params.Expected = 6
+	const e = 3 // epoch whose seed splits: e-1's set is sealed differently
+	for attempt := range 50 {
+		cfg.GenesisSeed = sha256.Sum256(fmt.Appendf(nil, "resync %d", attempt))
+		a := newTracker(t, cfg, genesis.Add(-time.Minute))
+		b := newTracker(t, cfg, genesis.Add(-time.Minute))
+		both := []*Tracker{a, b}
+		// Epochs before e-1 and e-1's draws: b gets one of e-1's tickets late.
+		var late *pb.IndexerTicket
+		for k := uint64(0); k < e-1; k++ {
+			at := cfg.Schedule.Start(k)
+			for _, tr := range both {
+				tr.Advance(at)
+			}
+			next := k + 1
+			var winners []*pb.IndexerTicket
+			for _, c := range cands {
+				if tk := a.Draw(next, c.id, c.sk); tk != nil {
+					winners = append(winners, tk)
+				}
+			}
+			for i, tk := range winners {
+				if _, err := a.Add(tk, string(tk.PeerId), rawOf(tk), at.Add(time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				when := at.Add(time.Second)
+				if next == e-1 && i == 0 {
+					late, when = tk, cfg.Schedule.Start(next).Add(time.Second) // after e-1 started
+				}
+				if _, err := b.Add(tk, string(tk.PeerId), rawOf(tk), when); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, tr := range both {
+			tr.Advance(cfg.Schedule.Start(e - 1))
+		}
+		if late == nil {
+			continue // nobody won e-1 with this genesis: try another
+		}
+		sa, _ := a.Seed(e)
+		sb, _ := b.Seed(e)
+		if sa == sb {
+			t.Fatal("a ticket that arrived after its epoch started was sealed")
+		}
+		// e's winners draw on a's (the majority's) seed; b holds them as evidence.
+		var winners []*pb.IndexerTicket
+		for _, c := range cands {
+			if tk := a.Draw(e, c.id, c.sk); tk != nil {
+				winners = append(winners, tk)
+			}
+		}
+		if len(winners) < 2 {
+			continue
+		}
+		at := cfg.Schedule.Start(e - 1).Add(2 * time.Second)
+		for _, tk := range winners {
+			if _, err := a.Add(tk, string(tk.PeerId), rawOf(tk), at); err != nil {
+				t.Fatal(err)
+			}
+			_, err := b.Add(tk, string(tk.PeerId), rawOf(tk), at)
+			if r := TicketReason(err); r != TicketOtherSeed {
+				t.Fatalf("b: %v (%s), want %s", err, r, TicketOtherSeed)
+			}
+		}
+		want, ok := b.Divergence(e)
+		if !ok || want != sa {
+			t.Fatalf("Divergence(%d) = %x, %v: want a's seed", e, want[:4], ok)
+		}
+		accepted, err := b.Resync(e, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(accepted) != len(winners) {
+			t.Errorf("resync accepted %d of %d winners", len(accepted), len(winners))
+		}
+		if s, _ := b.Seed(e); s != sa {
+			t.Error("b's seed still differs after the resync")
+		}
+		da, _ := a.Digest(e)
+		db, _ := b.Digest(e)
+		if da != db {
+			t.Error("committees differ after the resync")
+		}
+		// Both seal e the same way now.
+		a.Advance(cfg.Schedule.Start(e))
+		b.Advance(cfg.Schedule.Start(e))
+		s1, _ := a.Seed(e + 1)
+		s2, _ := b.Seed(e + 1)
+		if s1 != s2 {
+			t.Error("seeds of the next epoch differ after the resync")
+		}
+		return
+	}
+	t.Fatal("no genesis among 50 gave a split with two winners")
+}
