@@ -343,7 +343,8 @@ func (t *Tracker) verify(msg *pb.IndexerTicket, signer string, raw []byte, now t
 }
 
 // otherSeed keeps a ticket made on another seed as evidence if its proof verifies on that seed under
-// the signer's key (a real draw, not a forgery), and reports whether it did. Caller holds mu.
+// the signer's key and wins the seats it claims there (a real winning draw, not a forgery), and
+// reports whether it did. Caller holds mu.
 func (t *Tracker) otherSeed(msg *pb.IndexerTicket, signer string, raw []byte, now time.Time) bool {
 	st := t.epochs[msg.Epoch]
 	key, ok := st.keys[signer]
@@ -352,7 +353,12 @@ func (t *Tracker) otherSeed(msg *pb.IndexerTicket, signer string, raw []byte, no
 	}
 	var claimed Seed
 	copy(claimed[:], msg.Seed)
-	if _, err := Verify(key, msg.VrfProof, Alpha(claimed, msg.Epoch, RoleIndexer)); err != nil {
+	out, err := Verify(key, msg.VrfProof, Alpha(claimed, msg.Epoch, RoleIndexer))
+	if err != nil {
+		return false
+	}
+	// Only a winning draw counts: otherwise any staked identity could vote for a seed of its choice.
+	if seats := Seats(out, st.weights[signer], st.total, t.cfg.Params); seats == 0 || seats != msg.Seats {
 		return false
 	}
 	if st.others == nil {
