@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/epoch"
 )
 
 // An attacker runs modified software: a libp2p host with its own gossipsub (no validation, and
@@ -33,6 +35,12 @@ type attacker struct {
 	sub      *pubsub.Subscription
 	unsigned bool
 	captured [][]byte
+
+	// The indexer topic, for the "ticket" kind: captured tickets to replay and break.
+	tickets      *pubsub.Topic
+	ticketSub    *pubsub.Subscription
+	mu           sync.Mutex
+	capturedTkts [][]byte
 }
 
 type floodStats struct {
@@ -64,6 +72,7 @@ func (s *sim) runFlood() {
 		s.flood.attackers = append(s.flood.attackers, a)
 		s.mu.Unlock()
 		s.wg.Go(func() { a.capture(s.ctx) })
+		s.wg.Go(func() { a.captureTickets(s.ctx) })
 		s.goAt(pl.floodAt, func() { s.attack(a) })
 	}
 }
@@ -129,6 +138,16 @@ func (s *sim) newAttacker(p *peerSpec, k int) (*attacker, error) {
 		a.close()
 		return nil, err
 	}
+	if containsKind(s.sc.Flood.Kinds, "ticket") && !a.unsigned {
+		if a.tickets, err = a.ps.Join(p2p.IndexerTopic); err != nil {
+			a.close()
+			return nil, err
+		}
+		if a.ticketSub, err = a.tickets.Subscribe(); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
@@ -143,6 +162,54 @@ func containsKind(kinds []string, k string) bool {
 		}
 	}
 	return false
+}
+
+// captureTickets keeps the last honest tickets the attacker sees.
+func (a *attacker) captureTickets(ctx context.Context) {
+	if a.ticketSub == nil {
+		return
+	}
+	for {
+		msg, err := a.ticketSub.Next(ctx)
+		if err != nil {
+			return
+		}
+		a.mu.Lock()
+		if len(a.capturedTkts) == 16 {
+			a.capturedTkts = a.capturedTkts[1:]
+		}
+		a.capturedTkts = append(a.capturedTkts, msg.Data)
+		a.mu.Unlock()
+	}
+}
+
+// forgedTicket is an indexer ticket an attacker can make: one in its own name (it holds no stake),
+// a captured one replayed (later: an epoch that is over), or a captured one with its signature broken.
+func (s *sim) forgedTicket(a *attacker, r *rand.Rand, i int) []byte {
+	a.mu.Lock()
+	captured := slices.Clone(a.capturedTkts)
+	a.mu.Unlock()
+	switch {
+	case i%3 == 1 && len(captured) > 0:
+		return captured[r.IntN(len(captured))]
+	case i%3 == 2 && len(captured) > 0:
+		data := append([]byte(nil), captured[r.IntN(len(captured))]...)
+		data[len(data)-1] ^= 0xff
+		return data
+	}
+	sched := epoch.Schedule{Genesis: s.genesis(), Length: time.Duration(s.sc.Epochs.Length)}
+	proof := make([]byte, epoch.ProofSize)
+	for j := range proof {
+		proof[j] = byte(r.Uint32())
+	}
+	seed := make([]byte, 32)
+	tk := &pb.IndexerTicket{PeerId: []byte(a.h.ID()), Epoch: sched.Epoch(time.Now()) + 1, Role: string(epoch.RoleIndexer),
+		VrfProof: proof, Seats: 1, Stake: []byte{1}, QualityPpm: 1_000_000, Seed: seed}
+	data, err := p2p.Seal(p2p.KindIndexerTicket, tk, a.h.Peerstore().PrivKey(a.h.ID()))
+	if err != nil {
+		return nil
+	}
+	return data
 }
 
 // capture keeps the last honest heartbeats the attacker sees, to replay and to forge from.
@@ -213,6 +280,18 @@ func (s *sim) attack(a *attacker) {
 			} else {
 				continue
 			}
+		case "ticket":
+			if a.tickets == nil {
+				continue
+			}
+			if data = s.forgedTicket(a, r, i/len(kinds)); data == nil {
+				continue
+			}
+			s.mu.Lock()
+			s.flood.sent[kind]++
+			s.mu.Unlock()
+			a.tickets.Publish(s.ctx, data)
+			continue
 		case "bad_record":
 			victim := s.randomVictim(r)
 			if victim == nil {
@@ -261,6 +340,12 @@ func (s *sim) randomVictim(r *rand.Rand) *peerSpec {
 }
 
 func (a *attacker) close() {
+	if a.ticketSub != nil {
+		a.ticketSub.Cancel()
+	}
+	if a.tickets != nil {
+		a.tickets.Close()
+	}
 	if a.sub != nil {
 		a.sub.Cancel()
 	}
@@ -331,7 +416,8 @@ func (s *sim) floodSummary(sum *Summary) {
 		sum.FloodSent += n
 	}
 	if len(s.flood.attackers) > 0 {
-		sum.FloodRejected = int(s.counter("rendermesh_gossip_heartbeat_rejected_total") + s.counter("rendermesh_dht_record_rejected_total"))
+		sum.FloodRejected = int(s.counter("rendermesh_gossip_heartbeat_rejected_total") + s.counter("rendermesh_dht_record_rejected_total") +
+			s.counter("rendermesh_indexer_ticket_rejected_total"))
 	}
 	sum.AttackerScoreMean = mean(s.flood.scores)
 	sum.HonestScoreMean = mean(s.flood.honest)
@@ -382,7 +468,8 @@ func (s *sim) counter(name string) float64 {
 	return total
 }
 
-var honestReasons = []string{p2p.HBIgnoreStale, p2p.HBIgnoreReplayed, p2p.ReasonReplayed, p2p.ReasonExpired}
+var honestReasons = []string{p2p.HBIgnoreStale, p2p.HBIgnoreReplayed, p2p.ReasonReplayed, p2p.ReasonExpired,
+	epoch.TicketDuplicate, epoch.TicketUnknownSeed, epoch.TicketOtherSeed}
 
 func counterValue(m *dto.Metric) float64 {
 	if c := m.GetCounter(); c != nil {

@@ -88,7 +88,7 @@ type Partition struct {
 }
 
 // Flood: a share of extra peers that gossip malformed, forged, replayed and oversize heartbeats and
-// put forged records into the DHT.
+// indexer tickets, and put forged records into the DHT.
 type Flood struct {
 	Share float64  `toml:"share"`
 	Start Duration `toml:"start"` // after measuring starts
@@ -97,7 +97,7 @@ type Flood struct {
 }
 
 // FloodKinds are the attacks a flood can mix.
-var FloodKinds = []string{"malformed", "forged", "replayed", "oversize", "unsigned", "bad_record"}
+var FloodKinds = []string{"malformed", "forged", "replayed", "oversize", "unsigned", "bad_record", "ticket"}
 
 //go:embed scenarios/*.toml
 var builtin embed.FS

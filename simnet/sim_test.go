@@ -144,6 +144,9 @@ func TestFloodSmall(t *testing.T) {
 	if s.Attackers != 2 || s.FloodSent == 0 || s.FloodRejected == 0 {
 		t.Errorf("attackers %d sent %d, rejected %d: want a flood that is rejected", s.Attackers, s.FloodSent, s.FloodRejected)
 	}
+	if s.IndexerAgreement != 1 {
+		t.Errorf("indexer agreement %v under a flood of forged tickets: want 1", s.IndexerAgreement)
+	}
 	if s.AttackerScoreMean >= 0 || s.HonestScoreMean < 0 {
 		t.Errorf("attackers scored %v, honest peers %v: want attackers negative, honest not", s.AttackerScoreMean, s.HonestScoreMean)
 	}
