@@ -133,9 +133,7 @@ func newHost(cfg Config) (host.Host, error) {
 		}
 		announce = append(announce, a)
 	}
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)))
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cfg)))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
@@ -305,3 +303,30 @@ func compareStrings(a, b string) int {
 	}
 	return 0
 }
+
+// resourceLimits scales libp2p's default limits to the configured memory and file descriptors, then
+// makes room for the connections the connection manager keeps: the defaults alone admit 96 inbound
+// connections at 512 MiB (128 at 1 GiB), fewer than conn_high, so a popular node (a bootstrap peer)
+// refused newcomers long before its connection manager would have trimmed anyone.
+func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	base := limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)
+	p := base.ToPartialLimitConfig()
+	conns := rcmgr.LimitVal(cfg.ConnHigh + cfg.ConnHigh/2) // room above the high watermark until a trim
+	raise := func(v *rcmgr.LimitVal, min rcmgr.LimitVal) {
+		if *v >= 0 && *v < min { // leave Unlimited and BlockAll alone
+			*v = min
+		}
+	}
+	raise(&p.System.ConnsInbound, conns)
+	raise(&p.System.ConnsOutbound, conns)
+	raise(&p.System.Conns, 2*conns)
+	raise(&p.System.StreamsInbound, 16*conns)
+	raise(&p.System.StreamsOutbound, 16*conns)
+	raise(&p.System.Streams, 32*conns)
+	raise(&p.Transient.ConnsInbound, conns/4)
+	raise(&p.Transient.Conns, conns/2)
+	return p.Build(base)
+}
+

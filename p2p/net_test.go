@@ -408,3 +408,20 @@ func TestOwnHeartbeatDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestResourceLimitsAdmitConnHigh: the resource manager must admit the connections the connection
+// manager is set to keep (libp2p's defaults admit 96 inbound at 512 MiB).
+func TestResourceLimitsAdmitConnHigh(t *testing.T) {
+	for _, c := range []struct {
+		mem      int64
+		connHigh int
+	}{{512 << 20, 192}, {64 << 20, 64}, {1024 << 20, 1024}} {
+		l := resourceLimits(Config{ResourceMemory: c.mem, ResourceFDs: 1024, ConnHigh: c.connHigh}).ToPartialLimitConfig()
+		if in := int(l.System.ConnsInbound); in < c.connHigh {
+			t.Errorf("%d MiB, conn_high %d: %d inbound connections admitted", c.mem>>20, c.connHigh, in)
+		}
+		if in := int(l.System.StreamsInbound); in < 4*c.connHigh {
+			t.Errorf("%d MiB, conn_high %d: %d inbound streams admitted", c.mem>>20, c.connHigh, in)
+		}
+	}
+}
