@@ -329,4 +329,3 @@ func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
 	raise(&p.Transient.Conns, conns/2)
 	return p.Build(base)
 }
-
