@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/big"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,14 +31,7 @@ func edPeer(t *testing.T, i byte) (peer.ID, ed25519.PublicKey) {
 }
 
 // writeAllocation writes an allocation file and returns its path.
-func writeAllocation(t *testing.T, text string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "allocation.toml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+func writeAllocation(t *testing.T, text string) string { t.Helper(); return writeConfig(t, text) }
 
 func candidateTOML(id peer.ID, stake string, quality uint32) string {
 	return fmt.Sprintf("[[candidate]]\npeer_id = %q\nstake = %q\nquality_ppm = %d\n\n", id, stake, quality)

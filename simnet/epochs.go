@@ -66,11 +66,9 @@ func (s *sim) genesis() time.Time { return s.t0.Add(time.Duration(s.sc.Warmup)) 
 type epochObs struct {
 	epoch        uint64
 	lastDiffer   time.Duration // last sample (since the run began) at which views differed; -1: never
-	sampled      bool
-	shareAfter   float64 // share holding the majority view at the first sample AgreementAfter into the epoch
+	shareAfter   float64       // share holding the majority view at the first sample AgreementAfter into the epoch
 	haveAfter    bool
 	members      int // committee size in the majority view, at the last sample
-	online       int
 	lastDigest   string
 	seenAgreeing bool
 }
@@ -113,8 +111,6 @@ func (s *sim) observeEpochs(nodes []*node.Node) {
 			o = &epochObs{epoch: e, lastDiffer: -1}
 			s.epochObs[e] = o
 		}
-		o.sampled = true
-		o.online = online
 		if len(views) > 1 || (o.seenAgreeing && best != o.lastDigest) {
 			o.lastDiffer = s.now()
 		}

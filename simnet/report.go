@@ -572,6 +572,17 @@ func reportWindowFigure(r *Report, marks []Mark) reportFigure {
 	return fig
 }
 
+// reportSampleSeries is one quantity of the samples over simulated time, and its peak.
+func reportSampleSeries(ss []Sample, y func(Sample) float64) (plotter.XYs, float64) {
+	xy := make(plotter.XYs, len(ss))
+	peak := 0.0
+	for i, s := range ss {
+		xy[i] = plotter.XY{X: s.T, Y: y(s)}
+		peak = max(peak, xy[i].Y)
+	}
+	return xy, peak
+}
+
 func reportMemoryFigure(samples []Sample, marks []Mark) reportFigure {
 	const title = "Memory"
 	fig := reportFigure{ID: "memory", Title: title}
@@ -581,14 +592,8 @@ func reportMemoryFigure(samples []Sample, marks []Mark) reportFigure {
 		return fig
 	}
 	const mib = 1 << 20
-	rss := make(plotter.XYs, len(ss))
-	heap := make(plotter.XYs, len(ss))
-	var peakRSS, peakHeap float64
-	for i, s := range ss {
-		rss[i] = plotter.XY{X: s.T, Y: float64(s.RSSBytes) / mib}
-		heap[i] = plotter.XY{X: s.T, Y: float64(s.HeapBytes) / mib}
-		peakRSS, peakHeap = max(peakRSS, rss[i].Y), max(peakHeap, heap[i].Y)
-	}
+	rss, peakRSS := reportSampleSeries(ss, func(s Sample) float64 { return float64(s.RSSBytes) / mib })
+	heap, peakHeap := reportSampleSeries(ss, func(s Sample) float64 { return float64(s.HeapBytes) / mib })
 	fig.Caption = reportCount(len(ss), "sample") + " · peak RSS " + reportNum(peakRSS) + " MiB · peak heap " +
 		reportNum(peakHeap) + " MiB · RSS is the whole process"
 	fig.SVG, fig.Note = renderSVG(title, reportPlotWidth, reportPlotHeight, func(dc draw.Canvas) {
@@ -618,14 +623,8 @@ func reportPeersFigure(samples []Sample, marks []Mark) reportFigure {
 		fig.Note = "no data"
 		return fig
 	}
-	gor := make(plotter.XYs, len(ss))
-	onl := make(plotter.XYs, len(ss))
-	var peakG, peakO float64
-	for i, s := range ss {
-		gor[i] = plotter.XY{X: s.T, Y: float64(s.Goroutines)}
-		onl[i] = plotter.XY{X: s.T, Y: float64(s.Online)}
-		peakG, peakO = max(peakG, gor[i].Y), max(peakO, onl[i].Y)
-	}
+	gor, peakG := reportSampleSeries(ss, func(s Sample) float64 { return float64(s.Goroutines) })
+	onl, peakO := reportSampleSeries(ss, func(s Sample) float64 { return float64(s.Online) })
 	last := ss[len(ss)-1]
 	fig.Caption = "peak " + reportCount(int(peakG), "goroutine") + " · peak " + reportCount(int(peakO), "peer") + " online"
 	if last.Online > 0 {

@@ -185,9 +185,6 @@ func NewTracker(cfg Config, now time.Time) (*Tracker, error) {
 // Schedule is the tracker's epoch schedule.
 func (t *Tracker) Schedule() Schedule { return t.cfg.Schedule }
 
-// Params are the sortition parameters.
-func (t *Tracker) Params() Params { return t.cfg.Params }
-
 func (t *Tracker) state(e uint64) *epochState {
 	st := t.epochs[e]
 	if st == nil {
