@@ -91,6 +91,110 @@ func (ContainerState) EnumDescriptor() ([]byte, []int) {
 	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{0}
 }
 
+// ServiceMode: retail sessions start now at the region's retail price; wholesale books a block of
+// sessions ahead at a set price.
+type ServiceMode int32
+
+const (
+	ServiceMode_SERVICE_MODE_UNSPECIFIED ServiceMode = 0 // retail
+	ServiceMode_SERVICE_MODE_RETAIL      ServiceMode = 1
+	ServiceMode_SERVICE_MODE_WHOLESALE   ServiceMode = 2
+)
+
+// Enum value maps for ServiceMode.
+var (
+	ServiceMode_name = map[int32]string{
+		0: "SERVICE_MODE_UNSPECIFIED",
+		1: "SERVICE_MODE_RETAIL",
+		2: "SERVICE_MODE_WHOLESALE",
+	}
+	ServiceMode_value = map[string]int32{
+		"SERVICE_MODE_UNSPECIFIED": 0,
+		"SERVICE_MODE_RETAIL":      1,
+		"SERVICE_MODE_WHOLESALE":   2,
+	}
+)
+
+func (x ServiceMode) Enum() *ServiceMode {
+	p := new(ServiceMode)
+	*p = x
+	return p
+}
+
+func (x ServiceMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ServiceMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_p2p_pb_rendermesh_proto_enumTypes[1].Descriptor()
+}
+
+func (ServiceMode) Type() protoreflect.EnumType {
+	return &file_p2p_pb_rendermesh_proto_enumTypes[1]
+}
+
+func (x ServiceMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ServiceMode.Descriptor instead.
+func (ServiceMode) EnumDescriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{1}
+}
+
+// Ranking is the consumer's criterion among the containers that pass the filter (docs/MATCHING.md).
+type Ranking int32
+
+const (
+	Ranking_RANKING_UNSPECIFIED Ranking = 0 // the overall evaluation index
+	Ranking_RANKING_INDEX       Ranking = 1
+	Ranking_RANKING_FEE         Ranking = 2 // lowest price first
+	Ranking_RANKING_EXPERIENCE  Ranking = 3 // best expected frame rate, resolution and latency first
+)
+
+// Enum value maps for Ranking.
+var (
+	Ranking_name = map[int32]string{
+		0: "RANKING_UNSPECIFIED",
+		1: "RANKING_INDEX",
+		2: "RANKING_FEE",
+		3: "RANKING_EXPERIENCE",
+	}
+	Ranking_value = map[string]int32{
+		"RANKING_UNSPECIFIED": 0,
+		"RANKING_INDEX":       1,
+		"RANKING_FEE":         2,
+		"RANKING_EXPERIENCE":  3,
+	}
+)
+
+func (x Ranking) Enum() *Ranking {
+	p := new(Ranking)
+	*p = x
+	return p
+}
+
+func (x Ranking) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Ranking) Descriptor() protoreflect.EnumDescriptor {
+	return file_p2p_pb_rendermesh_proto_enumTypes[2].Descriptor()
+}
+
+func (Ranking) Type() protoreflect.EnumType {
+	return &file_p2p_pb_rendermesh_proto_enumTypes[2]
+}
+
+func (x Ranking) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Ranking.Descriptor instead.
+func (Ranking) EnumDescriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{2}
+}
+
 // GPU describes one graphics processor as the hardware probe read it.
 type GPU struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -527,17 +631,20 @@ func (x *GPUTelemetry) GetPowerMw() uint32 {
 
 // Heartbeat is a container's signed liveness message on rendermesh/heartbeat/1/<region>.
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PeerId        []byte                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	SentUnixMs    int64                  `protobuf:"varint,3,opt,name=sent_unix_ms,json=sentUnixMs,proto3" json:"sent_unix_ms,omitempty"`
-	Region        string                 `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
-	State         ContainerState         `protobuf:"varint,5,opt,name=state,proto3,enum=rendermesh.v1.ContainerState" json:"state,omitempty"`
-	LoadPermille  uint32                 `protobuf:"varint,6,opt,name=load_permille,json=loadPermille,proto3" json:"load_permille,omitempty"` // 0..1000
-	Gpus          []*GPUTelemetry        `protobuf:"bytes,7,rep,name=gpus,proto3" json:"gpus,omitempty"`
-	RecordSeq     uint64                 `protobuf:"varint,8,opt,name=record_seq,json=recordSeq,proto3" json:"record_seq,omitempty"` // seq of the capability record in force
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	PeerId              []byte                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	Seq                 uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	SentUnixMs          int64                  `protobuf:"varint,3,opt,name=sent_unix_ms,json=sentUnixMs,proto3" json:"sent_unix_ms,omitempty"`
+	Region              string                 `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	State               ContainerState         `protobuf:"varint,5,opt,name=state,proto3,enum=rendermesh.v1.ContainerState" json:"state,omitempty"`
+	LoadPermille        uint32                 `protobuf:"varint,6,opt,name=load_permille,json=loadPermille,proto3" json:"load_permille,omitempty"` // 0..1000
+	Gpus                []*GPUTelemetry        `protobuf:"bytes,7,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	RecordSeq           uint64                 `protobuf:"varint,8,opt,name=record_seq,json=recordSeq,proto3" json:"record_seq,omitempty"`                                   // seq of the capability record in force
+	ReservedUntilUnixMs int64                  `protobuf:"varint,9,opt,name=reserved_until_unix_ms,json=reservedUntilUnixMs,proto3" json:"reserved_until_unix_ms,omitempty"` // a lease or a session holds the container until then (0: free)
+	Bookings            []*Booking             `protobuf:"bytes,10,rep,name=bookings,proto3" json:"bookings,omitempty"`                                                      // the wholesale calendar ahead: blocks already sold
+	SessionFeeMicros    uint64                 `protobuf:"varint,11,opt,name=session_fee_micros,json=sessionFeeMicros,proto3" json:"session_fee_micros,omitempty"`           // the ask in force (a container may change it each epoch)
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -626,6 +733,80 @@ func (x *Heartbeat) GetRecordSeq() uint64 {
 	return 0
 }
 
+func (x *Heartbeat) GetReservedUntilUnixMs() int64 {
+	if x != nil {
+		return x.ReservedUntilUnixMs
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetBookings() []*Booking {
+	if x != nil {
+		return x.Bookings
+	}
+	return nil
+}
+
+func (x *Heartbeat) GetSessionFeeMicros() uint64 {
+	if x != nil {
+		return x.SessionFeeMicros
+	}
+	return 0
+}
+
+// Booking is one block of the wholesale calendar: [start, end) is sold.
+type Booking struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StartUnixMs   int64                  `protobuf:"varint,1,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
+	EndUnixMs     int64                  `protobuf:"varint,2,opt,name=end_unix_ms,json=endUnixMs,proto3" json:"end_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Booking) Reset() {
+	*x = Booking{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Booking) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Booking) ProtoMessage() {}
+
+func (x *Booking) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Booking.ProtoReflect.Descriptor instead.
+func (*Booking) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Booking) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *Booking) GetEndUnixMs() int64 {
+	if x != nil {
+		return x.EndUnixMs
+	}
+	return 0
+}
+
 // IndexerTicket is a sortition winner's claim to seats on an epoch's indexer committee, sealed by the
 // winner in an envelope of KindIndexerTicket. Anyone who knows seed(epoch) and the stake source can
 // verify it: the VRF proof is over Alpha(seed(epoch), epoch, role) with the signer's Ed25519 key, and
@@ -649,7 +830,7 @@ type IndexerTicket struct {
 
 func (x *IndexerTicket) Reset() {
 	*x = IndexerTicket{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[6]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +842,7 @@ func (x *IndexerTicket) String() string {
 func (*IndexerTicket) ProtoMessage() {}
 
 func (x *IndexerTicket) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[6]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +855,7 @@ func (x *IndexerTicket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexerTicket.ProtoReflect.Descriptor instead.
 func (*IndexerTicket) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{6}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IndexerTicket) GetPeerId() []byte {
@@ -769,7 +950,7 @@ type CommitteeRecord struct {
 
 func (x *CommitteeRecord) Reset() {
 	*x = CommitteeRecord{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[7]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +962,7 @@ func (x *CommitteeRecord) String() string {
 func (*CommitteeRecord) ProtoMessage() {}
 
 func (x *CommitteeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[7]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +975,7 @@ func (x *CommitteeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitteeRecord.ProtoReflect.Descriptor instead.
 func (*CommitteeRecord) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{7}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommitteeRecord) GetEpoch() uint64 {
@@ -816,6 +997,986 @@ func (x *CommitteeRecord) GetTickets() [][]byte {
 		return x.Tickets
 	}
 	return nil
+}
+
+// HardwareRequirement is the least hardware a consumer accepts. Zero fields ask nothing.
+type HardwareRequirement struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	GpuModel          string                 `protobuf:"bytes,1,opt,name=gpu_model,json=gpuModel,proto3" json:"gpu_model,omitempty"` // a normalised model (e.g. "H100"); "" any, "none" CPU-only is enough
+	MinGpus           uint32                 `protobuf:"varint,2,opt,name=min_gpus,json=minGpus,proto3" json:"min_gpus,omitempty"`
+	MinGpuMemoryBytes uint64                 `protobuf:"varint,3,opt,name=min_gpu_memory_bytes,json=minGpuMemoryBytes,proto3" json:"min_gpu_memory_bytes,omitempty"` // per GPU
+	Encoder           bool                   `protobuf:"varint,4,opt,name=encoder,proto3" json:"encoder,omitempty"`                                                  // a hardware video encoder
+	MinCpuCores       uint32                 `protobuf:"varint,5,opt,name=min_cpu_cores,json=minCpuCores,proto3" json:"min_cpu_cores,omitempty"`
+	MinMemoryBytes    uint64                 `protobuf:"varint,6,opt,name=min_memory_bytes,json=minMemoryBytes,proto3" json:"min_memory_bytes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *HardwareRequirement) Reset() {
+	*x = HardwareRequirement{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HardwareRequirement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HardwareRequirement) ProtoMessage() {}
+
+func (x *HardwareRequirement) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HardwareRequirement.ProtoReflect.Descriptor instead.
+func (*HardwareRequirement) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HardwareRequirement) GetGpuModel() string {
+	if x != nil {
+		return x.GpuModel
+	}
+	return ""
+}
+
+func (x *HardwareRequirement) GetMinGpus() uint32 {
+	if x != nil {
+		return x.MinGpus
+	}
+	return 0
+}
+
+func (x *HardwareRequirement) GetMinGpuMemoryBytes() uint64 {
+	if x != nil {
+		return x.MinGpuMemoryBytes
+	}
+	return 0
+}
+
+func (x *HardwareRequirement) GetEncoder() bool {
+	if x != nil {
+		return x.Encoder
+	}
+	return false
+}
+
+func (x *HardwareRequirement) GetMinCpuCores() uint32 {
+	if x != nil {
+		return x.MinCpuCores
+	}
+	return 0
+}
+
+func (x *HardwareRequirement) GetMinMemoryBytes() uint64 {
+	if x != nil {
+		return x.MinMemoryBytes
+	}
+	return 0
+}
+
+// MeasuredRTT is a round trip the consumer measured to a container.
+type MeasuredRTT struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PeerId        []byte                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	RttMs         uint32                 `protobuf:"varint,2,opt,name=rtt_ms,json=rttMs,proto3" json:"rtt_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MeasuredRTT) Reset() {
+	*x = MeasuredRTT{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MeasuredRTT) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MeasuredRTT) ProtoMessage() {}
+
+func (x *MeasuredRTT) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MeasuredRTT.ProtoReflect.Descriptor instead.
+func (*MeasuredRTT) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MeasuredRTT) GetPeerId() []byte {
+	if x != nil {
+		return x.PeerId
+	}
+	return nil
+}
+
+func (x *MeasuredRTT) GetRttMs() uint32 {
+	if x != nil {
+		return x.RttMs
+	}
+	return 0
+}
+
+// MatchRequest is a consumer's request on /rendermesh/match/1.0.0.
+type MatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // 16 random bytes; the same request retried keeps its ID
+	App           string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	Hardware      *HardwareRequirement   `protobuf:"bytes,3,opt,name=hardware,proto3" json:"hardware,omitempty"`
+	Location      *Location              `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`                                // the consumer's
+	MaxLatencyMs  uint32                 `protobuf:"varint,5,opt,name=max_latency_ms,json=maxLatencyMs,proto3" json:"max_latency_ms,omitempty"` // round trip; 0: no limit
+	BudgetMicros  uint64                 `protobuf:"varint,6,opt,name=budget_micros,json=budgetMicros,proto3" json:"budget_micros,omitempty"`   // most the consumer pays per 15-minute session; 0: no limit
+	Mode          ServiceMode            `protobuf:"varint,7,opt,name=mode,proto3,enum=rendermesh.v1.ServiceMode" json:"mode,omitempty"`
+	Ranking       Ranking                `protobuf:"varint,8,opt,name=ranking,proto3,enum=rendermesh.v1.Ranking" json:"ranking,omitempty"`
+	Sessions      uint32                 `protobuf:"varint,9,opt,name=sessions,proto3" json:"sessions,omitempty"`                             // 15-minute units to book; 0 means 1
+	StartUnixMs   int64                  `protobuf:"varint,10,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"` // wholesale: when the block starts; retail: ignored
+	Rtts          []*MeasuredRTT         `protobuf:"bytes,11,rep,name=rtts,proto3" json:"rtts,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,12,opt,name=epoch,proto3" json:"epoch,omitempty"` // the epoch the consumer believes current
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatchRequest) Reset() {
+	*x = MatchRequest{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatchRequest) ProtoMessage() {}
+
+func (x *MatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatchRequest.ProtoReflect.Descriptor instead.
+func (*MatchRequest) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MatchRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *MatchRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *MatchRequest) GetHardware() *HardwareRequirement {
+	if x != nil {
+		return x.Hardware
+	}
+	return nil
+}
+
+func (x *MatchRequest) GetLocation() *Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+func (x *MatchRequest) GetMaxLatencyMs() uint32 {
+	if x != nil {
+		return x.MaxLatencyMs
+	}
+	return 0
+}
+
+func (x *MatchRequest) GetBudgetMicros() uint64 {
+	if x != nil {
+		return x.BudgetMicros
+	}
+	return 0
+}
+
+func (x *MatchRequest) GetMode() ServiceMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ServiceMode_SERVICE_MODE_UNSPECIFIED
+}
+
+func (x *MatchRequest) GetRanking() Ranking {
+	if x != nil {
+		return x.Ranking
+	}
+	return Ranking_RANKING_UNSPECIFIED
+}
+
+func (x *MatchRequest) GetSessions() uint32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *MatchRequest) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *MatchRequest) GetRtts() []*MeasuredRTT {
+	if x != nil {
+		return x.Rtts
+	}
+	return nil
+}
+
+func (x *MatchRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// MatchResponse answers a MatchRequest: a reserved container and its session ticket, or a refusal
+// that names the filter that emptied the list.
+type MatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Matched       bool                   `protobuf:"varint,1,opt,name=matched,proto3" json:"matched,omitempty"`
+	Ticket        []byte                 `protobuf:"bytes,2,opt,name=ticket,proto3" json:"ticket,omitempty"`   // SessionTicket envelope, signed by the indexer
+	Refused       string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"` // standby, app, hardware, latency, budget, calendar, reservation, not_indexer, bad_request, overloaded
+	Detail        string                 `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	Candidates    uint32                 `protobuf:"varint,5,opt,name=candidates,proto3" json:"candidates,omitempty"` // containers that passed every filter
+	Attempts      uint32                 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`     // reservations tried
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatchResponse) Reset() {
+	*x = MatchResponse{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatchResponse) ProtoMessage() {}
+
+func (x *MatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatchResponse.ProtoReflect.Descriptor instead.
+func (*MatchResponse) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MatchResponse) GetMatched() bool {
+	if x != nil {
+		return x.Matched
+	}
+	return false
+}
+
+func (x *MatchResponse) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
+func (x *MatchResponse) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+func (x *MatchResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *MatchResponse) GetCandidates() uint32 {
+	if x != nil {
+		return x.Candidates
+	}
+	return 0
+}
+
+func (x *MatchResponse) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+// SessionTicket is the indexer's signed grant of a session: the consumer presents it to the
+// container, which checks that it matches the reservation it made.
+type SessionTicket struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	SessionId          []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"` // 16 bytes
+	Consumer           []byte                 `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Container          []byte                 `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
+	Indexer            []byte                 `protobuf:"bytes,4,opt,name=indexer,proto3" json:"indexer,omitempty"`
+	Epoch              uint64                 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	App                string                 `protobuf:"bytes,6,opt,name=app,proto3" json:"app,omitempty"`
+	Mode               ServiceMode            `protobuf:"varint,7,opt,name=mode,proto3,enum=rendermesh.v1.ServiceMode" json:"mode,omitempty"`
+	PriceMicros        uint64                 `protobuf:"varint,8,opt,name=price_micros,json=priceMicros,proto3" json:"price_micros,omitempty"` // per 15-minute unit
+	Units              uint32                 `protobuf:"varint,9,opt,name=units,proto3" json:"units,omitempty"`
+	StartUnixMs        int64                  `protobuf:"varint,10,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
+	LeaseExpiresUnixMs int64                  `protobuf:"varint,11,opt,name=lease_expires_unix_ms,json=leaseExpiresUnixMs,proto3" json:"lease_expires_unix_ms,omitempty"` // the consumer must arrive before
+	ContainerAddrs     [][]byte               `protobuf:"bytes,12,rep,name=container_addrs,json=containerAddrs,proto3" json:"container_addrs,omitempty"`
+	EstimatedRttMs     uint32                 `protobuf:"varint,13,opt,name=estimated_rtt_ms,json=estimatedRttMs,proto3" json:"estimated_rtt_ms,omitempty"`
+	IssuedUnixMs       int64                  `protobuf:"varint,14,opt,name=issued_unix_ms,json=issuedUnixMs,proto3" json:"issued_unix_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *SessionTicket) Reset() {
+	*x = SessionTicket{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionTicket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionTicket) ProtoMessage() {}
+
+func (x *SessionTicket) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionTicket.ProtoReflect.Descriptor instead.
+func (*SessionTicket) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SessionTicket) GetSessionId() []byte {
+	if x != nil {
+		return x.SessionId
+	}
+	return nil
+}
+
+func (x *SessionTicket) GetConsumer() []byte {
+	if x != nil {
+		return x.Consumer
+	}
+	return nil
+}
+
+func (x *SessionTicket) GetContainer() []byte {
+	if x != nil {
+		return x.Container
+	}
+	return nil
+}
+
+func (x *SessionTicket) GetIndexer() []byte {
+	if x != nil {
+		return x.Indexer
+	}
+	return nil
+}
+
+func (x *SessionTicket) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *SessionTicket) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *SessionTicket) GetMode() ServiceMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ServiceMode_SERVICE_MODE_UNSPECIFIED
+}
+
+func (x *SessionTicket) GetPriceMicros() uint64 {
+	if x != nil {
+		return x.PriceMicros
+	}
+	return 0
+}
+
+func (x *SessionTicket) GetUnits() uint32 {
+	if x != nil {
+		return x.Units
+	}
+	return 0
+}
+
+func (x *SessionTicket) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *SessionTicket) GetLeaseExpiresUnixMs() int64 {
+	if x != nil {
+		return x.LeaseExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *SessionTicket) GetContainerAddrs() [][]byte {
+	if x != nil {
+		return x.ContainerAddrs
+	}
+	return nil
+}
+
+func (x *SessionTicket) GetEstimatedRttMs() uint32 {
+	if x != nil {
+		return x.EstimatedRttMs
+	}
+	return 0
+}
+
+func (x *SessionTicket) GetIssuedUnixMs() int64 {
+	if x != nil {
+		return x.IssuedUnixMs
+	}
+	return 0
+}
+
+// ReserveRequest is an indexer's request on /rendermesh/reserve/1.0.0: hold the container for this
+// consumer until the lease lapses.
+type ReserveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Consumer      []byte                 `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	App           string                 `protobuf:"bytes,4,opt,name=app,proto3" json:"app,omitempty"`
+	Mode          ServiceMode            `protobuf:"varint,5,opt,name=mode,proto3,enum=rendermesh.v1.ServiceMode" json:"mode,omitempty"`
+	PriceMicros   uint64                 `protobuf:"varint,6,opt,name=price_micros,json=priceMicros,proto3" json:"price_micros,omitempty"`
+	Units         uint32                 `protobuf:"varint,7,opt,name=units,proto3" json:"units,omitempty"`
+	StartUnixMs   int64                  `protobuf:"varint,8,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"` // wholesale: block start; retail: 0 (now)
+	LeaseMs       uint32                 `protobuf:"varint,9,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveRequest) Reset() {
+	*x = ReserveRequest{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveRequest) ProtoMessage() {}
+
+func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveRequest.ProtoReflect.Descriptor instead.
+func (*ReserveRequest) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReserveRequest) GetSessionId() []byte {
+	if x != nil {
+		return x.SessionId
+	}
+	return nil
+}
+
+func (x *ReserveRequest) GetConsumer() []byte {
+	if x != nil {
+		return x.Consumer
+	}
+	return nil
+}
+
+func (x *ReserveRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ReserveRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *ReserveRequest) GetMode() ServiceMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ServiceMode_SERVICE_MODE_UNSPECIFIED
+}
+
+func (x *ReserveRequest) GetPriceMicros() uint64 {
+	if x != nil {
+		return x.PriceMicros
+	}
+	return 0
+}
+
+func (x *ReserveRequest) GetUnits() uint32 {
+	if x != nil {
+		return x.Units
+	}
+	return 0
+}
+
+func (x *ReserveRequest) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *ReserveRequest) GetLeaseMs() uint32 {
+	if x != nil {
+		return x.LeaseMs
+	}
+	return 0
+}
+
+// ReserveResponse answers a ReserveRequest.
+type ReserveResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Reserved           bool                   `protobuf:"varint,1,opt,name=reserved,proto3" json:"reserved,omitempty"`
+	Refused            string                 `protobuf:"bytes,2,opt,name=refused,proto3" json:"refused,omitempty"` // not_standby, reserved, calendar, price, app, bad_request
+	LeaseExpiresUnixMs int64                  `protobuf:"varint,3,opt,name=lease_expires_unix_ms,json=leaseExpiresUnixMs,proto3" json:"lease_expires_unix_ms,omitempty"`
+	State              ContainerState         `protobuf:"varint,4,opt,name=state,proto3,enum=rendermesh.v1.ContainerState" json:"state,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ReserveResponse) Reset() {
+	*x = ReserveResponse{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveResponse) ProtoMessage() {}
+
+func (x *ReserveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveResponse.ProtoReflect.Descriptor instead.
+func (*ReserveResponse) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReserveResponse) GetReserved() bool {
+	if x != nil {
+		return x.Reserved
+	}
+	return false
+}
+
+func (x *ReserveResponse) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+func (x *ReserveResponse) GetLeaseExpiresUnixMs() int64 {
+	if x != nil {
+		return x.LeaseExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *ReserveResponse) GetState() ContainerState {
+	if x != nil {
+		return x.State
+	}
+	return ContainerState_CONTAINER_STATE_UNSPECIFIED
+}
+
+// SessionOpen is the consumer's arrival at the container on /rendermesh/session/1.0.0.
+type SessionOpen struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ticket        []byte                 `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"` // SessionTicket envelope
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionOpen) Reset() {
+	*x = SessionOpen{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionOpen) ProtoMessage() {}
+
+func (x *SessionOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionOpen.ProtoReflect.Descriptor instead.
+func (*SessionOpen) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SessionOpen) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
+// UsageReceipt counts a session's use so far, sealed by the container (KindUsageReceipt) and
+// countersigned by the consumer (ReceiptAck): both keep the co-signed receipt for settlement.
+type UsageReceipt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Container     []byte                 `protobuf:"bytes,2,opt,name=container,proto3" json:"container,omitempty"`
+	Consumer      []byte                 `protobuf:"bytes,3,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Indexer       []byte                 `protobuf:"bytes,4,opt,name=indexer,proto3" json:"indexer,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Seq           uint32                 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`                                       // 1, 2, ... one per minute, and one at the end
+	Minutes       uint32                 `protobuf:"varint,7,opt,name=minutes,proto3" json:"minutes,omitempty"`                               // cumulative whole minutes used (a started minute counts)
+	PriceMicros   uint64                 `protobuf:"varint,8,opt,name=price_micros,json=priceMicros,proto3" json:"price_micros,omitempty"`    // per 15-minute unit
+	AmountMicros  uint64                 `protobuf:"varint,9,opt,name=amount_micros,json=amountMicros,proto3" json:"amount_micros,omitempty"` // cumulative: price * minutes / 15
+	IssuedUnixMs  int64                  `protobuf:"varint,10,opt,name=issued_unix_ms,json=issuedUnixMs,proto3" json:"issued_unix_ms,omitempty"`
+	Final         bool                   `protobuf:"varint,11,opt,name=final,proto3" json:"final,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageReceipt) Reset() {
+	*x = UsageReceipt{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageReceipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageReceipt) ProtoMessage() {}
+
+func (x *UsageReceipt) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageReceipt.ProtoReflect.Descriptor instead.
+func (*UsageReceipt) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UsageReceipt) GetSessionId() []byte {
+	if x != nil {
+		return x.SessionId
+	}
+	return nil
+}
+
+func (x *UsageReceipt) GetContainer() []byte {
+	if x != nil {
+		return x.Container
+	}
+	return nil
+}
+
+func (x *UsageReceipt) GetConsumer() []byte {
+	if x != nil {
+		return x.Consumer
+	}
+	return nil
+}
+
+func (x *UsageReceipt) GetIndexer() []byte {
+	if x != nil {
+		return x.Indexer
+	}
+	return nil
+}
+
+func (x *UsageReceipt) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *UsageReceipt) GetSeq() uint32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *UsageReceipt) GetMinutes() uint32 {
+	if x != nil {
+		return x.Minutes
+	}
+	return 0
+}
+
+func (x *UsageReceipt) GetPriceMicros() uint64 {
+	if x != nil {
+		return x.PriceMicros
+	}
+	return 0
+}
+
+func (x *UsageReceipt) GetAmountMicros() uint64 {
+	if x != nil {
+		return x.AmountMicros
+	}
+	return 0
+}
+
+func (x *UsageReceipt) GetIssuedUnixMs() int64 {
+	if x != nil {
+		return x.IssuedUnixMs
+	}
+	return 0
+}
+
+func (x *UsageReceipt) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+// ReceiptAck is the consumer's countersignature: the container's UsageReceipt envelope, sealed again
+// by the consumer (KindReceiptAck).
+type ReceiptAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptAck) Reset() {
+	*x = ReceiptAck{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptAck) ProtoMessage() {}
+
+func (x *ReceiptAck) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptAck.ProtoReflect.Descriptor instead.
+func (*ReceiptAck) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReceiptAck) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+// SessionMsg is one message on the session stream after SessionOpen, either way.
+type SessionMsg struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`    // container -> consumer: a UsageReceipt envelope
+	Ack           []byte                 `protobuf:"bytes,2,opt,name=ack,proto3" json:"ack,omitempty"`            // consumer -> container: a ReceiptAck envelope
+	End           bool                   `protobuf:"varint,3,opt,name=end,proto3" json:"end,omitempty"`           // either side ends the session
+	Accepted      bool                   `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"` // container -> consumer, first message: the ticket is accepted
+	Refused       string                 `protobuf:"bytes,5,opt,name=refused,proto3" json:"refused,omitempty"`    // container -> consumer, first message: why not
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionMsg) Reset() {
+	*x = SessionMsg{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionMsg) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionMsg) ProtoMessage() {}
+
+func (x *SessionMsg) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionMsg.ProtoReflect.Descriptor instead.
+func (*SessionMsg) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SessionMsg) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *SessionMsg) GetAck() []byte {
+	if x != nil {
+		return x.Ack
+	}
+	return nil
+}
+
+func (x *SessionMsg) GetEnd() bool {
+	if x != nil {
+		return x.End
+	}
+	return false
+}
+
+func (x *SessionMsg) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+func (x *SessionMsg) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
 }
 
 var File_p2p_pb_rendermesh_proto protoreflect.FileDescriptor
@@ -860,7 +2021,7 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\x16memory_utilization_pct\x18\x02 \x01(\rR\x14memoryUtilizationPct\x12*\n" +
 	"\x11memory_used_bytes\x18\x03 \x01(\x04R\x0fmemoryUsedBytes\x12#\n" +
 	"\rtemperature_c\x18\x04 \x01(\rR\ftemperatureC\x12\x19\n" +
-	"\bpower_mw\x18\x05 \x01(\rR\apowerMw\"\x9a\x02\n" +
+	"\bpower_mw\x18\x05 \x01(\rR\apowerMw\"\xb1\x03\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12 \n" +
@@ -871,7 +2032,14 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\rload_permille\x18\x06 \x01(\rR\floadPermille\x12/\n" +
 	"\x04gpus\x18\a \x03(\v2\x1b.rendermesh.v1.GPUTelemetryR\x04gpus\x12\x1d\n" +
 	"\n" +
-	"record_seq\x18\b \x01(\x04R\trecordSeq\"\xa4\x02\n" +
+	"record_seq\x18\b \x01(\x04R\trecordSeq\x123\n" +
+	"\x16reserved_until_unix_ms\x18\t \x01(\x03R\x13reservedUntilUnixMs\x122\n" +
+	"\bbookings\x18\n" +
+	" \x03(\v2\x16.rendermesh.v1.BookingR\bbookings\x12,\n" +
+	"\x12session_fee_micros\x18\v \x01(\x04R\x10sessionFeeMicros\"M\n" +
+	"\aBooking\x12\"\n" +
+	"\rstart_unix_ms\x18\x01 \x01(\x03R\vstartUnixMs\x12\x1e\n" +
+	"\vend_unix_ms\x18\x02 \x01(\x03R\tendUnixMs\"\xa4\x02\n" +
 	"\rIndexerTicket\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
@@ -889,7 +2057,100 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\x0fCommitteeRecord\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\bR\x06sealed\x12\x18\n" +
-	"\atickets\x18\x03 \x03(\fR\atickets*\x89\x02\n" +
+	"\atickets\x18\x03 \x03(\fR\atickets\"\xe6\x01\n" +
+	"\x13HardwareRequirement\x12\x1b\n" +
+	"\tgpu_model\x18\x01 \x01(\tR\bgpuModel\x12\x19\n" +
+	"\bmin_gpus\x18\x02 \x01(\rR\aminGpus\x12/\n" +
+	"\x14min_gpu_memory_bytes\x18\x03 \x01(\x04R\x11minGpuMemoryBytes\x12\x18\n" +
+	"\aencoder\x18\x04 \x01(\bR\aencoder\x12\"\n" +
+	"\rmin_cpu_cores\x18\x05 \x01(\rR\vminCpuCores\x12(\n" +
+	"\x10min_memory_bytes\x18\x06 \x01(\x04R\x0eminMemoryBytes\"=\n" +
+	"\vMeasuredRTT\x12\x17\n" +
+	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x15\n" +
+	"\x06rtt_ms\x18\x02 \x01(\rR\x05rttMs\"\xe7\x03\n" +
+	"\fMatchRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x12>\n" +
+	"\bhardware\x18\x03 \x01(\v2\".rendermesh.v1.HardwareRequirementR\bhardware\x123\n" +
+	"\blocation\x18\x04 \x01(\v2\x17.rendermesh.v1.LocationR\blocation\x12$\n" +
+	"\x0emax_latency_ms\x18\x05 \x01(\rR\fmaxLatencyMs\x12#\n" +
+	"\rbudget_micros\x18\x06 \x01(\x04R\fbudgetMicros\x12.\n" +
+	"\x04mode\x18\a \x01(\x0e2\x1a.rendermesh.v1.ServiceModeR\x04mode\x120\n" +
+	"\aranking\x18\b \x01(\x0e2\x16.rendermesh.v1.RankingR\aranking\x12\x1a\n" +
+	"\bsessions\x18\t \x01(\rR\bsessions\x12\"\n" +
+	"\rstart_unix_ms\x18\n" +
+	" \x01(\x03R\vstartUnixMs\x12.\n" +
+	"\x04rtts\x18\v \x03(\v2\x1a.rendermesh.v1.MeasuredRTTR\x04rtts\x12\x14\n" +
+	"\x05epoch\x18\f \x01(\x04R\x05epoch\"\xaf\x01\n" +
+	"\rMatchResponse\x12\x18\n" +
+	"\amatched\x18\x01 \x01(\bR\amatched\x12\x16\n" +
+	"\x06ticket\x18\x02 \x01(\fR\x06ticket\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\tR\arefused\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x1e\n" +
+	"\n" +
+	"candidates\x18\x05 \x01(\rR\n" +
+	"candidates\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\rR\battempts\"\xe3\x03\n" +
+	"\rSessionTicket\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x1a\n" +
+	"\bconsumer\x18\x02 \x01(\fR\bconsumer\x12\x1c\n" +
+	"\tcontainer\x18\x03 \x01(\fR\tcontainer\x12\x18\n" +
+	"\aindexer\x18\x04 \x01(\fR\aindexer\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x10\n" +
+	"\x03app\x18\x06 \x01(\tR\x03app\x12.\n" +
+	"\x04mode\x18\a \x01(\x0e2\x1a.rendermesh.v1.ServiceModeR\x04mode\x12!\n" +
+	"\fprice_micros\x18\b \x01(\x04R\vpriceMicros\x12\x14\n" +
+	"\x05units\x18\t \x01(\rR\x05units\x12\"\n" +
+	"\rstart_unix_ms\x18\n" +
+	" \x01(\x03R\vstartUnixMs\x121\n" +
+	"\x15lease_expires_unix_ms\x18\v \x01(\x03R\x12leaseExpiresUnixMs\x12'\n" +
+	"\x0fcontainer_addrs\x18\f \x03(\fR\x0econtainerAddrs\x12(\n" +
+	"\x10estimated_rtt_ms\x18\r \x01(\rR\x0eestimatedRttMs\x12$\n" +
+	"\x0eissued_unix_ms\x18\x0e \x01(\x03R\fissuedUnixMs\"\x9b\x02\n" +
+	"\x0eReserveRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x1a\n" +
+	"\bconsumer\x18\x02 \x01(\fR\bconsumer\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x10\n" +
+	"\x03app\x18\x04 \x01(\tR\x03app\x12.\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x1a.rendermesh.v1.ServiceModeR\x04mode\x12!\n" +
+	"\fprice_micros\x18\x06 \x01(\x04R\vpriceMicros\x12\x14\n" +
+	"\x05units\x18\a \x01(\rR\x05units\x12\"\n" +
+	"\rstart_unix_ms\x18\b \x01(\x03R\vstartUnixMs\x12\x19\n" +
+	"\blease_ms\x18\t \x01(\rR\aleaseMs\"\xaf\x01\n" +
+	"\x0fReserveResponse\x12\x1a\n" +
+	"\breserved\x18\x01 \x01(\bR\breserved\x12\x18\n" +
+	"\arefused\x18\x02 \x01(\tR\arefused\x121\n" +
+	"\x15lease_expires_unix_ms\x18\x03 \x01(\x03R\x12leaseExpiresUnixMs\x123\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x1d.rendermesh.v1.ContainerStateR\x05state\"%\n" +
+	"\vSessionOpen\x12\x16\n" +
+	"\x06ticket\x18\x01 \x01(\fR\x06ticket\"\xc7\x02\n" +
+	"\fUsageReceipt\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x1c\n" +
+	"\tcontainer\x18\x02 \x01(\fR\tcontainer\x12\x1a\n" +
+	"\bconsumer\x18\x03 \x01(\fR\bconsumer\x12\x18\n" +
+	"\aindexer\x18\x04 \x01(\fR\aindexer\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x10\n" +
+	"\x03seq\x18\x06 \x01(\rR\x03seq\x12\x18\n" +
+	"\aminutes\x18\a \x01(\rR\aminutes\x12!\n" +
+	"\fprice_micros\x18\b \x01(\x04R\vpriceMicros\x12#\n" +
+	"\ramount_micros\x18\t \x01(\x04R\famountMicros\x12$\n" +
+	"\x0eissued_unix_ms\x18\n" +
+	" \x01(\x03R\fissuedUnixMs\x12\x14\n" +
+	"\x05final\x18\v \x01(\bR\x05final\"&\n" +
+	"\n" +
+	"ReceiptAck\x12\x18\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\"\x80\x01\n" +
+	"\n" +
+	"SessionMsg\x12\x18\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\x12\x10\n" +
+	"\x03ack\x18\x02 \x01(\fR\x03ack\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\bR\x03end\x12\x1a\n" +
+	"\baccepted\x18\x04 \x01(\bR\baccepted\x12\x18\n" +
+	"\arefused\x18\x05 \x01(\tR\arefused*\x89\x02\n" +
 	"\x0eContainerState\x12\x1f\n" +
 	"\x1bCONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCONTAINER_STATE_CONFIGURING\x10\x01\x12\"\n" +
@@ -898,7 +2159,16 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\x14CONTAINER_STATE_BUSY\x10\x04\x12!\n" +
 	"\x1dCONTAINER_STATE_NEEDS_RECHECK\x10\x05\x12\x1a\n" +
 	"\x16CONTAINER_STATE_LOCKED\x10\x06\x12\x1b\n" +
-	"\x17CONTAINER_STATE_OFFLINE\x10\aB)Z'github.com/rendermesh/rendermesh/p2p/pbb\x06proto3"
+	"\x17CONTAINER_STATE_OFFLINE\x10\a*`\n" +
+	"\vServiceMode\x12\x1c\n" +
+	"\x18SERVICE_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13SERVICE_MODE_RETAIL\x10\x01\x12\x1a\n" +
+	"\x16SERVICE_MODE_WHOLESALE\x10\x02*^\n" +
+	"\aRanking\x12\x17\n" +
+	"\x13RANKING_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rRANKING_INDEX\x10\x01\x12\x0f\n" +
+	"\vRANKING_FEE\x10\x02\x12\x16\n" +
+	"\x12RANKING_EXPERIENCE\x10\x03B)Z'github.com/rendermesh/rendermesh/p2p/pbb\x06proto3"
 
 var (
 	file_p2p_pb_rendermesh_proto_rawDescOnce sync.Once
@@ -912,31 +2182,54 @@ func file_p2p_pb_rendermesh_proto_rawDescGZIP() []byte {
 	return file_p2p_pb_rendermesh_proto_rawDescData
 }
 
-var file_p2p_pb_rendermesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_p2p_pb_rendermesh_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_p2p_pb_rendermesh_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_p2p_pb_rendermesh_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_p2p_pb_rendermesh_proto_goTypes = []any{
-	(ContainerState)(0),     // 0: rendermesh.v1.ContainerState
-	(*GPU)(nil),             // 1: rendermesh.v1.GPU
-	(*Hardware)(nil),        // 2: rendermesh.v1.Hardware
-	(*Location)(nil),        // 3: rendermesh.v1.Location
-	(*ContainerRecord)(nil), // 4: rendermesh.v1.ContainerRecord
-	(*GPUTelemetry)(nil),    // 5: rendermesh.v1.GPUTelemetry
-	(*Heartbeat)(nil),       // 6: rendermesh.v1.Heartbeat
-	(*IndexerTicket)(nil),   // 7: rendermesh.v1.IndexerTicket
-	(*CommitteeRecord)(nil), // 8: rendermesh.v1.CommitteeRecord
+	(ContainerState)(0),         // 0: rendermesh.v1.ContainerState
+	(ServiceMode)(0),            // 1: rendermesh.v1.ServiceMode
+	(Ranking)(0),                // 2: rendermesh.v1.Ranking
+	(*GPU)(nil),                 // 3: rendermesh.v1.GPU
+	(*Hardware)(nil),            // 4: rendermesh.v1.Hardware
+	(*Location)(nil),            // 5: rendermesh.v1.Location
+	(*ContainerRecord)(nil),     // 6: rendermesh.v1.ContainerRecord
+	(*GPUTelemetry)(nil),        // 7: rendermesh.v1.GPUTelemetry
+	(*Heartbeat)(nil),           // 8: rendermesh.v1.Heartbeat
+	(*Booking)(nil),             // 9: rendermesh.v1.Booking
+	(*IndexerTicket)(nil),       // 10: rendermesh.v1.IndexerTicket
+	(*CommitteeRecord)(nil),     // 11: rendermesh.v1.CommitteeRecord
+	(*HardwareRequirement)(nil), // 12: rendermesh.v1.HardwareRequirement
+	(*MeasuredRTT)(nil),         // 13: rendermesh.v1.MeasuredRTT
+	(*MatchRequest)(nil),        // 14: rendermesh.v1.MatchRequest
+	(*MatchResponse)(nil),       // 15: rendermesh.v1.MatchResponse
+	(*SessionTicket)(nil),       // 16: rendermesh.v1.SessionTicket
+	(*ReserveRequest)(nil),      // 17: rendermesh.v1.ReserveRequest
+	(*ReserveResponse)(nil),     // 18: rendermesh.v1.ReserveResponse
+	(*SessionOpen)(nil),         // 19: rendermesh.v1.SessionOpen
+	(*UsageReceipt)(nil),        // 20: rendermesh.v1.UsageReceipt
+	(*ReceiptAck)(nil),          // 21: rendermesh.v1.ReceiptAck
+	(*SessionMsg)(nil),          // 22: rendermesh.v1.SessionMsg
 }
 var file_p2p_pb_rendermesh_proto_depIdxs = []int32{
-	1, // 0: rendermesh.v1.Hardware.gpus:type_name -> rendermesh.v1.GPU
-	2, // 1: rendermesh.v1.ContainerRecord.hardware:type_name -> rendermesh.v1.Hardware
-	3, // 2: rendermesh.v1.ContainerRecord.location:type_name -> rendermesh.v1.Location
-	0, // 3: rendermesh.v1.ContainerRecord.state:type_name -> rendermesh.v1.ContainerState
-	0, // 4: rendermesh.v1.Heartbeat.state:type_name -> rendermesh.v1.ContainerState
-	5, // 5: rendermesh.v1.Heartbeat.gpus:type_name -> rendermesh.v1.GPUTelemetry
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3,  // 0: rendermesh.v1.Hardware.gpus:type_name -> rendermesh.v1.GPU
+	4,  // 1: rendermesh.v1.ContainerRecord.hardware:type_name -> rendermesh.v1.Hardware
+	5,  // 2: rendermesh.v1.ContainerRecord.location:type_name -> rendermesh.v1.Location
+	0,  // 3: rendermesh.v1.ContainerRecord.state:type_name -> rendermesh.v1.ContainerState
+	0,  // 4: rendermesh.v1.Heartbeat.state:type_name -> rendermesh.v1.ContainerState
+	7,  // 5: rendermesh.v1.Heartbeat.gpus:type_name -> rendermesh.v1.GPUTelemetry
+	9,  // 6: rendermesh.v1.Heartbeat.bookings:type_name -> rendermesh.v1.Booking
+	12, // 7: rendermesh.v1.MatchRequest.hardware:type_name -> rendermesh.v1.HardwareRequirement
+	5,  // 8: rendermesh.v1.MatchRequest.location:type_name -> rendermesh.v1.Location
+	1,  // 9: rendermesh.v1.MatchRequest.mode:type_name -> rendermesh.v1.ServiceMode
+	2,  // 10: rendermesh.v1.MatchRequest.ranking:type_name -> rendermesh.v1.Ranking
+	13, // 11: rendermesh.v1.MatchRequest.rtts:type_name -> rendermesh.v1.MeasuredRTT
+	1,  // 12: rendermesh.v1.SessionTicket.mode:type_name -> rendermesh.v1.ServiceMode
+	1,  // 13: rendermesh.v1.ReserveRequest.mode:type_name -> rendermesh.v1.ServiceMode
+	0,  // 14: rendermesh.v1.ReserveResponse.state:type_name -> rendermesh.v1.ContainerState
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_p2p_pb_rendermesh_proto_init() }
@@ -949,8 +2242,8 @@ func file_p2p_pb_rendermesh_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_p2p_pb_rendermesh_proto_rawDesc), len(file_p2p_pb_rendermesh_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   8,
+			NumEnums:      3,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
