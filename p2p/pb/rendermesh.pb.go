@@ -1905,11 +1905,13 @@ func (x *ReceiptAck) GetReceipt() []byte {
 // SessionMsg is one message on the session stream after SessionOpen, either way.
 type SessionMsg struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`    // container -> consumer: a UsageReceipt envelope
-	Ack           []byte                 `protobuf:"bytes,2,opt,name=ack,proto3" json:"ack,omitempty"`            // consumer -> container: a ReceiptAck envelope
-	End           bool                   `protobuf:"varint,3,opt,name=end,proto3" json:"end,omitempty"`           // either side ends the session
-	Accepted      bool                   `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"` // container -> consumer, first message: the ticket is accepted
-	Refused       string                 `protobuf:"bytes,5,opt,name=refused,proto3" json:"refused,omitempty"`    // container -> consumer, first message: why not
+	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`                            // container -> consumer: a UsageReceipt envelope
+	Ack           []byte                 `protobuf:"bytes,2,opt,name=ack,proto3" json:"ack,omitempty"`                                    // consumer -> container: a ReceiptAck envelope
+	End           bool                   `protobuf:"varint,3,opt,name=end,proto3" json:"end,omitempty"`                                   // either side ends the session
+	Accepted      bool                   `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`                         // container -> consumer, first message: the ticket is accepted
+	Refused       string                 `protobuf:"bytes,5,opt,name=refused,proto3" json:"refused,omitempty"`                            // container -> consumer, first message or answer to renew: why not
+	Renew         uint32                 `protobuf:"varint,6,opt,name=renew,proto3" json:"renew,omitempty"`                               // consumer -> container: extend by this many 15-minute units, same price
+	EndsUnixMs    int64                  `protobuf:"varint,7,opt,name=ends_unix_ms,json=endsUnixMs,proto3" json:"ends_unix_ms,omitempty"` // container -> consumer: when the session ends (after accept or renew)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1977,6 +1979,20 @@ func (x *SessionMsg) GetRefused() string {
 		return x.Refused
 	}
 	return ""
+}
+
+func (x *SessionMsg) GetRenew() uint32 {
+	if x != nil {
+		return x.Renew
+	}
+	return 0
+}
+
+func (x *SessionMsg) GetEndsUnixMs() int64 {
+	if x != nil {
+		return x.EndsUnixMs
+	}
+	return 0
 }
 
 var File_p2p_pb_rendermesh_proto protoreflect.FileDescriptor
@@ -2143,14 +2159,17 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\x05final\x18\v \x01(\bR\x05final\"&\n" +
 	"\n" +
 	"ReceiptAck\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\fR\areceipt\"\x80\x01\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\"\xb8\x01\n" +
 	"\n" +
 	"SessionMsg\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\fR\areceipt\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\fR\x03ack\x12\x10\n" +
 	"\x03end\x18\x03 \x01(\bR\x03end\x12\x1a\n" +
 	"\baccepted\x18\x04 \x01(\bR\baccepted\x12\x18\n" +
-	"\arefused\x18\x05 \x01(\tR\arefused*\x89\x02\n" +
+	"\arefused\x18\x05 \x01(\tR\arefused\x12\x14\n" +
+	"\x05renew\x18\x06 \x01(\rR\x05renew\x12 \n" +
+	"\fends_unix_ms\x18\a \x01(\x03R\n" +
+	"endsUnixMs*\x89\x02\n" +
 	"\x0eContainerState\x12\x1f\n" +
 	"\x1bCONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCONTAINER_STATE_CONFIGURING\x10\x01\x12\"\n" +
