@@ -15,6 +15,12 @@ type Metrics struct {
 	HeartbeatDelivered prometheus.Counter
 	TicketRejected     *prometheus.CounterVec
 	TicketAccepted     prometheus.Counter
+	// Matchmaking, at indexers: answers by result ("matched" or the refusal), time to answer, and
+	// reservations by result at containers.
+	Matches      *prometheus.CounterVec
+	MatchSeconds prometheus.Histogram
+	Reservations *prometheus.CounterVec
+	IndexEntries prometheus.Gauge
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not registered). Collectors that
@@ -45,10 +51,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rendermesh", Subsystem: "indexer", Name: "ticket_accepted_total",
 			Help: "Indexer tickets accepted from gossip.",
 		}),
+		Matches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rendermesh", Subsystem: "indexer", Name: "matches_total",
+			Help: "Match requests answered by this process's indexers, by result (matched or the refusal).",
+		}, []string{"result"}),
+		MatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "rendermesh", Subsystem: "indexer", Name: "match_seconds",
+			Help:    "Time from a match request's arrival to the answer, reservation included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		Reservations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rendermesh", Subsystem: "container", Name: "reservations_total",
+			Help: "Reservation requests answered by containers, by result (reserved or the refusal).",
+		}, []string{"result"}),
+		IndexEntries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "rendermesh", Subsystem: "indexer", Name: "index_entries",
+			Help: "Containers in the index (last indexer to update it, when several share a process).",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
+	m.Matches = register(reg, m.Matches)
+	m.MatchSeconds = register(reg, m.MatchSeconds)
+	m.Reservations = register(reg, m.Reservations)
+	m.IndexEntries = register(reg, m.IndexEntries)
 	m.RecordRejected = register(reg, m.RecordRejected)
 	m.RecordAccepted = register(reg, m.RecordAccepted)
 	m.HeartbeatRejected = register(reg, m.HeartbeatRejected)

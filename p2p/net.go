@@ -42,6 +42,7 @@ type Net struct {
 	host   host.Host
 	dht    *dht.IpfsDHT
 	ps     *pubsub.PubSub // nil for light clients
+	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 
 	hbValidator *heartbeatValidator
@@ -93,7 +94,7 @@ func New(cfg Config) (*Net, error) {
 		return nil, fmt.Errorf("p2p: start DHT: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	n.ctx, n.cancel = ctx, cancel
 	if !cfg.Client {
 		n.hbValidator = newHeartbeatValidator(cfg.Clock, cfg.HeartbeatInterval, cfg.Metrics)
 		psOpts := []pubsub.Option{
