@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/filecoin-project/go-clock"
@@ -56,7 +57,7 @@ type Config struct {
 	Geohash string          // location
 	LatLon  *[2]int32       // optional coordinates, degrees * 1e6
 	Apps    []string        // pre-installed applications
-	Fee     uint64          // ask per session, micro-units
+	Fee     uint64          // ask per session, micro-units (at most MaxFee); SetFee changes it
 	Version string          // agent version in records
 
 	RecordTTL         time.Duration // record lifetime; republished at half of it
@@ -82,6 +83,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: region %q: want 2-32 characters of a-z, 0-9 and '-', starting with a letter (e.g. eu-west)", ErrConfig, c.Region)
 	case !ValidGeohash(c.Geohash) || len(c.Geohash) < PrefixPrecisions[0]:
 		return fmt.Errorf("%w: geohash %q: want 2-12 base32 geohash characters (e.g. u33dc0), or set latitude and longitude", ErrConfig, c.Geohash)
+	case c.Fee > MaxFee:
+		return fmt.Errorf("%w: session fee %d micro-units is above the limit %d", ErrConfig, c.Fee, uint64(MaxFee))
 	case len(c.Apps) == 0:
 		return fmt.Errorf("%w: no applications: list at least one pre-installed app (e.g. apps = [\"demo\"])", ErrConfig)
 	}
@@ -142,7 +145,12 @@ type Container struct {
 	hbCount   uint64    // heartbeats since the last record
 	provided  time.Time // last successful provide round
 
+	fee    atomic.Uint64 // the ask in force, micro-units per session
+	bookMu sync.Mutex    // guards book; taken before mu, never while holding it
+	book   book          // leases, the live session and the wholesale calendar (book.go)
+
 	kick   chan struct{} // republish the record and send a heartbeat now
+	beat   chan struct{} // send a heartbeat now (the book changed)
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -156,7 +164,9 @@ func New(cfg Config, net Network, store Store) (*Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("container: read hardware: %w", err)
 	}
-	c := &Container{cfg: cfg, net: net, store: store, log: cfg.Logger, hw: hw, kick: make(chan struct{}, 1)}
+	c := &Container{cfg: cfg, net: net, store: store, log: cfg.Logger, hw: hw,
+		kick: make(chan struct{}, 1), beat: make(chan struct{}, 1)}
+	c.fee.Store(cfg.Fee)
 	ctx := context.Background()
 	state := stateConfiguring
 	if b, ok, err := store.Get(ctx, keyState); err != nil {
@@ -172,6 +182,9 @@ func New(cfg Config, net Network, store Store) (*Container, error) {
 		if c.recordSeq, err = strconv.ParseUint(string(b), 10, 64); err != nil {
 			return nil, fmt.Errorf("container: load record sequence %q: %w", b, err)
 		}
+	}
+	if err := c.loadBook(ctx); err != nil {
+		return nil, err
 	}
 	c.life = NewLifecycle(state)
 	return c, nil
@@ -232,6 +245,7 @@ func (c *Container) Start(ctx context.Context) error {
 	default:
 		c.apply(ctx, EvRestarted)
 	}
+	c.restartBook(ctx)
 	if c.cfg.AutoCheck {
 		if s := c.life.State(); s == stateAwaitingCheck || s == stateNeedsRecheck {
 			c.log.Warn("dev autocheck: passing the registration check without a checker (devnet only)")
@@ -266,9 +280,17 @@ func (c *Container) Stop() {
 	c.cancel = nil
 }
 
-// Lock takes the container out of scheduling for maintenance.
+// Lock takes the container out of scheduling for maintenance. It is refused while a session is
+// live (ErrBusy); a retail lease that holds the container for a consumer on its way is dropped.
 func (c *Container) Lock(ctx context.Context) (pb.ContainerState, error) {
-	return c.operator(ctx, EvLock)
+	c.bookMu.Lock()
+	defer c.bookMu.Unlock()
+	s, err := c.operator(ctx, EvLock)
+	if err == nil && c.book.lease != nil {
+		c.log.Info("lock dropped a lease", "session", hexID(c.book.lease.id))
+		c.book.lease = nil
+	}
+	return s, err
 }
 
 // Unlock ends maintenance; the container must be checked again before it is scheduled.
@@ -312,7 +334,15 @@ func (c *Container) loop(ctx context.Context) {
 	defer provide.Stop()
 	heartbeat := c.cfg.Clock.Ticker(c.cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
+	// wake fires when a lease lapses, a session or a booked block ends.
+	wake := c.cfg.Clock.Timer(time.Hour)
+	defer wake.Stop()
 	for {
+		if d, ok := c.nextDeadline(); ok {
+			wake.Reset(d)
+		} else {
+			wake.Stop()
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -336,6 +366,12 @@ func (c *Container) loop(ctx context.Context) {
 			if provideDue {
 				c.provideAll(ctx)
 			}
+			c.settle(ctx)
+			c.sendHeartbeat(ctx)
+		case <-wake.C:
+			c.settle(ctx)
+			c.sendHeartbeat(ctx)
+		case <-c.beat:
 			c.sendHeartbeat(ctx)
 		case <-c.kick:
 			if err := c.publishRecord(ctx); err != nil && ctx.Err() == nil {
@@ -357,7 +393,7 @@ func (c *Container) Record(seq uint64) *pb.ContainerRecord {
 		Hardware:         c.hw,
 		Location:         &pb.Location{Region: c.cfg.Region, Geohash: c.cfg.Geohash},
 		Apps:             c.cfg.Apps,
-		SessionFeeMicros: c.cfg.Fee,
+		SessionFeeMicros: c.fee.Load(),
 		Addrs:            c.cfg.Addrs(),
 		State:            c.life.State(),
 		AgentVersion:     c.cfg.Version,
@@ -422,18 +458,18 @@ func (c *Container) sendHeartbeat(ctx context.Context) {
 	if len(tel) > 0 {
 		load /= uint32(len(tel))
 	}
+	hb := &pb.Heartbeat{}
+	c.heartbeatBook(hb) // under bookMu, before mu
 	c.mu.Lock()
 	c.hbCount++
-	hb := &pb.Heartbeat{
-		PeerId:       c.cfg.PeerID,
-		Seq:          c.recordSeq<<32 | c.hbCount, // grows across restarts: every start publishes a new record
-		SentUnixMs:   c.cfg.Clock.Now().UnixMilli(),
-		Region:       c.cfg.Region,
-		State:        c.life.State(),
-		LoadPermille: min(load, 1000),
-		Gpus:         tel,
-		RecordSeq:    c.recordSeq,
-	}
+	hb.PeerId = c.cfg.PeerID
+	hb.Seq = c.recordSeq<<32 | c.hbCount // grows across restarts: every start publishes a new record
+	hb.SentUnixMs = c.cfg.Clock.Now().UnixMilli()
+	hb.Region = c.cfg.Region
+	hb.State = c.life.State()
+	hb.LoadPermille = min(load, 1000)
+	hb.Gpus = tel
+	hb.RecordSeq = c.recordSeq
 	c.mu.Unlock()
 	if err := c.net.PublishHeartbeat(ctx, hb); err != nil && ctx.Err() == nil {
 		c.log.Debug("publish heartbeat", "err", err)
