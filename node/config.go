@@ -67,6 +67,9 @@ type ContainerConfig struct {
 	RecordTTL         Duration `toml:"record_ttl"`
 	ProvideInterval   Duration `toml:"provide_interval"`
 	HeartbeatInterval Duration `toml:"heartbeat_interval"`
+	// ReceiptInterval is how often a session's usage receipt is co-signed. The network's rule is a
+	// minute; shorter only for tests and demos.
+	ReceiptInterval Duration `toml:"receipt_interval"`
 	// DevAutoCheck passes the registration check without a checker. For devnet only.
 	DevAutoCheck bool `toml:"dev_autocheck"`
 }
@@ -114,6 +117,7 @@ func Default() Config {
 			RecordTTL:         Duration(container.DefaultRecordTTL),
 			ProvideInterval:   Duration(container.DefaultProvideInterval),
 			HeartbeatInterval: Duration(container.DefaultHeartbeatInterval),
+			ReceiptInterval:   Duration(time.Minute),
 		},
 	}
 }
@@ -177,6 +181,9 @@ func (c *Config) Validate() error {
 		}
 		if cc.Geohash == "" && cc.Latitude == nil {
 			return fmt.Errorf("%w: container: no location: set --geohash (e.g. u33dc0) or --lat and --lon", ErrConfig)
+		}
+		if cc.ReceiptInterval < Duration(time.Second) {
+			return fmt.Errorf("%w: container.receipt_interval must be at least 1s (the network's rule is 1m)", ErrConfig)
 		}
 		if _, err := ParseAmount(cc.SessionFee); err != nil {
 			return fmt.Errorf("%w: container: session_fee: %v", ErrConfig, err)
@@ -255,6 +262,7 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Container.SessionFee, "fee", cfg.Container.SessionFee, "container: ask per 15-minute session, in tokens")
 	fs.Var((*durationFlag)(&cfg.Container.RecordTTL), "record-ttl", "container: capability record lifetime")
 	fs.Var((*durationFlag)(&cfg.Container.HeartbeatInterval), "heartbeat-interval", "container: heartbeat period")
+	fs.Var((*durationFlag)(&cfg.Container.ReceiptInterval), "receipt-interval", "container: how often a session's usage receipt is co-signed (the network's rule is 1m)")
 	fs.BoolVar(&cfg.Container.DevAutoCheck, "dev-autocheck", cfg.Container.DevAutoCheck, "devnet only: pass the registration check without a checker")
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/filecoin-project/go-clock"
@@ -26,6 +27,11 @@ type LightClient struct {
 	net    *p2p.Net
 	quorum int
 	clock  clock.Clock
+
+	mu       sync.Mutex
+	cached   []*epoch.Ticket // the committee verified last, of epoch cachedAt of network cacheKey
+	cachedAt uint64
+	cacheKey string
 }
 
 // LightOptions configure a light client.
@@ -120,6 +126,15 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 	if cur > MaxCatchUp {
 		return nil, fmt.Errorf("epoch %d: verifying more than %d epochs from genesis needs a checkpoint", cur, MaxCatchUp)
 	}
+	// Within one epoch the committee verified first is reused: a sealed set does not change. (The
+	// current epoch's record may have been unsealed; a consumer that misses a late indexer loses
+	// nothing but the choice.)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := nc.GenesisTime + "|" + nc.GenesisSeed
+	if l.cacheKey == key && l.cachedAt == cur && len(l.cached) > 0 {
+		return l.cached, nil
+	}
 	tr, err := epoch.NewTracker(cfg, now)
 	if err != nil {
 		return nil, err
@@ -141,7 +156,8 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 			return nil, err
 		}
 	}
-	return tr.Committee(cur), nil
+	l.cached, l.cachedAt, l.cacheKey = tr.Committee(cur), cur, key
+	return l.cached, nil
 }
 
 // Epoch is the network's current epoch on the client's clock (0 without a valid genesis).

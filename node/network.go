@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rendermesh/rendermesh/roles/container"
 	"github.com/rendermesh/rendermesh/roles/epoch"
 )
 
@@ -34,7 +35,12 @@ type NetworkConfig struct {
 	// Allocation is a TOML file of [[candidate]] tables (peer_id, stake, quality_ppm): who may be
 	// drawn, until stake comes from the chain. Empty: nobody is drawn.
 	Allocation string `toml:"allocation"`
+	// Regions are the region codes whose heartbeats an indexer follows while it serves.
+	Regions []string `toml:"regions"`
 }
+
+// DefaultRegions are the regions of the public network (and of devnet and the simnet's topology).
+var DefaultRegions = []string{"eu-west", "eu-central", "us-east", "us-west", "ap-northeast", "sa-east"}
 
 // DefaultNetwork is the public network's genesis.
 func DefaultNetwork() NetworkConfig {
@@ -44,6 +50,7 @@ func DefaultNetwork() NetworkConfig {
 		EpochLength:   Duration(epoch.DefaultLength),
 		CommitteeSize: 16,
 		RecencyWindow: 4,
+		Regions:       slices.Clone(DefaultRegions),
 	}
 }
 
@@ -146,6 +153,11 @@ func (nc *NetworkConfig) EpochConfig(stakes epoch.StakeSource) (epoch.Config, er
 		Stakes:   stakes,
 	}
 	copy(cfg.GenesisSeed[:], seedBytes)
+	for _, r := range nc.Regions {
+		if !container.ValidRegion(r) {
+			return epoch.Config{}, fmt.Errorf("%w: network.regions: %q is not a region code such as eu-west", ErrConfig, r)
+		}
+	}
 	if cfg.Stakes == nil {
 		cfg.Stakes = epoch.Allocation(nil)
 		if nc.Allocation != "" {

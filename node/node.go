@@ -26,6 +26,7 @@ import (
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/container"
 	"github.com/rendermesh/rendermesh/roles/epoch"
+	"github.com/rendermesh/rendermesh/roles/session"
 )
 
 // Version is the agent version; the build sets it with -ldflags.
@@ -59,6 +60,8 @@ type Options struct {
 	ScoreInspect time.Duration
 	// Stakes replaces the network's allocation file as the sortition's stake source (devnet, simnet).
 	Stakes epoch.StakeSource
+	// ReceiptInterval replaces the minute between a session's usage receipts (tests).
+	ReceiptInterval time.Duration
 }
 
 func (o Options) inMemory() bool { return o.Key != nil && o.Datastore != nil }
@@ -75,6 +78,10 @@ type Node struct {
 	probe container.Probe
 	admin *adminServer
 	ep    *epochs
+	idx   *indexerSvc
+
+	receipts      receiptSink // co-signed usage receipts of the container's sessions
+	closeReceipts func() error
 
 	ctx    context.Context // ends at Close: background work of the node itself
 	cancel context.CancelFunc
@@ -145,10 +152,22 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		if n.ep, err = n.newEpochs(key); err != nil {
 			return nil, err
 		}
+		if n.ep.sk != nil {
+			n.idx = n.newIndexer(n.ep)
+		}
 	}
 	if cfg.HasRole(RoleContainer) {
 		if err := n.newContainer(); err != nil {
 			return nil, err
+		}
+		if opts.inMemory() {
+			n.receipts = &memReceipts{}
+		} else {
+			l, err := session.Open(filepath.Join(cfg.DataDir, ReceiptsFile))
+			if err != nil {
+				return nil, fmt.Errorf("open usage receipts: %w", err)
+			}
+			n.receipts, n.closeReceipts = l, l.Close
 		}
 	}
 	return n, nil
@@ -265,6 +284,12 @@ func (n *Node) Start(ctx context.Context) error {
 		if err := n.ep.start(n.ctx, &n.wg); err != nil {
 			return err
 		}
+		if n.idx != nil {
+			n.idx.start(n.ctx, &n.wg)
+		}
+	}
+	if n.cont != nil {
+		n.startContainerProtocols()
 	}
 	joined := time.Now()
 	if n.cont != nil {
@@ -317,6 +342,9 @@ func (n *Node) Close() error {
 		if n.net != nil {
 			errs = append(errs, n.net.Close())
 		}
+		if n.closeReceipts != nil {
+			errs = append(errs, n.closeReceipts())
+		}
 		if n.probe != nil && n.opts.Probe == nil {
 			errs = append(errs, n.probe.Close())
 		}
@@ -327,6 +355,16 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+func (n *Node) receiptInterval() time.Duration {
+	if n.opts.ReceiptInterval > 0 {
+		return n.opts.ReceiptInterval
+	}
+	if d := time.Duration(n.cfg.Container.ReceiptInterval); d > 0 {
+		return d
+	}
+	return ReceiptInterval
 }
 
 // Net is the node's p2p layer.

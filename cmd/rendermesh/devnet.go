@@ -34,6 +34,15 @@ type devnetSummary struct {
 	Indexers         int     `json:"indexers"`
 	IndexerAgreement float64 `json:"indexer_agreement"`
 	LightIndexers    int     `json:"light_client_indexers"`
+	// Matchmaking (issue 5): consumer requests from every region through the light client, each
+	// held as a session that is opened and ended at once.
+	Matches           int            `json:"matches"`
+	MatchSuccessRatio float64        `json:"match_success_ratio"`
+	MatchMSP50        float64        `json:"match_ms_p50"`
+	MatchMSP99        float64        `json:"match_ms_p99"`
+	MatchRefused      map[string]int `json:"match_refused,omitempty"`
+	Sessions          int            `json:"sessions"`
+	Receipts          int            `json:"receipts"`
 }
 
 func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -93,6 +102,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		stop = time.After(time.Until(began.Add(*duration)))
 	}
 	var st node.QueryStats
+	var mst node.MatchStats
 	qs := d.Queries()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -100,6 +110,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 loop:
 	for {
 		d.RunQueries(ctx, qs, &st)
+		d.RunMatches(ctx, &mst)
 		rounds++
 		if isTerminal(stderr) {
 			fmt.Fprintf(stderr, "\rdevnet: %d query rounds, %d queries, %d/%d containers found, p50 %.1f ms   ",
@@ -135,6 +146,10 @@ loop:
 	} else if ctx.Err() == nil {
 		progress("light client: indexers: " + err.Error())
 	}
+	sum.Matches, sum.MatchSuccessRatio, sum.MatchRefused = mst.Matches, mst.SuccessRatio(), mst.Refused
+	sum.MatchMSP50 = ms(node.Percentile(mst.Latencies, 50))
+	sum.MatchMSP99 = ms(node.Percentile(mst.Latencies, 99))
+	sum.Sessions, sum.Receipts = mst.Sessions, mst.Receipts
 	sum.RSSBytes = node.RSSBytes()
 	sum.RSSPerNode = sum.RSSBytes / uint64(*nodes)
 	sum.Goroutines = node.Goroutines()
@@ -153,11 +168,13 @@ loop:
   states             ready %d, busy %d, offline %d, setting up %d
   memory             %d MiB RSS (%d KiB per node), %d goroutines
   epoch              %d: %d indexers, agreement %.2f; the light client verified %d
+  matches            %d, %.0f%% matched, p50 %.1f ms, p99 %.1f ms; %d sessions, %d co-signed receipts
 `, sum.Nodes, sum.Containers, sum.StartMS, sum.ConvergedMS, sum.ContainersFound, sum.Containers,
 		sum.Queries, sum.QueryFailures, sum.QueryMSP50, sum.QueryMSP99,
 		sum.States[string(container.GroupReady)], sum.States[string(container.GroupBusy)],
 		sum.States[string(container.GroupOffline)], sum.States[string(container.GroupSettingUp)],
-		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines, sum.Epoch, sum.Indexers, sum.IndexerAgreement, sum.LightIndexers)
+		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines, sum.Epoch, sum.Indexers, sum.IndexerAgreement, sum.LightIndexers,
+		sum.Matches, 100*sum.MatchSuccessRatio, sum.MatchMSP50, sum.MatchMSP99, sum.Sessions, sum.Receipts)
 	if sum.Metrics != "" {
 		fmt.Fprintf(stdout, "  metrics            http://%s/metrics (while running)\n", sum.Metrics)
 	}

@@ -34,6 +34,8 @@ Commands:
   find      find containers by capability (rendermesh find --bootstrap ADDR --gpu H100 --region u33 --app demo)
   indexers  find the current epoch's indexers and verify their tickets from genesis
             (rendermesh indexers --bootstrap ADDR --config network.toml)
+  connect   get matched to a container by the epoch's indexers and hold a session
+            (rendermesh connect --bootstrap ADDR --config network.toml --app demo --json)
   keys      show this node's peer ID (rendermesh keys --data-dir DIR)
   version   print the version
 
@@ -84,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdFind(ctx, rest, stdout, stderr)
 	case "indexers":
 		return cmdIndexers(ctx, rest, stdout, stderr)
+	case "connect":
+		return cmdConnect(ctx, rest, stdout, stderr)
 	case "keys":
 		return cmdKeys(rest, stdout, stderr)
 	case "version", "--version":

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rendermesh/rendermesh/node"
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/session"
+)
+
+// execEnv, set in a child process's environment, makes the test binary run the rendermesh command
+// line instead of the tests: the tests start real node processes from it, and kill them.
+const execEnv = "RMTEST_EXEC_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(execEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// nodeProcess is a rendermesh node running as a child process.
+type nodeProcess struct {
+	cmd     *exec.Cmd
+	started chan struct{} // closed when the node logs that it started
+	done    chan struct{} // closed when the process has exited, with err set
+	err     error
+}
+
+// wait waits for the process to exit and returns how it did.
+func (p *nodeProcess) wait() error {
+	<-p.done
+	return p.err
+}
+
+func startNodeProcess(t *testing.T, args ...string) *nodeProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"node"}, args...)...)
+	cmd.Env = append(os.Environ(), execEnv+"=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &nodeProcess{cmd: cmd, started: make(chan struct{}), done: make(chan struct{})}
+	var once sync.Once
+	var logMu sync.Mutex
+	var log []string
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "node started") {
+				once.Do(func() { close(p.started) })
+			}
+			logMu.Lock()
+			log = append(log, sc.Text())
+			logMu.Unlock()
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		<-read // Wait closes the pipe: read it all first
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("node process %v logged:\n%s", args, strings.Join(log, "\n"))
+			logMu.Unlock()
+		}
+	})
+	return p
+}
+
+func (p *nodeProcess) waitStarted(t *testing.T, ctx context.Context) {
+	t.Helper()
+	select {
+	case <-p.started:
+	case <-p.done:
+		t.Fatalf("node process exited before it started: %v", p.err)
+	case <-ctx.Done():
+		t.Fatal("node process did not start")
+	}
+}
+
+// waitFor polls cond on the wall clock (real networking) until it holds or ctx ends.
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gave up waiting for %s", what)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+type connectOut struct {
+	Matched   bool    `json:"matched"`
+	Container string  `json:"container"`
+	Indexer   string  `json:"indexer"`
+	MatchMS   float64 `json:"match_ms"`
+	Price     string  `json:"price"`
+	Reason    string  `json:"reason"`
+	Detail    string  `json:"detail"`
+	SessionID string  `json:"session_id"`
+	Session   *struct {
+		Accepted bool `json:"accepted"`
+		Receipts int  `json:"receipts"`
+	} `json:"session"`
+}
+
+func connectJSONOut(t *testing.T, args ...string) (connectOut, error) {
+	t.Helper()
+	r := runCmd(t, append([]string{"connect", "--json"}, args...)...)
+	var out connectOut
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("connect %v: not JSON (%v): %v\nstdout: %s\nstderr: %s", args, r.err, err, r.stdout, r.stderr)
+	}
+	return out, r.err
+}
+
+// readReceipts opens a receipt log and verifies every co-signed receipt in it.
+func readReceipts(t *testing.T, path string) []*pb.UsageReceipt {
+	t.Helper()
+	lg, err := session.Open(path)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	defer lg.Close()
+	recs, err := lg.Records()
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	var out []*pb.UsageReceipt
+	for i, raw := range recs {
+		r, err := p2p.OpenCosignedReceipt(raw)
+		if err != nil {
+			t.Fatalf("%s: record %d does not verify: %v", path, i, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestConnect runs a devnet and a container in a separate process, then: a consumer that asks for
+// an app nobody runs gets a refusal naming the filter; one that asks for the demo app gets matched,
+// holds a session and keeps a co-signed receipt; and a session with the separate container keeps
+// its co-signed receipts across a kill -9 of the container and its restart.
+func TestConnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 8 nodes and a node process for about 40 s")
+	}
+	clearEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 8, Epoch: 5 * time.Second, Committee: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	boot := d.Nodes[0].Net().Addrs()[0].String() + "/p2p/" + d.Nodes[0].Net().ID().String()
+	tmp := t.TempDir()
+
+	// The container that gets killed: the only one with the app "killtest".
+	dataDir := filepath.Join(tmp, "container")
+	nodeArgs := []string{"--data-dir", dataDir, "--config", d.NetworkFile(), "--roles", "container",
+		"--region", "eu-west", "--geohash", "u09tvw", "--apps", "killtest", "--dev-autocheck",
+		"--receipt-interval", "1s", "--heartbeat-interval", "2s", "--admin", "", "--log-level", "info",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", boot}
+	proc := startNodeProcess(t, nodeArgs...)
+	proc.waitStarted(t, ctx)
+
+	// Wait until the committee of the current epoch serves matches.
+	sched := d.Nodes[0].Epochs().Schedule()
+	waitFor(t, ctx, "epoch 1", func() bool { return time.Now().After(sched.Start(1).Add(time.Second)) })
+	waitFor(t, ctx, "a first match", func() bool {
+		out, _ := connectJSONOut(t, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "demo", "--match-only")
+		return out.Matched
+	})
+
+	// Refused: the filter that emptied the list is named.
+	out, err := connectJSONOut(t, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "no-such-app")
+	if err == nil || errors.Is(err, errUsage) || out.Matched || out.Reason != "app" || out.Detail == "" {
+		t.Errorf("connect --app no-such-app: matched %v, reason %q (%q), err %v; want a refusal by the app filter", out.Matched, out.Reason, out.Detail, err)
+	}
+
+	// Matched, a session held and ended, one co-signed receipt kept by the consumer.
+	consumerDir := filepath.Join(tmp, "consumer")
+	out, err = connectJSONOut(t, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "demo", "--data-dir", consumerDir)
+	if err != nil || !out.Matched || out.Container == "" || out.Indexer == "" || out.MatchMS <= 0 || out.Price == "" || out.Session == nil || !out.Session.Accepted || out.Session.Receipts != 1 {
+		t.Fatalf("connect --app demo: %+v (session %+v), err %v", out, out.Session, err)
+	}
+	if rs := readReceipts(t, filepath.Join(consumerDir, "receipts.log")); len(rs) != 1 || !rs[0].Final {
+		t.Fatalf("consumer kept %d receipts, want the one final receipt", len(rs))
+	}
+
+	// A long session with the container process, killed after a few receipts.
+	consumerLog, err := session.Open(filepath.Join(tmp, "consumer-kill.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	kept := 0
+	keep := func(ack []byte) error {
+		if err := consumerLog.Append(ack); err != nil {
+			return err
+		}
+		mu.Lock()
+		kept++
+		mu.Unlock()
+		return nil
+	}
+	type connected struct {
+		res *node.ConnectResult
+		err error
+	}
+	sessionDone := make(chan connected, 1)
+	go func() {
+		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "killtest"},
+			node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: time.Minute, Keep: keep})
+		sessionDone <- connected{res, err}
+	}()
+	waitFor(t, ctx, "three co-signed receipts", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return kept >= 3
+	})
+	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = proc.wait()
+	c := <-sessionDone
+	if c.err != nil || c.res.Match == nil || !c.res.Match.Matched || c.res.SessionErr == nil {
+		t.Fatalf("session with the killed container: %+v, err %v; want a match whose session broke", c.res, c.err)
+	}
+	consumerLog.Close()
+	ticket := c.res.Match.Ticket
+
+	// Restart on the same data directory: the node starts (its state and receipts load), then stops.
+	proc2 := startNodeProcess(t, nodeArgs...)
+	proc2.waitStarted(t, ctx)
+	_ = proc2.cmd.Process.Signal(syscall.SIGTERM)
+	if err := proc2.wait(); err != nil {
+		t.Fatalf("restarted node did not stop cleanly: %v", err)
+	}
+
+	containerRs := readReceipts(t, filepath.Join(dataDir, node.ReceiptsFile))
+	consumerRs := readReceipts(t, filepath.Join(tmp, "consumer-kill.log"))
+	if len(containerRs) < 2 || len(consumerRs) < len(containerRs) {
+		t.Fatalf("after kill and restart the container holds %d receipts and the consumer %d; want at least 2, the consumer's a superset", len(containerRs), len(consumerRs))
+	}
+	for i, r := range containerRs {
+		c := consumerRs[i]
+		if string(r.SessionId) != string(ticket.SessionId) || r.Seq != uint32(i+1) || c.Seq != r.Seq || c.AmountMicros != r.AmountMicros {
+			t.Errorf("receipt %d: container seq %d amount %d, consumer seq %d amount %d: want the same contiguous receipts of session %x",
+				i, r.Seq, r.AmountMicros, c.Seq, c.AmountMicros, ticket.SessionId)
+		}
+	}
+	t.Logf("kill -9 after %d co-signed receipts: the container kept %d, the consumer %d", kept, len(containerRs), len(consumerRs))
+}

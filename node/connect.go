@@ -1,0 +1,194 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/filecoin-project/go-clock"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/consumer"
+	"github.com/rendermesh/rendermesh/roles/epoch"
+)
+
+// ConnectOptions configure LightClient.Connect.
+type ConnectOptions struct {
+	Network NetworkConfig
+	Stakes  epoch.StakeSource // nil: the network's allocation file
+	// Hold is how long the session lasts before the consumer ends it; negative: match only, no
+	// session.
+	Hold time.Duration
+	// Keep stores the consumer's co-signed receipts durably (a session.Log); nil: not kept.
+	Keep    func(ack []byte) error
+	Attempt consumer.ConnectOptions
+}
+
+// ConnectResult is what LightClient.Connect did.
+type ConnectResult struct {
+	Match       *consumer.Match
+	IndexersDur time.Duration // finding and verifying the epoch's committee
+	Session     *consumer.SessionReport
+	SessionErr  error
+}
+
+// NewRequestID returns a fresh random match request ID.
+func NewRequestID() []byte {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	return id
+}
+
+// Connect gets the consumer matched: it finds and verifies the epoch's indexers, asks them in turn
+// (consumer.Connect), and, unless o.Hold is negative, opens the session with the reserved container
+// and keeps its co-signed usage receipts until it ends.
+func (l *LightClient) Connect(ctx context.Context, req *pb.MatchRequest, o ConnectOptions) (*ConnectResult, error) {
+	if len(req.RequestId) == 0 {
+		req.RequestId = NewRequestID()
+	}
+	if o.Attempt.Clock == nil {
+		o.Attempt.Clock = l.clock
+	}
+	res := &ConnectResult{}
+	mn := &lightMatchNet{l: l, nc: o.Network, stakes: o.Stakes}
+	m, err := consumer.Connect(ctx, mn, req, o.Attempt)
+	res.Match, res.IndexersDur = m, mn.took
+	if err != nil || !m.Matched || o.Hold < 0 {
+		return res, err
+	}
+	res.Session, res.SessionErr = runSession(ctx, l.net, l.clock, m, o)
+	return res, nil
+}
+
+// Connect gets matched as a consumer from this full node: like LightClient.Connect, but the
+// committee comes from the node's own election tracker (simnet consumers, tests).
+func (n *Node) Connect(ctx context.Context, req *pb.MatchRequest, o ConnectOptions) (*ConnectResult, error) {
+	if n.ep == nil {
+		return nil, fmt.Errorf("%w: this node holds no elections (network.genesis_time is empty)", ErrConfig)
+	}
+	if len(req.RequestId) == 0 {
+		req.RequestId = NewRequestID()
+	}
+	if o.Attempt.Clock == nil {
+		o.Attempt.Clock = n.opts.Clock
+	}
+	res := &ConnectResult{}
+	mn := &nodeMatchNet{n: n}
+	m, err := consumer.Connect(ctx, mn, req, o.Attempt)
+	res.Match = m
+	if err != nil || !m.Matched || o.Hold < 0 {
+		return res, err
+	}
+	res.Session, res.SessionErr = runSession(ctx, n.net, n.opts.Clock, m, o)
+	return res, nil
+}
+
+// nodeMatchNet is consumer.MatchNet over a full node.
+type nodeMatchNet struct{ n *Node }
+
+func (m *nodeMatchNet) Self() string { return string(m.n.net.ID()) }
+
+func (m *nodeMatchNet) Indexers(context.Context) ([]string, uint64, error) {
+	now := m.n.opts.Clock.Now()
+	e := m.n.ep.tr.Schedule().Epoch(now)
+	var ids []string
+	for _, t := range m.n.ep.tr.Committee(e) {
+		ids = append(ids, t.ID)
+		m.n.net.AddAddrs(peer.ID(t.ID), t.Msg.GetAddrs(), time.Hour)
+	}
+	return ids, e, nil
+}
+
+func (m *nodeMatchNet) Match(ctx context.Context, indexer string, req *pb.MatchRequest) (*pb.MatchResponse, error) {
+	return requestMatch(ctx, m.n.net, indexer, req)
+}
+
+func (m *nodeMatchNet) OpenTicket(raw []byte) (*pb.SessionTicket, string, error) {
+	return openTicket(raw)
+}
+
+func runSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.Match, o ConnectOptions) (*consumer.SessionReport, error) {
+	container := peer.ID(m.Container)
+	net.AddAddrs(container, m.Ticket.ContainerAddrs, time.Hour)
+	s, err := net.NewStream(ctx, container, p2p.ProtoSession)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	keep := o.Keep
+	if keep == nil {
+		keep = func([]byte) error { return nil }
+	}
+	return consumer.RunSession(ctx, streamConn{s}, m.Ticket, m.TicketRaw, consumer.SessionOptions{
+		Hold:        o.Hold,
+		Countersign: func(r []byte) ([]byte, error) { return net.Seal(p2p.KindReceiptAck, &pb.ReceiptAck{Receipt: r}) },
+		OpenReceipt: p2p.OpenReceipt,
+		Keep:        keep,
+		Clock:       clk,
+	})
+}
+
+// streamConn carries session messages over a libp2p stream.
+type streamConn struct{ s network.Stream }
+
+func (c streamConn) Open(m *pb.SessionOpen) error { return p2p.WriteMsg(c.s, m) }
+func (c streamConn) Send(m *pb.SessionMsg) error  { return p2p.WriteMsg(c.s, m) }
+func (c streamConn) Recv() (*pb.SessionMsg, error) {
+	m := &pb.SessionMsg{}
+	return m, p2p.ReadMsg(c.s, m, p2p.MaxSessionMsgSize)
+}
+
+// lightMatchNet is consumer.MatchNet over a light client.
+type lightMatchNet struct {
+	l      *LightClient
+	nc     NetworkConfig
+	stakes epoch.StakeSource
+	took   time.Duration
+}
+
+func (m *lightMatchNet) Self() string { return string(m.l.net.ID()) }
+
+func (m *lightMatchNet) Indexers(ctx context.Context) ([]string, uint64, error) {
+	began := m.l.clock.Now()
+	tickets, err := m.l.Indexers(ctx, m.nc, m.stakes)
+	m.took = m.l.clock.Since(began)
+	if err != nil {
+		return nil, 0, err
+	}
+	ids := make([]string, 0, len(tickets))
+	for _, t := range tickets {
+		ids = append(ids, t.ID)
+		m.l.net.AddAddrs(peer.ID(t.ID), t.Msg.GetAddrs(), time.Hour)
+	}
+	return ids, m.l.Epoch(m.nc), nil
+}
+
+func (m *lightMatchNet) Match(ctx context.Context, indexer string, req *pb.MatchRequest) (*pb.MatchResponse, error) {
+	return requestMatch(ctx, m.l.net, indexer, req)
+}
+
+func (m *lightMatchNet) OpenTicket(raw []byte) (*pb.SessionTicket, string, error) {
+	return openTicket(raw)
+}
+
+func requestMatch(ctx context.Context, net *p2p.Net, indexer string, req *pb.MatchRequest) (*pb.MatchResponse, error) {
+	resp := &pb.MatchResponse{}
+	if err := net.Request(ctx, peer.ID(indexer), p2p.ProtoMatch, req, resp, p2p.MaxMatchResponseSize); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func openTicket(raw []byte) (*pb.SessionTicket, string, error) {
+	tk, signer, err := p2p.OpenSessionTicket(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	return tk, string(signer), nil
+}

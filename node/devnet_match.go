@@ -1,0 +1,72 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/consumer"
+)
+
+// MatchStats add up the devnet's consumer matches.
+type MatchStats struct {
+	mu        sync.Mutex
+	Matches   int             // requests that reached an indexer
+	Matched   int             // answered with a verified session ticket
+	Latencies []time.Duration // of matched requests: request to verified ticket
+	Refused   map[string]int  // by reason
+	Sessions  int             // sessions held (ticket accepted by the container, receipts co-signed)
+	Receipts  int
+}
+
+// SuccessRatio is Matched / Matches (0 without matches).
+func (s *MatchStats) SuccessRatio() float64 {
+	if s.Matches == 0 {
+		return 0
+	}
+	return float64(s.Matched) / float64(s.Matches)
+}
+
+// RunMatches has the light client ask for one match per devnet region, one after the other: each a
+// retail session for the demo app from that region, ranked in turn by the three criteria, that is
+// opened and ended at once (one co-signed receipt). Before the first committee is known it does
+// nothing.
+func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
+	rankings := []pb.Ranking{pb.Ranking_RANKING_INDEX, pb.Ranking_RANKING_FEE, pb.Ranking_RANKING_EXPERIENCE}
+	for i, loc := range devLocations {
+		if ctx.Err() != nil {
+			return
+		}
+		req := &pb.MatchRequest{
+			App:      "demo",
+			Location: &pb.Location{Region: loc.region, Geohash: loc.geohash},
+			Mode:     pb.ServiceMode_SERVICE_MODE_RETAIL,
+			Ranking:  rankings[i%len(rankings)],
+		}
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		res, err := d.Light.Connect(cctx, req, ConnectOptions{Network: d.network, Stakes: d.stakes})
+		cancel()
+		if errors.Is(err, consumer.ErrNoIndexers) || (err != nil && res.Match == nil) {
+			continue // no committee yet (or none reachable): not a match attempt
+		}
+		st.mu.Lock()
+		st.Matches++
+		m := res.Match
+		if m.Matched {
+			st.Matched++
+			st.Latencies = append(st.Latencies, m.Took)
+			if res.Session != nil && res.Session.Accepted {
+				st.Sessions++
+				st.Receipts += res.Session.Receipts
+			}
+		} else {
+			if st.Refused == nil {
+				st.Refused = map[string]int{}
+			}
+			st.Refused[m.Reason]++
+		}
+		st.mu.Unlock()
+	}
+}

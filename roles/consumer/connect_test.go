@@ -1,0 +1,148 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/filecoin-project/go-clock"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+)
+
+// fakeIndexers is a MatchNet whose indexers answer from a script.
+type fakeIndexers struct {
+	self    string
+	members []string
+	answer  map[string]func(ctx context.Context) (*pb.MatchResponse, error)
+	asked   []string
+}
+
+func (f *fakeIndexers) Self() string { return f.self }
+func (f *fakeIndexers) Indexers(context.Context) ([]string, uint64, error) {
+	return f.members, 7, nil
+}
+func (f *fakeIndexers) Match(ctx context.Context, ix string, req *pb.MatchRequest) (*pb.MatchResponse, error) {
+	f.asked = append(f.asked, ix)
+	return f.answer[ix](ctx)
+}
+
+// Tickets are "signed" by the indexer whose name is their Indexer field.
+func (f *fakeIndexers) OpenTicket(raw []byte) (*pb.SessionTicket, string, error) {
+	if string(raw) == "forged" {
+		return nil, "", errors.New("bad signature")
+	}
+	return &pb.SessionTicket{Indexer: raw, Consumer: []byte(f.self), Container: []byte("c1"), App: "demo", PriceMicros: 100}, string(raw), nil
+}
+
+func matched(ix string) func(context.Context) (*pb.MatchResponse, error) {
+	return func(context.Context) (*pb.MatchResponse, error) {
+		return &pb.MatchResponse{Matched: true, Ticket: []byte(ix)}, nil
+	}
+}
+
+func refused(filter string) func(context.Context) (*pb.MatchResponse, error) {
+	return func(context.Context) (*pb.MatchResponse, error) {
+		return &pb.MatchResponse{Refused: filter, Detail: "because"}, nil
+	}
+}
+
+func failing(context.Context) (*pb.MatchResponse, error) { return nil, errors.New("stream reset") }
+
+func slow(ctx context.Context) (*pb.MatchResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestConnectRetriesAnotherIndexer(t *testing.T) {
+	req := &pb.MatchRequest{RequestId: []byte("0123456789abcdef"), App: "demo"}
+	members := []string{"ix-a", "ix-b", "ix-c"}
+	order := Order(req.RequestId, members)
+	cases := []struct {
+		name      string
+		first     func(context.Context) (*pb.MatchResponse, error)
+		wantAsked int
+		wantMatch bool
+		reason    string
+	}{
+		{"first matches", matched(order[0]), 1, true, ""},
+		{"first dies mid-match: one retry", failing, 2, true, ""},
+		{"first is slow: one retry", slow, 2, true, ""},
+		{"first is off the committee", refused("not_indexer"), 2, true, ""},
+		{"first lost every reservation race", refused("reservation"), 2, true, ""},
+		{"first forges a ticket", func(context.Context) (*pb.MatchResponse, error) {
+			return &pb.MatchResponse{Matched: true, Ticket: []byte("forged")}, nil
+		}, 2, true, ""},
+		{"a filter refusal is final", refused("hardware"), 1, false, "hardware"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeIndexers{self: "me", members: members, answer: map[string]func(context.Context) (*pb.MatchResponse, error){}}
+			for _, m := range members {
+				f.answer[m] = matched(m)
+			}
+			f.answer[order[0]] = tc.first
+			m, err := Connect(context.Background(), f, req, ConnectOptions{AttemptTimeout: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(f.asked) != tc.wantAsked || m.Matched != tc.wantMatch || m.Reason != tc.reason {
+				t.Fatalf("asked %v, matched %v, reason %q; want %d asked, matched %v, reason %q",
+					f.asked, m.Matched, m.Reason, tc.wantAsked, tc.wantMatch, tc.reason)
+			}
+			if !slices.Equal(f.asked, order[:tc.wantAsked]) {
+				t.Fatalf("asked %v, want the request's order %v", f.asked, order)
+			}
+			if len(m.Attempts) != tc.wantAsked {
+				t.Fatalf("%d attempts reported, want %d", len(m.Attempts), tc.wantAsked)
+			}
+			if m.Matched && m.Indexer != order[tc.wantAsked-1] {
+				t.Fatalf("matched by %q, want %q", m.Indexer, order[tc.wantAsked-1])
+			}
+		})
+	}
+}
+
+func TestConnectGivesUpAfterMaxAttempts(t *testing.T) {
+	members := []string{"a", "b", "c", "d", "e"}
+	f := &fakeIndexers{self: "me", members: members, answer: map[string]func(context.Context) (*pb.MatchResponse, error){}}
+	for _, m := range members {
+		f.answer[m] = failing
+	}
+	m, err := Connect(context.Background(), f, &pb.MatchRequest{RequestId: []byte("x"), App: "demo"}, ConnectOptions{MaxAttempts: 3, Clock: clock.NewMock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Matched || len(f.asked) != 3 || m.Reason != "indexer_failed" {
+		t.Fatalf("matched %v after asking %v (reason %q); want a failure after 3", m.Matched, f.asked, m.Reason)
+	}
+}
+
+func TestConnectWithoutIndexers(t *testing.T) {
+	f := &fakeIndexers{self: "me"}
+	if _, err := Connect(context.Background(), f, &pb.MatchRequest{App: "demo"}, ConnectOptions{}); !errors.Is(err, ErrNoIndexers) {
+		t.Fatalf("err %v, want ErrNoIndexers", err)
+	}
+}
+
+func TestOrderSpreadsRequests(t *testing.T) {
+	members := []string{"a", "b", "c", "d"}
+	first := map[string]int{}
+	for i := range 4000 {
+		o := Order([]byte{byte(i), byte(i >> 8)}, members)
+		if len(o) != len(members) {
+			t.Fatalf("order %v lost members", o)
+		}
+		first[o[0]]++
+	}
+	for _, m := range members {
+		if first[m] < 800 || first[m] > 1200 {
+			t.Fatalf("first choices %v: not spread evenly", first)
+		}
+	}
+	if o := Order([]byte("r"), []string{"a", "a", "b"}); len(o) != 2 {
+		t.Fatalf("duplicates kept: %v", o)
+	}
+}
