@@ -254,7 +254,7 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 		resp.Attempts++
 		sid := make([]byte, 16)
 		_, _ = rand.Read(sid)
-		ix.Hold(c.Peer, now.Add(reserveTimeout)) // no concurrent match here races us for it
+		ix.Hold(c.Peer, now, now.Add(reserveTimeout)) // no concurrent match here races us for it
 		rr := &pb.ReserveRequest{
 			SessionId: sid, Consumer: []byte(consumer), Epoch: s.es.tr.Schedule().Epoch(now), App: req.App,
 			Mode: req.Mode, PriceMicros: c.PriceMicros, Units: units, LeaseMs: uint32(leaseLength / time.Millisecond),
@@ -272,11 +272,11 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 		}
 		if !ans.Reserved {
 			last = fmt.Sprintf("container %s refused: %s", peer.ID(c.Peer).ShortString(), ans.Refused)
-			ix.Hold(c.Peer, clk.Now().Add(leaseLength))
+			ix.Hold(c.Peer, clk.Now(), clk.Now().Add(leaseLength))
 			continue
 		}
 		lease := time.UnixMilli(ans.LeaseExpiresUnixMs)
-		ix.Hold(c.Peer, lease)
+		ix.Hold(c.Peer, clk.Now(), lease)
 		tk := &pb.SessionTicket{
 			SessionId: sid, Consumer: []byte(consumer), Container: []byte(c.Peer), Indexer: []byte(s.n.net.ID()),
 			Epoch: rr.Epoch, App: req.App, Mode: req.Mode, PriceMicros: c.PriceMicros, Units: units,

@@ -190,6 +190,11 @@ func TestDevnetJSON(t *testing.T) {
 		Indexers        int            `json:"indexers"`
 		Agreement       float64        `json:"indexer_agreement"`
 		LightIndexers   int            `json:"light_client_indexers"`
+		Matches         int            `json:"matches"`
+		MatchRatio      float64        `json:"match_success_ratio"`
+		MatchP50        float64        `json:"match_ms_p50"`
+		Sessions        int            `json:"sessions"`
+		Receipts        int            `json:"receipts"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
 		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout.String())
@@ -218,6 +223,13 @@ func TestDevnetJSON(t *testing.T) {
 	if sum.Epoch < 2 || sum.Agreement != 1 || sum.LightIndexers != sum.Indexers {
 		t.Errorf("epoch %d, indexer_agreement %v, light client verified %d of %d indexers: want epoch >= 2, every node holding the same committee and the light client verifying all of it",
 			sum.Epoch, sum.Agreement, sum.LightIndexers, sum.Indexers)
+	}
+	// The light client asks for matches once a committee serves: most are matched (a ratio of 1 is
+	// the simnet's acceptance check, where the load is controlled), and each match is held as a
+	// session with one co-signed receipt.
+	if sum.Matches == 0 || sum.MatchRatio < 0.5 || sum.MatchP50 <= 0 || sum.Sessions == 0 || sum.Receipts < sum.Sessions {
+		t.Errorf("matches %d, match_success_ratio %v, match_ms_p50 %v, sessions %d, receipts %d: want matched sessions with receipts",
+			sum.Matches, sum.MatchRatio, sum.MatchP50, sum.Sessions, sum.Receipts)
 	}
 }
 

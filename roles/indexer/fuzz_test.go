@@ -31,7 +31,7 @@ func fuzzIdx() *Index {
 				case 1:
 					ix.Heartbeat(peer, hb(2, busy), t0)
 				case 2:
-					ix.Hold(peer, t0.Add(time.Minute))
+					ix.Hold(peer, t0, t0.Add(time.Minute))
 				case 3:
 					h := hb(2, standby)
 					h.Bookings = []*pb.Booking{{StartUnixMs: t0.Add(time.Hour).UnixMilli(), EndUnixMs: t0.Add(3 * time.Hour).UnixMilli()}}

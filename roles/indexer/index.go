@@ -156,6 +156,7 @@ type entry struct {
 	state         pb.ContainerState
 	load          uint32 // permille
 	holdUntil     int64  // unix ms
+	holdSet       int64  // unix ms: when the hold was placed
 	reservedUntil int64  // unix ms
 	ask           uint64 // the ask in force: the heartbeat's if it sets one, else the record's
 	v             vec    // where it is, if placed
@@ -429,6 +430,9 @@ func (e *entry) heartbeat(hb *pb.Heartbeat, now time.Time) (needRecord bool) {
 		e.state = hb.GetState()
 		e.load = min(hb.GetLoadPermille(), 1000)
 		e.reservedUntil = hb.GetReservedUntilUnixMs()
+		if e.holdUntil != 0 && hb.GetSentUnixMs() > e.holdSet {
+			e.holdUntil = 0 // the container's word is newer than our hold
+		}
 		e.hbFee = hb.GetSessionFeeMicros()
 		e.setAsk()
 		e.bookings = e.bookings[:0]
@@ -507,9 +511,11 @@ func (ix *Index) Expire(now time.Time) (removed int) {
 
 // Hold keeps a container out of matches at this indexer until the given time: the caller holds it
 // after a successful reservation, or when the container refused as reserved or not in standby, so
-// that concurrent matches skip it until its heartbeat says so. Hold(peer, time.Time{}) releases it.
-func (ix *Index) Hold(peer string, until time.Time) {
-	ix.withEntry(peer, func(e *entry) { e.holdUntil = until.UnixMilli() })
+// that concurrent matches skip it until its heartbeat says so. A heartbeat the container sent after
+// now releases the hold: from then on the container's own word (its state and reserved_until) rules,
+// so a session that ended early frees it at once. Hold(peer, now, time.Time{}) releases it.
+func (ix *Index) Hold(peer string, now, until time.Time) {
+	ix.withEntry(peer, func(e *entry) { e.holdUntil, e.holdSet = until.UnixMilli(), now.UnixMilli() })
 }
 
 // SetQuality sets a container's quality score from the checkers, in ppm (capped at PPM). A

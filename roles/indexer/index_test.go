@@ -312,7 +312,7 @@ func TestHoldAndReservation(t *testing.T) {
 				ix.Heartbeat("a", h, t0)
 			}
 			if !tt.hold.IsZero() {
-				ix.Hold("a", tt.hold)
+				ix.Hold("a", t0, tt.hold)
 			}
 			rq := req("demo")
 			if tt.wholesale {
@@ -330,12 +330,29 @@ func TestHoldAndReservation(t *testing.T) {
 	t.Run("release", func(t *testing.T) {
 		ix := NewIndex(Config{})
 		put(ix, recSpec{peer: "a"})
-		ix.Hold("a", t0.Add(time.Minute))
-		ix.Hold("a", time.Time{})
+		ix.Hold("a", t0, t0.Add(time.Minute))
+		ix.Hold("a", t0, time.Time{})
 		if _, r := ix.Match(req("demo"), t0, 1); r != nil {
 			t.Fatalf("refused after the hold was released: %v", r)
 		}
-		ix.Hold("nobody", t0.Add(time.Minute)) // unknown: ignored
+		ix.Hold("nobody", t0, t0.Add(time.Minute)) // unknown: ignored
+	})
+	t.Run("a newer heartbeat releases it", func(t *testing.T) {
+		ix := NewIndex(Config{})
+		put(ix, recSpec{peer: "a"})
+		ix.Hold("a", t0, t0.Add(time.Minute))
+		old := hb(2, pb.ContainerState_CONTAINER_STATE_STANDBY)
+		old.SentUnixMs = t0.UnixMilli() // sent before (or as) the hold was placed: it changes nothing
+		ix.Heartbeat("a", old, t0)
+		if _, r := ix.Match(req("demo"), t0.Add(time.Second), 1); r == nil || r.Filter != FilterStandby {
+			t.Fatalf("a heartbeat no newer than the hold released it: %v", r)
+		}
+		fresh := hb(3, pb.ContainerState_CONTAINER_STATE_STANDBY)
+		fresh.SentUnixMs = t0.Add(2 * time.Second).UnixMilli() // the session ended early: free again
+		ix.Heartbeat("a", fresh, t0.Add(2*time.Second))
+		if _, r := ix.Match(req("demo"), t0.Add(2*time.Second), 1); r != nil {
+			t.Fatalf("still held after the container's newer heartbeat: %v", r)
+		}
 	})
 }
 
@@ -402,7 +419,7 @@ func TestRegions(t *testing.T) {
 	put(ix,
 		recSpec{peer: "a"}, recSpec{peer: "b"}, recSpec{peer: "c", state: busy}, recSpec{peer: "d", state: locked},
 		recSpec{peer: "e", region: "us-east", at: virginia})
-	ix.Hold("b", t0.Add(time.Minute))
+	ix.Hold("b", t0, t0.Add(time.Minute))
 	got := ix.RegionsAt(t0)
 	want := map[string]RegionStats{
 		"eu-west": {Containers: 4, Standby: 1, Busy: 2, Utilization: 2.0 / 3, MultiplierPPM: PPM},
@@ -517,7 +534,7 @@ func TestConcurrentUse(t *testing.T) {
 				case 1:
 					ix.Heartbeat(p, randomHeartbeat(r, uint64(i+1), uint64(1+i/50), now), now)
 				case 2:
-					ix.Hold(p, now.Add(time.Second))
+					ix.Hold(p, now, now.Add(time.Second))
 					ix.SetQuality(p, uint32(r.IntN(PPM)))
 				case 3:
 					if i%50 == 0 {

@@ -354,7 +354,7 @@ func TestRetailPriceFollowsRegion(t *testing.T) {
 	put(ix, recSpec{peer: "a", fee: 100_000}, recSpec{peer: "b", fee: 100_000}, recSpec{peer: "c", fee: 100_000},
 		recSpec{peer: "d", fee: 100_000, region: "us-east", at: virginia})
 	ix.Heartbeat("a", hb(2, busy), t0)
-	ix.Hold("b", t0.Add(time.Hour))
+	ix.Hold("b", t0, t0.Add(time.Hour))
 	ix.SampleDemandAt(t0) // eu-west 2/3 used, us-east 0
 	ix.RollEpoch(7)
 	// m = 1 + 2 * (0.666666 - 0.5) = 1.333332x
@@ -392,12 +392,13 @@ type shadow struct {
 	state map[string]pb.ContainerState
 	seen  map[string]time.Time
 	hold  map[string]time.Time
+	held  map[string]time.Time // when the hold was placed
 	qual  map[string]uint32
 }
 
 func newShadow() *shadow {
 	return &shadow{recs: map[string]*pb.ContainerRecord{}, hbs: map[string]*pb.Heartbeat{},
-		state: map[string]pb.ContainerState{}, seen: map[string]time.Time{}, hold: map[string]time.Time{}, qual: map[string]uint32{}}
+		state: map[string]pb.ContainerState{}, seen: map[string]time.Time{}, hold: map[string]time.Time{}, held: map[string]time.Time{}, qual: map[string]uint32{}}
 }
 
 func (s *shadow) known(p string) bool { _, r := s.recs[p]; _, h := s.hbs[p]; return r || h }
@@ -426,6 +427,9 @@ func (s *shadow) heartbeat(p string, h *pb.Heartbeat, now time.Time) {
 	}
 	s.hbs[p] = h
 	s.state[p] = h.State
+	if u, ok := s.hold[p]; ok && !u.IsZero() && h.SentUnixMs > s.held[p].UnixMilli() {
+		delete(s.hold, p) // a heartbeat newer than the hold releases it
+	}
 	if now.After(s.seen[p]) {
 		s.seen[p] = now
 	}
@@ -437,6 +441,7 @@ func (s *shadow) remove(p string) {
 	delete(s.state, p)
 	delete(s.seen, p)
 	delete(s.hold, p)
+	delete(s.held, p)
 	delete(s.qual, p)
 }
 
@@ -695,9 +700,9 @@ func TestMatchAgainstReference(t *testing.T) {
 				s.heartbeat(p, h, now)
 			case x < 85:
 				until := now.Add(time.Duration(r.IntN(60)-20) * time.Second)
-				ix.Hold(p, until)
+				ix.Hold(p, now, until)
 				if s.known(p) {
-					s.hold[p] = until
+					s.hold[p], s.held[p] = until, now
 				}
 			case x < 88:
 				q := uint32(r.IntN(PPM + 1))

@@ -78,7 +78,7 @@ func TestRollEpoch(t *testing.T) {
 func TestSampleDemandUsesLatestTime(t *testing.T) {
 	ix := NewIndex(Config{})
 	put(ix, recSpec{peer: "a"}, recSpec{peer: "b"})
-	ix.Hold("a", t0.Add(UnitLength))
+	ix.Hold("a", t0, t0.Add(UnitLength))
 	ix.SampleDemand() // at t0, the latest time the index saw: a held, b free -> 0.5
 	ix.Heartbeat("b", hb(2, busy), t0.Add(UnitLength))
 	ix.SampleDemand() // hold lapsed, b busy -> 0.5
