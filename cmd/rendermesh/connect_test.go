@@ -133,12 +133,21 @@ type connectOut struct {
 
 func connectJSONOut(t *testing.T, args ...string) (connectOut, error) {
 	t.Helper()
-	r := runCmd(t, append([]string{"connect", "--json"}, args...)...)
-	var out connectOut
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+	out, r, err := tryConnect(t, args...)
+	if err != nil {
 		t.Fatalf("connect %v: not JSON (%v): %v\nstdout: %s\nstderr: %s", args, r.err, err, r.stdout, r.stderr)
 	}
 	return out, r.err
+}
+
+// tryConnect runs connect --json; err says the output is not a JSON summary (the command failed
+// before it asked an indexer, e.g. no committee yet).
+func tryConnect(t *testing.T, args ...string) (connectOut, result, error) {
+	t.Helper()
+	r := runCmd(t, append([]string{"connect", "--json"}, args...)...)
+	var out connectOut
+	err := json.Unmarshal([]byte(r.stdout), &out)
+	return out, r, err
 }
 
 // readReceipts opens a receipt log and verifies every co-signed receipt in it.
@@ -196,7 +205,7 @@ func TestConnect(t *testing.T) {
 	sched := d.Nodes[0].Epochs().Schedule()
 	waitFor(t, ctx, "epoch 1", func() bool { return time.Now().After(sched.Start(1).Add(time.Second)) })
 	waitFor(t, ctx, "a first match", func() bool {
-		out, _ := connectJSONOut(t, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "demo", "--match-only")
+		out, _, _ := tryConnect(t, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "demo", "--match-only")
 		return out.Matched
 	})
 
@@ -261,6 +270,42 @@ func TestConnect(t *testing.T) {
 	// Restart on the same data directory: the node starts (its state and receipts load), then stops.
 	proc2 := startNodeProcess(t, nodeArgs...)
 	proc2.waitStarted(t, ctx)
+
+	// Never booked twice: once the indexers see the restarted container in standby (a request over
+	// budget is refused by the budget filter, after the standby and app filters passed), consumers
+	// race for it through every indexer of the epoch at once; exactly one gets it.
+	waitFor(t, ctx, "the restarted container indexed in standby", func() bool {
+		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "killtest", BudgetMicros: 1},
+			node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
+		return err == nil && res.Match.Reason == "budget"
+	})
+	const racers = 8
+	results := make([]*node.ConnectResult, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() {
+			results[i], _ = d.Light.Connect(ctx, &pb.MatchRequest{App: "killtest"},
+				node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
+		})
+	}
+	wg.Wait()
+	won, indexers := 0, map[string]bool{}
+	for _, r := range results {
+		if r == nil || r.Match == nil {
+			continue
+		}
+		for _, a := range r.Match.Attempts {
+			indexers[a.Indexer] = true
+		}
+		if r.Match.Matched {
+			won++
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d racing consumers got the one container; want exactly 1", won, racers)
+	}
+	t.Logf("%d consumers raced through %d indexers for one container: %d matched", racers, len(indexers), won)
+
 	_ = proc2.cmd.Process.Signal(syscall.SIGTERM)
 	if err := proc2.wait(); err != nil {
 		t.Fatalf("restarted node did not stop cleanly: %v", err)

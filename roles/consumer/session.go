@@ -22,8 +22,11 @@ type SessionStream interface {
 // SessionOptions configure the consumer's side of a session.
 type SessionOptions struct {
 	// Hold is how long the consumer stays before it ends the session (0: it ends right after the
-	// container accepts, which still yields one co-signed receipt for the minute started).
+	// container accepts, which still yields one co-signed receipt for the minute started). A hold
+	// beyond the session's end renews it, one 15-minute unit at a time, RenewAhead before it ends.
 	Hold time.Duration
+	// RenewAhead is how long before the session's end a renewal is asked for; 0: a minute.
+	RenewAhead time.Duration
 	// Countersign seals the consumer's ReceiptAck over a container's receipt envelope.
 	Countersign func(receipt []byte) (ack []byte, err error)
 	// OpenReceipt verifies a receipt envelope: signed by the receipt's container.
@@ -38,13 +41,17 @@ type SessionOptions struct {
 
 // SessionReport says how a session went.
 type SessionReport struct {
-	Accepted bool      `json:"accepted"`
-	Refused  string    `json:"refused,omitempty"`
-	Started  time.Time `json:"started"`
-	Ends     time.Time `json:"ends"`
-	Receipts int       `json:"receipts"` // co-signed and kept
-	Minutes  uint32    `json:"minutes"`
-	Amount   uint64    `json:"amount_micros"`
+	Accepted bool   `json:"accepted"`
+	Refused  string `json:"refused,omitempty"`
+	Renewals int    `json:"renewals"`
+	// RenewRefused says why the container did not renew (its calendar was booked); the session then
+	// ends at Ends.
+	RenewRefused string    `json:"renew_refused,omitempty"`
+	Started      time.Time `json:"started"`
+	Ends         time.Time `json:"ends"`
+	Receipts     int       `json:"receipts"` // co-signed and kept
+	Minutes      uint32    `json:"minutes"`
+	Amount       uint64    `json:"amount_micros"`
 }
 
 // ErrSessionRefused is returned when the container does not admit the consumer.
@@ -77,6 +84,8 @@ func RunSession(ctx context.Context, st SessionStream, tk *pb.SessionTicket, tic
 		ID: tk.SessionId, Container: tk.Container, Consumer: tk.Consumer, Indexer: tk.Indexer,
 		Epoch: tk.Epoch, Price: tk.PriceMicros, Start: rep.Started,
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the reader below stops forwarding; the caller closes the stream
 	msgs := make(chan *pb.SessionMsg)
 	errc := make(chan error, 1)
 	go func() {
@@ -93,14 +102,44 @@ func RunSession(ctx context.Context, st SessionStream, tk *pb.SessionTicket, tic
 			}
 		}
 	}()
+	if o.RenewAhead <= 0 {
+		o.RenewAhead = time.Minute
+	}
 	hold := o.Clock.Timer(o.Hold)
 	defer hold.Stop()
+	holdUntil := rep.Started.Add(o.Hold)
+	// A renewal is asked for RenewAhead before the session's end while the hold goes beyond it.
+	var renewC <-chan time.Time
+	var renewTimer *clock.Timer
+	renewing := false
+	scheduleRenew := func() {
+		if rep.RenewRefused == "" && holdUntil.After(rep.Ends) {
+			if renewTimer != nil {
+				renewTimer.Stop()
+			}
+			renewTimer = o.Clock.Timer(max(0, o.Clock.Until(rep.Ends.Add(-o.RenewAhead))))
+			renewC = renewTimer.C
+		}
+	}
+	scheduleRenew()
+	defer func() {
+		if renewTimer != nil {
+			renewTimer.Stop()
+		}
+	}()
 	var prev *pb.UsageReceipt
 	ended := false
 	for {
 		select {
 		case <-ctx.Done():
 			return rep, ctx.Err()
+		case <-renewC:
+			if !ended && !renewing {
+				renewing = true
+				if err := st.Send(&pb.SessionMsg{Renew: 1}); err != nil {
+					return rep, err
+				}
+			}
 		case err := <-errc:
 			return rep, fmt.Errorf("consumer: session ended without a final receipt: %w", err)
 		case <-hold.C:
@@ -112,8 +151,15 @@ func RunSession(ctx context.Context, st SessionStream, tk *pb.SessionTicket, tic
 			}
 		case m := <-msgs:
 			if len(m.Receipt) == 0 {
-				if m.EndsUnixMs != 0 {
-					rep.Ends = time.UnixMilli(m.EndsUnixMs)
+				if renewing { // the answer to a renewal
+					renewing = false
+					if m.Refused != "" {
+						rep.RenewRefused = m.Refused
+					} else if end := time.UnixMilli(m.EndsUnixMs); end.After(rep.Ends) {
+						rep.Ends = end
+						rep.Renewals++
+						scheduleRenew()
+					}
 				}
 				continue
 			}
