@@ -15,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/rendermesh/rendermesh/node"
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/consumer"
 	"github.com/rendermesh/rendermesh/roles/session"
 )
 
@@ -225,6 +228,34 @@ func TestConnect(t *testing.T) {
 		t.Fatalf("consumer kept %d receipts, want the one final receipt", len(rs))
 	}
 
+	// Malformed and oversize requests are refused without harming the indexer: it answers the next.
+	committee, err := d.Light.Indexers(ctx, d.Network(), d.Stakes())
+	if err != nil || len(committee) == 0 {
+		t.Fatalf("committee: %v (%d)", err, len(committee))
+	}
+	ix := peer.ID(committee[0].ID)
+	huge := &pb.MatchRequest{RequestId: node.NewRequestID(), App: strings.Repeat("a", 5000)}
+	resp := &pb.MatchResponse{}
+	if err := d.Light.Net().Request(ctx, ix, p2p.ProtoMatch, huge, resp, p2p.MaxMatchResponseSize); err == nil && resp.Refused != "bad_request" {
+		t.Errorf("oversize request: answered %+v, want a bad_request refusal or a reset stream", resp)
+	}
+	if s, err := d.Light.Net().NewStream(ctx, ix, p2p.ProtoMatch); err == nil {
+		_, _ = s.Write([]byte{0x05, 0xff, 0xff, 0xff, 0xff, 0xff}) // a length prefix, then no protobuf
+		_ = s.CloseWrite()
+		_, _ = io.ReadAll(s)
+		_ = s.Reset()
+	}
+	bad := &pb.MatchRequest{RequestId: []byte("short"), App: "demo"}
+	resp = &pb.MatchResponse{}
+	if err := d.Light.Net().Request(ctx, ix, p2p.ProtoMatch, bad, resp, p2p.MaxMatchResponseSize); err != nil || resp.Refused != "bad_request" {
+		t.Errorf("malformed request: %+v, %v; want a bad_request refusal", resp, err)
+	}
+	ok := &pb.MatchRequest{RequestId: node.NewRequestID(), App: "demo"}
+	resp = &pb.MatchResponse{}
+	if err := d.Light.Net().Request(ctx, ix, p2p.ProtoMatch, ok, resp, p2p.MaxMatchResponseSize); err != nil || (!resp.Matched && resp.Refused == "bad_request") {
+		t.Errorf("the indexer after bad requests: %+v, %v; want it to serve", resp, err)
+	}
+
 	// A long session with the container process, killed after a few receipts.
 	consumerLog, err := session.Open(filepath.Join(tmp, "consumer-kill.log"))
 	if err != nil {
@@ -309,6 +340,54 @@ func TestConnect(t *testing.T) {
 	_ = proc2.cmd.Process.Signal(syscall.SIGTERM)
 	if err := proc2.wait(); err != nil {
 		t.Fatalf("restarted node did not stop cleanly: %v", err)
+	}
+
+	// An indexer that dies costs the consumer one retry: close a committee member (not the bootstrap
+	// node) and ask with a request ID that orders it first.
+	deadOK := false
+	for try := 0; try < 8 && !deadOK; try++ {
+		e := sched.Epoch(time.Now())
+		if time.Until(sched.Start(e+1)) < 2*time.Second {
+			waitFor(t, ctx, "the next epoch", func() bool { return sched.Epoch(time.Now()) > e })
+			continue
+		}
+		members, err := d.Light.Indexers(ctx, d.Network(), d.Stakes())
+		if err != nil || len(members) < 2 {
+			waitFor(t, ctx, "the next epoch", func() bool { return sched.Epoch(time.Now()) > e })
+			continue
+		}
+		var dead *node.Node
+		for _, n := range d.Nodes[1:] {
+			if string(n.Net().ID()) == members[0].ID || string(n.Net().ID()) == members[1].ID {
+				dead = n
+				break
+			}
+		}
+		if dead == nil {
+			waitFor(t, ctx, "the next epoch", func() bool { return sched.Epoch(time.Now()) > e })
+			continue
+		}
+		var ids []string
+		for _, m := range members {
+			ids = append(ids, m.ID)
+		}
+		req := &pb.MatchRequest{App: "demo"}
+		for req.RequestId = node.NewRequestID(); consumer.Order(req.RequestId, ids)[0] != string(dead.Net().ID()); {
+			req.RequestId = node.NewRequestID()
+		}
+		dead.Close()
+		res, err := d.Light.Connect(ctx, req, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
+		if err != nil || sched.Epoch(time.Now()) != e {
+			continue // the epoch turned under us: try again with another member
+		}
+		m := res.Match
+		if !m.Matched || len(m.Attempts) != 2 || m.Attempts[0].Err == "" || m.Attempts[0].Indexer != string(dead.Net().ID()) {
+			t.Errorf("with indexer %s dead: matched %v after attempts %+v; want a match at the second attempt", dead.Net().ID(), m.Matched, m.Attempts)
+		}
+		deadOK = true
+	}
+	if !deadOK {
+		t.Error("never found an epoch to kill an indexer in")
 	}
 
 	containerRs := readReceipts(t, filepath.Join(dataDir, node.ReceiptsFile))
