@@ -33,6 +33,11 @@ type epochs struct {
 	// (a deterministic sample by peer ID and epoch).
 	publishers int
 
+	// ready is closed once the node has caught up with the elections (no committee record left to
+	// import): from then on it can tell the active indexers, so its container may be reserved.
+	ready     chan struct{}
+	readyOnce sync.Once
+
 	mu        sync.Mutex
 	drawn     map[uint64]bool
 	resyncing map[uint64]bool
@@ -73,7 +78,8 @@ func (n *Node) newEpochs(key crypto.PrivKey) (*epochs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	es := &epochs{n: n, tr: tr, log: n.log.With("sub", "epoch"), self: string(n.net.ID()), drawn: map[uint64]bool{}, resyncing: map[uint64]bool{}}
+	es := &epochs{n: n, tr: tr, log: n.log.With("sub", "epoch"), self: string(n.net.ID()), drawn: map[uint64]bool{}, resyncing: map[uint64]bool{},
+		ready: make(chan struct{})}
 	if key.Type() == crypto.Ed25519 {
 		raw, err := key.Raw()
 		if err != nil {
@@ -146,6 +152,8 @@ func (es *epochs) loop(ctx context.Context) {
 		}
 		if pendingImport {
 			wait = min(wait, importRetry)
+		} else {
+			es.readyOnce.Do(func() { close(es.ready) })
 		}
 		t := clk.Timer(max(wait, time.Millisecond))
 		select {

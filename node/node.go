@@ -291,6 +291,20 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cont != nil {
 		n.startContainerProtocols()
 	}
+	if n.cont != nil && n.ep != nil {
+		// A container is reserved only by the active indexers: it starts advertising once it can
+		// tell them, i.e. once it has imported the committees it missed (a few DHT lookups).
+		t := time.NewTimer(catchUpWait)
+		select {
+		case <-n.ep.ready:
+		case <-t.C:
+			n.log.Warn("still catching up with the indexer elections; advertising the container anyway: reservations are refused until it has", "waited", catchUpWait)
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		t.Stop()
+	}
 	joined := time.Now()
 	if n.cont != nil {
 		if err := n.cont.Start(ctx); err != nil {
@@ -366,6 +380,9 @@ func (n *Node) receiptInterval() time.Duration {
 	}
 	return ReceiptInterval
 }
+
+// catchUpWait bounds how long a container waits at start for the elections to catch up.
+const catchUpWait = 30 * time.Second
 
 // Net is the node's p2p layer.
 func (n *Node) Net() *p2p.Net { return n.net }

@@ -333,6 +333,11 @@ func TestConnect(t *testing.T) {
 		}
 	}
 	if won != 1 {
+		for i, r := range results {
+			if r != nil && r.Match != nil {
+				t.Logf("racer %d: matched %v, %s (%s), attempts %+v", i, r.Match.Matched, r.Match.Reason, r.Match.Detail, r.Match.Attempts)
+			}
+		}
 		t.Errorf("%d of %d racing consumers got the one container; want exactly 1", won, racers)
 	}
 	t.Logf("%d consumers raced through %d indexers for one container: %d matched", racers, len(indexers), won)
@@ -378,7 +383,8 @@ func TestConnect(t *testing.T) {
 		dead.Close()
 		res, err := d.Light.Connect(ctx, req, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
 		if err != nil || sched.Epoch(time.Now()) != e {
-			continue // the epoch turned under us: try again with another member
+			t.Logf("killed indexer %s in epoch %d, but the epoch turned or the match failed (%v): again", dead.Net().ID(), e, err)
+			continue // try again with another member
 		}
 		m := res.Match
 		if !m.Matched || len(m.Attempts) != 2 || m.Attempts[0].Err == "" || m.Attempts[0].Indexer != string(dead.Net().ID()) {
