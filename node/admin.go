@@ -61,6 +61,7 @@ func startAdmin(addr string, n *Node) (*adminServer, error) {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Status()) })
 	mux.HandleFunc("POST /v1/container/lock", n.operatorHandler((*container.Container).Lock))
 	mux.HandleFunc("POST /v1/container/unlock", n.operatorHandler((*container.Container).Unlock))
+	mux.HandleFunc("POST /v1/container/fee", n.feeHandler)
 	a := &adminServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)
 	return a, nil
@@ -92,6 +93,34 @@ func (n *Node) operatorHandler(action func(*container.Container, context.Context
 			writeJSON(w, http.StatusOK, stateResponse{State: container.StateName(s)})
 		}
 	}
+}
+
+type feeResponse struct {
+	SessionFee string `json:"session_fee,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// feeHandler changes the container's ask (?session_fee=0.3, tokens per 15-minute session): a new
+// record and the next heartbeats carry it, so indexers rank by it within one heartbeat. Loopback only.
+func (n *Node) feeHandler(w http.ResponseWriter, r *http.Request) {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().IsLoopback() {
+		writeJSON(w, http.StatusForbidden, feeResponse{Error: "operator actions are allowed from loopback only"})
+		return
+	}
+	if n.cont == nil {
+		writeJSON(w, http.StatusNotFound, feeResponse{Error: "this node does not run the container role"})
+		return
+	}
+	fee, err := ParseAmount(r.URL.Query().Get("session_fee"))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, feeResponse{Error: "session_fee: " + err.Error()})
+		return
+	}
+	if err := n.cont.SetFee(r.Context(), fee); err != nil {
+		writeJSON(w, http.StatusBadRequest, feeResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, feeResponse{SessionFee: FormatAmount(n.cont.Fee())})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

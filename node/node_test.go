@@ -156,6 +156,19 @@ func TestNodeAdmin(t *testing.T) {
 		}
 	})
 
+	t.Run("fee", func(t *testing.T) {
+		code, body := call(t, http.MethodPost, base+"/v1/container/fee?session_fee=0.3")
+		if code != http.StatusOK || !strings.Contains(body, `"session_fee":"0.3"`) {
+			t.Errorf("fee 0.3 = %d %q", code, body)
+		}
+		if got := n.Status().Container.FeeMicros; got != 300_000 {
+			t.Errorf("status fee = %d micros, want 300000", got)
+		}
+		if code, body := call(t, http.MethodPost, base+"/v1/container/fee?session_fee=-1"); code != http.StatusBadRequest {
+			t.Errorf("fee -1 = %d %q, want 400", code, body)
+		}
+	})
+
 	t.Run("operator actions need POST", func(t *testing.T) {
 		if code, _ := call(t, http.MethodGet, base+"/v1/container/lock"); code != http.StatusMethodNotAllowed {
 			t.Errorf("GET /v1/container/lock = %d, want 405", code)

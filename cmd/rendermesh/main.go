@@ -26,8 +26,9 @@ Usage: rendermesh <command> [flags]
 
 Commands:
   node      run a node (rendermesh node --roles container --region eu-west --geohash u09tvw)
-  node lock|unlock|status
-            take the local container out of scheduling, put it back, or show its state
+  node lock|unlock|status|fee AMOUNT
+            take the local container out of scheduling, put it back, show its state, or change
+            its ask per 15-minute session
   devnet    run a whole network of real nodes in this process (rendermesh devnet --nodes 30)
   simnet    simulate hundreds to thousands of real nodes on simulated links, reproducibly
             (rendermesh simnet run --peers 100 --seed 1 --scenario steady --out out/; simnet list)
@@ -73,7 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "node":
 		if len(rest) > 0 {
 			switch rest[0] {
-			case "lock", "unlock", "status":
+			case "lock", "unlock", "status", "fee":
 				return cmdNodeAdmin(ctx, rest[0], rest[1:], stdout, stderr)
 			}
 		}

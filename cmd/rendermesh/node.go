@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -38,8 +39,17 @@ func cmdNodeAdmin(ctx context.Context, action string, args []string, stdout, std
 		return parseErr(err)
 	}
 	method, path := http.MethodPost, "/v1/container/"+action
-	if action == "status" {
+	switch action {
+	case "status":
 		method, path = http.MethodGet, "/v1/status"
+	case "fee":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%w: node fee AMOUNT: the new ask per 15-minute session, e.g. 0.3", errUsage)
+		}
+		if _, err := node.ParseAmount(fs.Arg(0)); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		path += "?session_fee=" + url.QueryEscape(fs.Arg(0))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -57,12 +67,19 @@ func cmdNodeAdmin(ctx context.Context, action string, args []string, stdout, std
 		_, err := stdout.Write(body)
 		return err
 	}
-	var r struct{ State, Error string }
+	var r struct {
+		State, Error string
+		Fee          string `json:"session_fee"`
+	}
 	if err := json.Unmarshal(body, &r); err != nil {
 		return fmt.Errorf("admin listener at %s answered %s: %s", *admin, resp.Status, strings.TrimSpace(string(body)))
 	}
 	if r.Error != "" {
 		return fmt.Errorf("%s refused: %s", action, r.Error)
+	}
+	if action == "fee" {
+		fmt.Fprintf(stdout, "container now asks %s per 15-minute session\n", r.Fee)
+		return nil
 	}
 	fmt.Fprintf(stdout, "container is now %s\n", r.State)
 	return nil

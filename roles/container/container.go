@@ -487,15 +487,20 @@ type Status struct {
 	Keys        []string  `json:"capability_keys"`
 	Simulated   bool      `json:"simulated_hardware"`
 	GPUs        []string  `json:"gpus"`
+	FeeMicros   uint64    `json:"session_fee_micros"` // the ask in force, per 15-minute session
+	Sessions    int       `json:"sessions"`           // live sessions (0 or 1)
+	Bookings    int       `json:"bookings"`           // wholesale blocks ahead
 }
 
 // Status reports the container's state and advertisement.
 func (c *Container) Status() Status {
+	sessions, bookings := len(c.Sessions()), len(c.Bookings()) // the book's lock first, then c.mu
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.life.State()
 	st := Status{State: StateName(s), Group: GroupOf(s), RecordSeq: c.recordSeq, Published: c.pubSeq, PublishedAt: c.published,
-		Provided: c.provided, Keys: c.CapabilityKeys(), Simulated: c.hw.GetSimulated()}
+		Provided: c.provided, Keys: c.CapabilityKeys(), Simulated: c.hw.GetSimulated(),
+		FeeMicros: c.Fee(), Sessions: sessions, Bookings: bookings}
 	for _, g := range c.hw.GetGpus() {
 		st.GPUs = append(st.GPUs, g.Name)
 	}
