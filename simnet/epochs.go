@@ -57,6 +57,11 @@ func (s *sim) networkConfig() node.NetworkConfig {
 	nc.EpochLength = node.Duration(ep.Length)
 	nc.CommitteeSize = ep.CommitteeSize
 	nc.RecencyWindow = ep.RecencyWindow
+	// Indexers follow every region of the topology.
+	nc.Regions = nil
+	for _, r := range s.sc.Topology.Regions {
+		nc.Regions = append(nc.Regions, r.Name)
+	}
 	return nc
 }
 

@@ -61,26 +61,28 @@ func (p *peerSpec) settled(t, settle, hold time.Duration) bool {
 // the run began). Outcomes are not events: the trace is a function of seed and scenario alone.
 type Event struct {
 	T      time.Duration `json:"t"`
-	Kind   string        `json:"kind"` // join, leave, cut, heal, query, flood
+	Kind   string        `json:"kind"` // join, leave, cut, heal, query, flood, match
 	Peer   int           `json:"peer,omitempty"`
 	Detail string        `json:"detail,omitempty"`
 
 	query *consumer.Query
-	want  []int // containers that satisfy the query (ground truth)
+	want  []int      // containers that satisfy the query (ground truth)
+	match *matchPlan // a consumer's match request
 }
 
 // plan is a run laid out in advance: peers, their lifetimes, and the trace.
 type plan struct {
-	sc       Scenario
-	seed     int64
-	peers    []*peerSpec
-	events   []Event       // sorted by time
-	start    time.Duration // measuring starts (warm-up and settle done)
-	end      time.Duration // the run ends
-	cutAt    time.Duration
-	healAt   time.Duration
-	floodAt  time.Duration
-	nInitial int
+	sc        Scenario
+	seed      int64
+	peers     []*peerSpec
+	events    []Event       // sorted by time
+	start     time.Duration // measuring starts (warm-up and settle done)
+	end       time.Duration // the run ends
+	cutAt     time.Duration
+	healAt    time.Duration
+	floodAt   time.Duration
+	matchFrom time.Duration // consumers may ask from then on
+	nInitial  int
 }
 
 var simApps = [][]string{{"demo"}, {"demo", "blender"}, {"demo", "unreal-city"}, {"demo", "blender", "comfyui"}}
@@ -223,6 +225,7 @@ func makePlan(sc Scenario, peers int, seed int64) (*plan, error) {
 		p.events = append(p.events, Event{T: p.floodAt, Kind: "flood", Detail: fmt.Sprintf("%d attackers, %s", n, strings.Join(sc.Flood.Kinds, ","))})
 	}
 	p.planQueries(r)
+	p.planMatches(r)
 	slices.SortStableFunc(p.events, func(a, b Event) int { return int(a.T - b.T) })
 	return p, nil
 }

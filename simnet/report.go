@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"image/color"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -192,6 +193,9 @@ func buildReportPage(r *Report) reportPage {
 				Hint: "share of attackers scored below the graylist threshold"},
 		}})
 	}
+	if s.Matches > 0 {
+		pg.Groups = append(pg.Groups, reportMatchGroup(s))
+	}
 	pg.Groups = append(pg.Groups, reportGroup{Title: "Resources", Fields: []reportField{
 		{Name: "peak RSS", Value: reportMiB(s.PeakRSSBytes), Hint: "the whole process"},
 		{Name: "heap per peer", Value: reportBytes(s.HeapBytesPerPeer), Hint: "at the end, per online peer"},
@@ -216,11 +220,43 @@ func buildReportPage(r *Report) reportPage {
 		reportCDFFigure("query-latency", "Query latency", "query latency", r.QueryLatencies),
 		reportCDFFigure("gossip-latency", "Gossip latency (heartbeats)", "heartbeat latency", r.GossipLatencies),
 		reportCDFFigure("propagation", "Record propagation time", "propagation time", r.Propagations),
+	}
+	if s.Matches > 0 {
+		pg.Figures = append(pg.Figures,
+			reportCDFFigure("match-latency", "Match latency", "match latency", r.MatchLatencies))
+	}
+	pg.Figures = append(pg.Figures,
 		reportWindowFigure(r, marks),
 		reportMemoryFigure(r.Samples, marks),
 		reportPeersFigure(r.Samples, marks),
-	}
+	)
 	return pg
+}
+
+// reportMatchGroup is the consumers' matches and sessions.
+func reportMatchGroup(s *Summary) reportGroup {
+	g := reportGroup{Title: "Matches", Fields: []reportField{
+		{Name: "requests", Value: reportInt(s.Matches)},
+		{Name: "success", Value: reportPct(s.MatchSuccessRatio), Class: reportRatioClass(s.MatchSuccessRatio)},
+		{Name: "latency p50 / p99", Value: reportNum(s.MatchMsP50) + " / " + reportMs(s.MatchMsP99)},
+		{Name: "p50 / round trip", Value: reportNum(s.MatchRTTRatioP50) + "×",
+			Hint: "median of match latency over the consumer-indexer round trip"},
+		{Name: "sessions", Value: reportInt(s.Sessions) + " (" + reportInt(s.SessionReceipts) + " receipts)"},
+		{Name: "session failures", Value: reportInt(s.SessionFailures)},
+	}}
+	dbl := reportField{Name: "double booked", Value: reportInt(s.DoubleBooked), Hint: "pairs of overlapping holds on one container"}
+	if s.DoubleBooked > 0 {
+		dbl.Class = "bad"
+	}
+	g.Fields = append(g.Fields, dbl)
+	for _, reason := range slices.Sorted(maps.Keys(s.MatchRefused)) {
+		g.Fields = append(g.Fields, reportField{Name: "refused: " + reason, Value: reportInt(s.MatchRefused[reason])})
+	}
+	for _, region := range slices.Sorted(maps.Keys(s.UtilizationByRegion)) {
+		g.Fields = append(g.Fields, reportField{Name: "busy: " + region, Value: reportPct(s.UtilizationByRegion[region]),
+			Hint: "mean share of the region's containers busy or reserved"})
+	}
+	return g
 }
 
 func reportSubtitle(s *Summary) string {

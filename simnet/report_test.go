@@ -34,7 +34,10 @@ func syntheticReport(nQuery int) *Report {
 			GossipDeliveryRatio: 0.98173, GossipMsP50: 118, GossipMsP99: 171,
 			FloodSent: 90_000, FloodRejected: 88_100, AttackerScoreMean: -212.5, HonestScoreMean: 3.4,
 			AttackersGraylisted: 0.95, HeapBytesPerPeer: 1_650_000, GoroutinesPerPeer: 41.3,
-			TraceSHA256: "9f2c1e0d4b5a69788766554433221100ffeeddccbbaa99887766554433221100",
+			Matches: 400, MatchSuccessRatio: 0.995, MatchMsP50: 180.5, MatchMsP99: 720, MatchRTTRatioP50: 2.1,
+			MatchRefused: map[string]int{"reservation": 2}, Sessions: 398, SessionReceipts: 1200,
+			UtilizationByRegion: map[string]float64{"eu-west": 0.25, "us-east": 0.125},
+			TraceSHA256:         "9f2c1e0d4b5a69788766554433221100ffeeddccbbaa99887766554433221100",
 		},
 		Description:   "Cut the network in two at 200 s, <script>alert(1)</script> & heal at 320 s.\nSecond line.",
 		WindowSeconds: 10,
@@ -54,6 +57,10 @@ func syntheticReport(nQuery int) *Report {
 		r.GossipLatencies[i] = math.Round(120 + 15*rng.NormFloat64())
 	}
 	r.GossipLatencies[7], r.GossipLatencies[8], r.GossipLatencies[9] = math.NaN(), math.Inf(1), math.Inf(-1)
+	r.MatchLatencies = make([]float64, 398)
+	for i := range r.MatchLatencies {
+		r.MatchLatencies[i] = 100 + 300*rng.Float64()
+	}
 	r.Propagations = make([]float64, 300)
 	for i := range r.Propagations {
 		r.Propagations[i] = 200 + 700*rng.Float64()
@@ -125,6 +132,7 @@ func TestReportHTML(t *testing.T) {
 		"&lt;b&gt;flood&lt;/b&gt; &amp; more", // a mark label, escaped by vgsvg
 		"97.31 %", "513 ms", "3,400 MiB", "attackers graylisted", "9f2c1e0d4b5a6978",
 		"n = 1,000,000", "log x", "linear x", "3 non-finite values left out",
+		"Match latency", "refused: reservation", "busy: eu-west", "12.50 %",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
@@ -140,7 +148,8 @@ func TestReportHTML(t *testing.T) {
 		t.Errorf("report is %d bytes; the CDFs are not thinned", len(out))
 	}
 
-	// The page parses as HTML with six inline SVGs and no script, and each SVG is well-formed XML.
+	// The page parses as HTML with seven inline SVGs (six, and the match latency CDF) and no script,
+	// and each SVG is well-formed XML.
 	doc, err := html.Parse(strings.NewReader(out))
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +160,7 @@ func TestReportHTML(t *testing.T) {
 			count[n.Data]++
 		}
 	}
-	if count["svg"] != 6 || count["script"] != 0 || count["figure"] != 6 || count["table"] == 0 {
+	if count["svg"] != 7 || count["script"] != 0 || count["figure"] != 7 || count["table"] == 0 {
 		t.Errorf("elements: %d svg, %d script, %d figure, %d table", count["svg"], count["script"], count["figure"], count["table"])
 	}
 	for rest := out; ; {

@@ -49,6 +49,7 @@ type Scenario struct {
 	Partition Partition `toml:"partition"`
 	Flood     Flood     `toml:"flood"`
 	Epochs    Epochs    `toml:"epochs"`
+	Consumers Consumers `toml:"consumers"`
 	Topology  *Topology `toml:"topology"` // nil: DefaultTopology
 }
 
@@ -166,6 +167,8 @@ func ParseScenario(b []byte) (Scenario, error) {
 		Queries: QueryLoad{Rate: 0.5, Limit: 20, Timeout: Duration(10 * time.Second), Quorum: 2},
 		Epochs: Epochs{Length: Duration(15 * time.Minute), CommitteeSize: 16, RecencyWindow: 4, StakeShare: 1,
 			AgreementAfter: Duration(10 * time.Second)},
+		Consumers: Consumers{Hold: Duration(30 * time.Second), App: "demo", Rankings: slices.Clone(Rankings),
+			Timeout: Duration(10 * time.Second)},
 	}
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&s)
 	if err != nil {
@@ -177,6 +180,9 @@ func ParseScenario(b []byte) (Scenario, error) {
 			keys[i] = k.String()
 		}
 		return s, fmt.Errorf("%w: unknown keys %s", ErrScenario, strings.Join(keys, ", "))
+	}
+	if len(s.Consumers.Rankings) == 0 {
+		s.Consumers.Rankings = slices.Clone(Rankings)
 	}
 	if s.Topology == nil {
 		t := DefaultTopology()
@@ -224,6 +230,9 @@ func (s *Scenario) Validate() error {
 	}
 	if err := s.Topology.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrScenario, err)
+	}
+	if err := s.Consumers.validate(); err != nil {
+		return fmt.Errorf("%w: consumers: %v", ErrScenario, err)
 	}
 	for _, g := range s.Partition.Groups {
 		for _, r := range g {

@@ -19,7 +19,7 @@ func TestBuiltinScenarios(t *testing.T) {
 	for _, s := range all {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "churn,epochs,flood,partition,steady" {
+	if got := strings.Join(names, ","); got != "churn,epochs,flood,match,partition,steady" {
 		t.Fatalf("built-ins %s", got)
 	}
 }

@@ -155,6 +155,7 @@ type sim struct {
 	stopped  chan struct{} // closed when Progress.Stop is seen
 	stakes   epoch.Allocation
 	epochObs map[uint64]*epochObs
+	cons     consumerStats
 }
 
 type pubKey struct {
@@ -231,6 +232,8 @@ func run(cfg Config) (*Result, error) {
 		switch e.Kind {
 		case "query":
 			s.goAt(e.T, func() { s.query(e) })
+		case "match":
+			s.goAt(e.T, func() { s.match(e) })
 		case "cut":
 			s.goAt(e.T, func() { s.links.cut.Store(true) })
 		case "heal":
@@ -321,6 +324,8 @@ func (s *sim) nodeConfig(p *peerSpec) (node.Config, node.Options) {
 		Datastore:    dssync.MutexWrap(ds.NewMapDatastore()),
 		Transports:   s.links.transports(p.index),
 		ScoreInspect: 5 * time.Second,
+
+		ReceiptInterval: time.Duration(s.sc.Consumers.ReceiptInterval),
 	}
 	if p.role == roleContainer {
 		cfg.Roles = []string{node.RoleContainer}
@@ -389,6 +394,7 @@ func (s *sim) observe(i int, hb *pb.Heartbeat) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.heartbeatSeen(from, hb, at)
 	k := pubKey{from, hb.Seq}
 	pub := s.pubs[k]
 	if pub == nil {
@@ -538,6 +544,7 @@ func (s *sim) sampler(prog *Progress) {
 		nodes := slices.Clone(s.nodes)
 		s.mu.Unlock()
 		s.observeEpochs(nodes)
+		s.sampleUtilization()
 		prog.SimNanos.Store(int64(s.now()))
 		prog.Online.Store(int64(online))
 		if i == 0 {
@@ -717,6 +724,9 @@ func (s *sim) result() *Result {
 
 	// Flood.
 	s.floodSummary(&sum)
+
+	// Matches.
+	s.matchSummary(&sum, rep)
 
 	// Memory.
 	rep.Samples = s.samples

@@ -64,6 +64,31 @@ type Summary struct {
 	IndexerCommitteeMean   float64     `json:"indexer_committee_mean"`
 	IndexerEpochList       []EpochView `json:"indexer_epoch_views,omitempty"`
 
+	// Matches: consumers' match requests (node.Connect), each counted once; latency is
+	// consumer.Match.Took (from the first request to an indexer until a verified ticket), for the
+	// requests that got one within the timeout. MatchRefused counts the others by reason: the
+	// indexer's refusal (the filter that emptied the list, "reservation", ...) or "timeout",
+	// "no_indexers", "indexer_failed", "error", "consumer_offline". MatchRTTRatioP50 is the median
+	// of each match's latency over the topology's round trip between consumer and indexer.
+	Matches           int            `json:"matches"`
+	MatchSuccessRatio float64        `json:"match_success_ratio"`
+	MatchMsP50        float64        `json:"match_ms_p50"`
+	MatchMsP99        float64        `json:"match_ms_p99"`
+	MatchRefused      map[string]int `json:"match_refused,omitempty"`
+	MatchRTTRatioP50  float64        `json:"match_rtt_ratio_p50"`
+	// Sessions the containers accepted, the usage receipts co-signed in them, and sessions refused,
+	// failed or ended with an error after a match.
+	Sessions        int `json:"sessions"`
+	SessionReceipts int `json:"session_receipts"`
+	SessionFailures int `json:"session_failures"`
+	// DoubleBooked counts pairs of tickets for one container whose holds overlapped, as consumers
+	// saw them (an accepted session: from the ticket's issue to the session's end; a match-only
+	// lease: from issue to expiry). Checked, not assumed: it should be 0.
+	DoubleBooked int `json:"double_booked"`
+	// UtilizationByRegion is, per region, the mean while consumers run (sampled each simulated
+	// second) of the share of its live containers whose newest heartbeat says busy or reserved.
+	UtilizationByRegion map[string]float64 `json:"utilization_by_region,omitempty"`
+
 	// Memory and goroutines per online peer, at the end (peak RSS is the whole process).
 	HeapBytesPerPeer  uint64  `json:"heap_bytes_per_peer"`
 	GoroutinesPerPeer float64 `json:"goroutines_per_peer"`
@@ -112,6 +137,7 @@ type Report struct {
 	QueryLatencies  []float64 // ms, one per successful query
 	GossipLatencies []float64 // ms, one per delivered heartbeat
 	Propagations    []float64 // ms
+	MatchLatencies  []float64 // ms, one per successful match
 	Windows         []Window
 	WindowSeconds   float64
 	Samples         []Sample
