@@ -53,36 +53,7 @@ func (n *Net) PublishHeartbeat(ctx context.Context, hb *pb.Heartbeat) error {
 // SubscribeHeartbeats carries region's heartbeats: this node joins the topic's mesh, forwards them and
 // calls fn with each valid one (its own included), from one goroutine, until Close.
 func (n *Net) SubscribeHeartbeats(region string, fn func(*pb.Heartbeat)) error {
-	t, err := n.heartbeatTopic(region)
-	if err != nil {
-		return err
-	}
-	sub, err := t.Subscribe()
-	if err != nil {
-		return fmt.Errorf("p2p: subscribe %s: %w", HeartbeatTopic(region), err)
-	}
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		sub.Cancel()
-		return net.ErrClosed
-	}
-	n.subs = append(n.subs, sub)
-	n.wg.Add(1)
-	n.mu.Unlock()
-	go func() {
-		defer n.wg.Done()
-		for {
-			msg, err := sub.Next(context.Background())
-			if err != nil {
-				return
-			}
-			if hb, ok := msg.ValidatorData.(*pb.Heartbeat); ok {
-				fn(hb)
-			}
-		}
-	}()
-	return nil
+	return n.SubscribeHeartbeatsUntil(context.Background(), region, fn)
 }
 
 // GossipPeers lists the peers this node knows to be in region's heartbeat topic.

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -160,8 +162,8 @@ func (n *Net) HandleStream(id protocol.ID, fn func(ctx context.Context, s networ
 	})
 }
 
-// SubscribeHeartbeatsUntil is SubscribeHeartbeats that ends when ctx ends: an indexer follows every
-// region only while it serves.
+// SubscribeHeartbeatsUntil is SubscribeHeartbeats that also ends when ctx ends: an indexer follows
+// every region only while it serves.
 func (n *Net) SubscribeHeartbeatsUntil(ctx context.Context, region string, fn func(*pb.Heartbeat)) error {
 	t, err := n.heartbeatTopic(region)
 	if err != nil {
@@ -177,13 +179,19 @@ func (n *Net) SubscribeHeartbeatsUntil(ctx context.Context, region string, fn fu
 		sub.Cancel()
 		return net.ErrClosed
 	}
+	n.subs = append(n.subs, sub) // Close cancels it before it closes the topics
 	n.wg.Add(1)
 	n.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(n.ctx, cancel)
 	go func() {
 		defer n.wg.Done()
-		defer sub.Cancel()
+		defer func() {
+			sub.Cancel()
+			n.mu.Lock()
+			n.subs = slices.DeleteFunc(n.subs, func(s *pubsub.Subscription) bool { return s == sub })
+			n.mu.Unlock()
+		}()
 		defer stop()
 		defer cancel()
 		for {

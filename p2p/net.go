@@ -41,7 +41,7 @@ type Net struct {
 	log    *slog.Logger
 	host   host.Host
 	dht    *dht.IpfsDHT
-	ps     *pubsub.PubSub // nil for light clients
+	ps     *pubsub.PubSub  // nil for light clients
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 

@@ -75,15 +75,9 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if req.App == "" {
 		return fmt.Errorf("%w: --app is required, e.g. --app demo", errUsage)
 	}
-	if *config == "" {
-		*config = os.Getenv(node.EnvName("config"))
-	}
-	if *config == "" {
-		return fmt.Errorf("%w: --config FILE is required: the network's genesis (devnet writes DIR/network.toml)", errUsage)
-	}
-	nc, err := node.LoadNetwork(*config)
+	nc, err := loadElections(*config)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return err
 	}
 	req.Hardware.MinGpus = uint32(*gpus)
 	req.Hardware.MinGpuMemoryBytes = *gpuMem << 30

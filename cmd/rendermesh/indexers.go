@@ -39,18 +39,9 @@ func cmdIndexers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
-	if *config == "" {
-		*config = os.Getenv(node.EnvName("config"))
-	}
-	if *config == "" {
-		return fmt.Errorf("%w: --config FILE is required: the network's genesis (devnet writes DIR/network.toml)", errUsage)
-	}
-	nc, err := node.LoadNetwork(*config)
+	nc, err := loadElections(*config)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if !nc.Elections() {
-		return fmt.Errorf("%w: %s sets no network.genesis_time: that network holds no elections", errUsage, *config)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -90,4 +81,23 @@ func cmdIndexers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(tw, "%s\t%d\t%s\n", ix.PeerID, ix.Seats, strings.Join(ix.Addrs, " "))
 	}
 	return tw.Flush()
+}
+
+// loadElections reads the --config file's [network] section (RENDERMESH_CONFIG when not given) for
+// the light-client commands, which need a network that holds elections.
+func loadElections(config string) (node.NetworkConfig, error) {
+	if config == "" {
+		config = os.Getenv(node.EnvName("config"))
+	}
+	if config == "" {
+		return node.NetworkConfig{}, fmt.Errorf("%w: --config FILE is required: the network's genesis (devnet writes DIR/network.toml)", errUsage)
+	}
+	nc, err := node.LoadNetwork(config)
+	if err != nil {
+		return node.NetworkConfig{}, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if !nc.Elections() {
+		return node.NetworkConfig{}, fmt.Errorf("%w: %s sets no network.genesis_time: that network holds no elections", errUsage, config)
+	}
+	return nc, nil
 }
