@@ -252,24 +252,34 @@ func (cs *containerSession) keep(ack []byte) error {
 	return nil
 }
 
-// finish sends the final receipt and waits for its countersignature.
+// finish waits for the countersignature of a receipt still in flight, then sends the final receipt
+// and waits for its countersignature.
 func (cs *containerSession) finish(ctx context.Context, msgs <-chan *pb.SessionMsg, readErr <-chan error) error {
-	if err := cs.sendReceipt(true); err != nil {
-		return err
-	}
 	t := cs.n.opts.Clock.Timer(ackTimeout)
 	defer t.Stop()
+	finalSent := false
 	for {
+		if cs.pending == nil {
+			if finalSent {
+				return nil
+			}
+			if err := cs.sendReceipt(true); err != nil {
+				return err
+			}
+			finalSent = true
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-			return fmt.Errorf("session: final receipt not countersigned within %s", ackTimeout)
+			return fmt.Errorf("session: receipt not countersigned within %s", ackTimeout)
 		case err := <-readErr:
 			return err
 		case m := <-msgs:
 			if len(m.Ack) > 0 {
-				return cs.keep(m.Ack)
+				if err := cs.keep(m.Ack); err != nil {
+					return err
+				}
 			}
 		}
 	}
