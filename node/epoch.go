@@ -152,8 +152,10 @@ func (es *epochs) loop(ctx context.Context) {
 		}
 		if pendingImport {
 			wait = min(wait, importRetry)
+		} else if _, known := es.tr.Seed(cur); known || now.Before(sched.Genesis) {
+			es.readyOnce.Do(func() { close(es.ready) }) // caught up: the current committee is known
 		} else {
-			es.readyOnce.Do(func() { close(es.ready) })
+			wait = min(wait, importRetry) // the next pass derives the seeds the imports revealed
 		}
 		t := clk.Timer(max(wait, time.Millisecond))
 		select {

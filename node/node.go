@@ -17,6 +17,7 @@ import (
 
 	"github.com/filecoin-project/go-clock"
 	ds "github.com/ipfs/go-datastore"
+	dsq "github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,10 +92,95 @@ type Node struct {
 	closeErr  error
 }
 
+// dsHandle is the node's datastore as the DHT and the roles see it. Closing it waits for the
+// operations in flight and fails later ones with errDatastoreClosed: a DHT stream handler still
+// running when the host closes must get an error, not write into a closed pebble (which panics).
 type dsHandle struct {
 	ds.Batching
-	close func() error
+	closeFn func() error
+
+	mu     sync.RWMutex
+	closed bool
 }
+
+var errDatastoreClosed = errors.New("node: datastore closed")
+
+func newDSHandle(d ds.Batching, closeFn func() error) *dsHandle {
+	return &dsHandle{Batching: d, closeFn: closeFn}
+}
+
+// do runs op unless the datastore is closed.
+func (h *dsHandle) do(op func() error) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		return errDatastoreClosed
+	}
+	return op()
+}
+
+func (h *dsHandle) close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	return h.closeFn()
+}
+
+func (h *dsHandle) Get(ctx context.Context, k ds.Key) (v []byte, err error) {
+	err = h.do(func() error { v, err = h.Batching.Get(ctx, k); return err })
+	return v, err
+}
+
+func (h *dsHandle) Has(ctx context.Context, k ds.Key) (ok bool, err error) {
+	err = h.do(func() error { ok, err = h.Batching.Has(ctx, k); return err })
+	return ok, err
+}
+
+func (h *dsHandle) GetSize(ctx context.Context, k ds.Key) (n int, err error) {
+	err = h.do(func() error { n, err = h.Batching.GetSize(ctx, k); return err })
+	return n, err
+}
+
+func (h *dsHandle) Query(ctx context.Context, q dsq.Query) (r dsq.Results, err error) {
+	err = h.do(func() error { r, err = h.Batching.Query(ctx, q); return err })
+	return r, err
+}
+
+func (h *dsHandle) Put(ctx context.Context, k ds.Key, v []byte) error {
+	return h.do(func() error { return h.Batching.Put(ctx, k, v) })
+}
+
+func (h *dsHandle) Delete(ctx context.Context, k ds.Key) error {
+	return h.do(func() error { return h.Batching.Delete(ctx, k) })
+}
+
+func (h *dsHandle) Sync(ctx context.Context, prefix ds.Key) error {
+	return h.do(func() error { return h.Batching.Sync(ctx, prefix) })
+}
+
+func (h *dsHandle) Batch(ctx context.Context) (b ds.Batch, err error) {
+	err = h.do(func() error { b, err = h.Batching.Batch(ctx); return err })
+	if err != nil {
+		return nil, err
+	}
+	return guardedBatch{b, h}, nil
+}
+
+// guardedBatch commits only while the datastore is open.
+type guardedBatch struct {
+	ds.Batch
+	h *dsHandle
+}
+
+func (b guardedBatch) Commit(ctx context.Context) error {
+	return b.h.do(func() error { return b.Batch.Commit(ctx) })
+}
+
+// Close is close: the node closes its datastore itself, after the network.
+func (h *dsHandle) Close() error { return h.close() }
 
 // New validates cfg, takes the data directory, loads (or creates) the identity, opens the datastore
 // and builds the p2p layer and roles. Start joins the network.
@@ -126,7 +212,7 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	}()
 	key := opts.Key
 	if opts.inMemory() {
-		n.store = &dsHandle{Batching: opts.Datastore, close: func() error { return nil }}
+		n.store = newDSHandle(opts.Datastore, func() error { return nil })
 	} else {
 		if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
 			return nil, err
@@ -142,7 +228,7 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		if err != nil {
 			return nil, err
 		}
-		n.store = &dsHandle{Batching: pds, close: pds.Close}
+		n.store = newDSHandle(pds, pds.Close)
 	}
 	if n.net, err = n.newNet(key); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -313,5 +314,39 @@ func TestNodeWithoutGPU(t *testing.T) {
 	}
 	if got := container.GPUModels(hw); len(got) != 1 || got[0] != container.CPUModel {
 		t.Errorf("GPU models = %q, want [%s]", got, container.CPUModel)
+	}
+}
+
+// A DHT handler still running when the node closes gets an error from the datastore, not a panic
+// from a closed pebble.
+func TestDatastoreClosedFailsOperations(t *testing.T) {
+	pds, err := openDatastore(t.TempDir(), 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newDSHandle(pds, pds.Close)
+	ctx := context.Background()
+	if err := h.Put(ctx, ds.NewKey("/a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Batch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if err := h.Put(ctx, ds.NewKey("/b"), []byte("2")); !errors.Is(err, errDatastoreClosed) {
+		t.Errorf("Put after close: %v", err)
+	}
+	if _, err := h.Get(ctx, ds.NewKey("/a")); !errors.Is(err, errDatastoreClosed) {
+		t.Errorf("Get after close: %v", err)
+	}
+	_ = b.Put(ctx, ds.NewKey("/c"), []byte("3"))
+	if err := b.Commit(ctx); !errors.Is(err, errDatastoreClosed) {
+		t.Errorf("batch commit after close: %v", err)
 	}
 }

@@ -212,8 +212,8 @@ func TestDevnetJSON(t *testing.T) {
 	if sum.Queries <= 0 {
 		t.Errorf("queries = %d, want some", sum.Queries)
 	}
-	if sum.States["ready"] != sum.Containers {
-		t.Errorf("states = %v, want all %d containers ready", sum.States, sum.Containers)
+	if sum.States["ready"]+sum.States["busy"] != sum.Containers {
+		t.Errorf("states = %v, want all %d containers ready or busy (in one of the devnet's sessions)", sum.States, sum.Containers)
 	}
 	if sum.ConvergedMS < 0 {
 		t.Errorf("converged_ms = %v: the devnet did not converge", sum.ConvergedMS)
