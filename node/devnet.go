@@ -461,15 +461,20 @@ func (d *Devnet) WaitConverged(ctx context.Context, timeout time.Duration) (time
 	}
 }
 
+// devOfflineAfter is how many heartbeat intervals without one make the devnet count a container
+// offline: five, so that a machine overloaded by a whole network (and a race detector) does not
+// show containers offline that merely gossip late.
+const devOfflineAfter = 5
+
 // States counts containers per dashboard group, from the heartbeats the first node carries: a
-// container not heard from for three heartbeat intervals is offline.
+// container not heard from for devOfflineAfter heartbeat intervals is offline.
 func (d *Devnet) States() map[container.Group]int {
 	out := map[container.Group]int{container.GroupReady: 0, container.GroupBusy: 0, container.GroupOffline: 0, container.GroupSettingUp: 0}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, id := range d.Containers() {
 		hb, ok := d.beats[id]
-		if !ok || time.Since(d.seen[id]) > 3*d.cfg.Heartbeat {
+		if !ok || time.Since(d.seen[id]) > devOfflineAfter*d.cfg.Heartbeat {
 			out[container.GroupOffline]++
 			continue
 		}
