@@ -134,13 +134,21 @@ type connectOut struct {
 	} `json:"session"`
 }
 
-func connectJSONOut(t *testing.T, args ...string) (connectOut, error) {
+// connectAnswered runs connect --json until an indexer answers for good: the epoch's members may
+// still be catching up (not_indexer) on a loaded machine.
+func connectAnswered(t *testing.T, ctx context.Context, args ...string) (connectOut, error) {
 	t.Helper()
-	out, r, err := tryConnect(t, args...)
-	if err != nil {
-		t.Fatalf("connect %v: not JSON (%v): %v\nstdout: %s\nstderr: %s", args, r.err, err, r.stdout, r.stderr)
+	for try := 0; ; try++ {
+		out, r, err := tryConnect(t, args...)
+		transient := err != nil || out.Reason == "not_indexer" || out.Reason == "indexer_failed" || out.Reason == "reservation"
+		if !transient || try == 10 || ctx.Err() != nil {
+			if err != nil {
+				t.Fatalf("connect %v: not JSON (%v): %v\nstdout: %s\nstderr: %s", args, r.err, err, r.stdout, r.stderr)
+			}
+			return out, r.err
+		}
+		time.Sleep(time.Second)
 	}
-	return out, r.err
 }
 
 // tryConnect runs connect --json; err says the output is not a JSON summary (the command failed
@@ -187,7 +195,9 @@ func TestConnect(t *testing.T) {
 	clearEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 8, Epoch: 5 * time.Second, Committee: 3})
+	// 10-second epochs: under the race detector and a loaded machine, shorter ones end before
+	// late tickets and imports settle.
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 8, Epoch: 10 * time.Second, Committee: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,14 +223,14 @@ func TestConnect(t *testing.T) {
 	})
 
 	// Refused: the filter that emptied the list is named.
-	out, err := connectJSONOut(t, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "no-such-app")
+	out, err := connectAnswered(t, ctx, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "no-such-app")
 	if err == nil || errors.Is(err, errUsage) || out.Matched || out.Reason != "app" || out.Detail == "" {
 		t.Errorf("connect --app no-such-app: matched %v, reason %q (%q), err %v; want a refusal by the app filter", out.Matched, out.Reason, out.Detail, err)
 	}
 
 	// Matched, a session held and ended, one co-signed receipt kept by the consumer.
 	consumerDir := filepath.Join(tmp, "consumer")
-	out, err = connectJSONOut(t, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "demo", "--data-dir", consumerDir)
+	out, err = connectAnswered(t, ctx, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "demo", "--data-dir", consumerDir)
 	if err != nil || !out.Matched || out.Container == "" || out.Indexer == "" || out.MatchMS <= 0 || out.Price == "" || out.Session == nil || !out.Session.Accepted || out.Session.Receipts != 1 {
 		t.Fatalf("connect --app demo: %+v (session %+v), err %v", out, out.Session, err)
 	}
@@ -278,9 +288,16 @@ func TestConnect(t *testing.T) {
 	}
 	sessionDone := make(chan connected, 1)
 	go func() {
-		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "killtest"},
-			node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: time.Minute, Keep: keep})
-		sessionDone <- connected{res, err}
+		for {
+			res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "killtest"},
+				node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: time.Minute, Keep: keep})
+			if ctx.Err() == nil && (err != nil || !res.Match.Matched) {
+				time.Sleep(time.Second) // no committee member could serve yet: ask again
+				continue
+			}
+			sessionDone <- connected{res, err}
+			return
+		}
 	}()
 	waitFor(t, ctx, "three co-signed receipts", func() bool {
 		mu.Lock()
