@@ -31,6 +31,8 @@ const (
 	leaseLength = 10 * time.Second
 	// recordFetchers fetch container records from the DHT for the index, concurrently.
 	recordFetchers = 4
+	// staleAfter heartbeat intervals without a heartbeat drop a container from the index.
+	staleAfter = 5
 )
 
 // indexerSvc is the indexer role's shell: while this node sits on the current or the next epoch's
@@ -53,7 +55,7 @@ type indexerSvc struct {
 func (n *Node) newIndexer(es *epochs) *indexerSvc {
 	return &indexerSvc{
 		n: n, es: es, log: n.log.With("role", "indexer"), m: n.opts.Metrics,
-		ix:     indexer.NewIndex(indexer.Config{Stale: 3 * time.Duration(n.cfg.Container.HeartbeatInterval)}),
+		ix:     indexer.NewIndex(indexer.Config{Stale: staleAfter * time.Duration(n.cfg.Container.HeartbeatInterval)}),
 		queued: map[string]bool{},
 		fetchq: make(chan string, 4096),
 	}
@@ -153,7 +155,7 @@ func (s *indexerSvc) unfollow() {
 	}
 	cancel()
 	s.mu.Lock()
-	s.ix = indexer.NewIndex(indexer.Config{Stale: 3 * time.Duration(s.n.cfg.Container.HeartbeatInterval)})
+	s.ix = indexer.NewIndex(indexer.Config{Stale: staleAfter * time.Duration(s.n.cfg.Container.HeartbeatInterval)})
 	s.mu.Unlock()
 	s.log.Info("indexing stopped: off the committee")
 }
