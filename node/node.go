@@ -467,8 +467,10 @@ func (n *Node) receiptInterval() time.Duration {
 	return ReceiptInterval
 }
 
-// catchUpWait bounds how long a container waits at start for the elections to catch up.
-const catchUpWait = 30 * time.Second
+// catchUpWait bounds how long a container waits at start for the elections to catch up: a few
+// committee imports. Beyond it the container advertises anyway; indexers it cannot verify yet get
+// not_indexer, which they and their consumers treat as a retry.
+const catchUpWait = 5 * time.Second
 
 // Net is the node's p2p layer.
 func (n *Node) Net() *p2p.Net { return n.net }
