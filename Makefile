@@ -26,10 +26,10 @@ test: ## every test with the race detector, then the simulations and a 100-peer 
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) test-sim
 
+# The same-seed test runs alone in its process: a simnet run before it in the same process
+# (TestMatchSmall) leaves global state behind that changes its timings.
 test-sim: build ## the simnet tests (too slow under the race detector) and a 100-peer steady simnet
 	$(GO) test -count=1 -timeout 20m -run 'Small' ./simnet
-	# Alone in its process: a simnet run before it in the same process (TestMatchSmall) leaves
-	# global state behind that changes its timings (see the issue 5 note).
 	$(GO) test -count=1 -timeout 10m -run 'SameSeed' ./simnet
 	@mkdir -p out
 	./$(BIN) simnet run --peers 100 --seed 1 --scenario steady --duration 1m --out out/test-simnet-100 --json > out/test-simnet-100.json
