@@ -14,6 +14,7 @@ import (
 
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/container"
 	"github.com/rendermesh/rendermesh/roles/session"
 )
 
@@ -101,13 +102,9 @@ func (n *Node) serveSession(ctx context.Context, s network.Stream) error {
 	if err == nil && string(tk.Container) != string(n.net.ID()) {
 		err = fmt.Errorf("ticket names another container")
 	}
-	var sess *containerSession
+	var sess *container.Session
 	if err == nil {
-		var cs *containerSessionState
-		cs, err = n.arrive(ctx, remote, signer, tk)
-		if err == nil {
-			sess = &containerSession{n: n, s: s, st: cs}
-		}
+		sess, err = n.cont.Arrive(ctx, string(remote), string(signer), tk)
 	}
 	if err != nil {
 		n.log.Debug("session refused", "consumer", remote, "err", err)
@@ -118,32 +115,18 @@ func (n *Node) serveSession(ctx context.Context, s network.Stream) error {
 			n.log.Warn("end session", "err", err)
 		}
 	}()
-	return sess.run(ctx)
-}
-
-type containerSessionState struct {
-	info session.SessionInfo
-	end  time.Time
-}
-
-func (n *Node) arrive(ctx context.Context, consumer, indexer peer.ID, tk *pb.SessionTicket) (*containerSessionState, error) {
-	sess, err := n.cont.Arrive(ctx, string(consumer), string(indexer), tk)
-	if err != nil {
-		return nil, err
-	}
-	return &containerSessionState{
-		info: session.SessionInfo{
-			ID: tk.SessionId, Container: tk.Container, Consumer: tk.Consumer, Indexer: tk.Indexer,
-			Epoch: tk.Epoch, Price: tk.PriceMicros, Start: sess.Start,
-		},
-		end: sess.End,
-	}, nil
+	cs := &containerSession{n: n, s: s, end: sess.End, info: session.SessionInfo{
+		ID: tk.SessionId, Container: tk.Container, Consumer: tk.Consumer, Indexer: tk.Indexer,
+		Epoch: tk.Epoch, Price: tk.PriceMicros, Start: sess.Start,
+	}}
+	return cs.run(ctx)
 }
 
 type containerSession struct {
-	n  *Node
-	s  network.Stream
-	st *containerSessionState
+	n    *Node
+	s    network.Stream
+	info session.SessionInfo
+	end  time.Time // renewals move it
 
 	prev    *pb.UsageReceipt
 	pending []byte // the receipt envelope awaiting its countersignature
@@ -152,7 +135,7 @@ type containerSession struct {
 func (cs *containerSession) run(ctx context.Context) error {
 	n := cs.n
 	clk := n.opts.Clock
-	if err := p2p.WriteMsg(cs.s, &pb.SessionMsg{Accepted: true, EndsUnixMs: cs.st.end.UnixMilli()}); err != nil {
+	if err := p2p.WriteMsg(cs.s, &pb.SessionMsg{Accepted: true, EndsUnixMs: cs.end.UnixMilli()}); err != nil {
 		return err
 	}
 	msgs := make(chan *pb.SessionMsg)
@@ -173,7 +156,7 @@ func (cs *containerSession) run(ctx context.Context) error {
 	}()
 	tick := clk.Ticker(n.receiptInterval())
 	defer tick.Stop()
-	endTimer := clk.Timer(clk.Until(cs.st.end))
+	endTimer := clk.Timer(clk.Until(cs.end))
 	defer endTimer.Stop()
 	for {
 		select {
@@ -200,12 +183,12 @@ func (cs *containerSession) run(ctx context.Context) error {
 					return err
 				}
 			case m.Renew > 0:
-				end, err := n.cont.Renew(ctx, cs.st.info.ID, m.Renew)
+				end, err := n.cont.Renew(ctx, cs.info.ID, m.Renew)
 				reply := &pb.SessionMsg{EndsUnixMs: end.UnixMilli()}
 				if err != nil {
-					reply = &pb.SessionMsg{Refused: err.Error(), EndsUnixMs: cs.st.end.UnixMilli()}
+					reply = &pb.SessionMsg{Refused: err.Error(), EndsUnixMs: cs.end.UnixMilli()}
 				} else {
-					cs.st.end = end
+					cs.end = end
 					endTimer.Reset(clk.Until(end))
 				}
 				if err := p2p.WriteMsg(cs.s, reply); err != nil {
@@ -220,7 +203,7 @@ func (cs *containerSession) run(ctx context.Context) error {
 
 // sendReceipt seals the next receipt and sends it; the previous one must have been countersigned.
 func (cs *containerSession) sendReceipt(final bool) error {
-	r := session.NextReceipt(cs.prev, cs.st.info, cs.n.opts.Clock.Now(), final)
+	r := session.NextReceipt(cs.prev, cs.info, cs.n.opts.Clock.Now(), final)
 	raw, err := cs.n.net.Seal(p2p.KindUsageReceipt, r)
 	if err != nil {
 		return err
@@ -242,7 +225,7 @@ func (cs *containerSession) keep(ack []byte) error {
 	if _, err := p2p.Open(p2p.KindReceiptAck, ack, inner); err != nil || !bytes.Equal(inner.Receipt, cs.pending) {
 		return fmt.Errorf("session: countersignature is not of the receipt sent")
 	}
-	if string(r.Consumer) != string(cs.st.info.Consumer) {
+	if string(r.Consumer) != string(cs.info.Consumer) {
 		return fmt.Errorf("session: countersigned by another consumer")
 	}
 	if err := cs.n.receipts.Append(ack); err != nil {
