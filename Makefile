@@ -13,17 +13,17 @@ SIMNET_PEERS  ?= 1000
 SIMNET_SCENARIO ?= steady
 SIMNET_OUT    ?= out/simnet-$(SIMNET_SCENARIO)-$(SIMNET_PEERS)
 
-.PHONY: help build test test-short test-sim demo simnet bench fuzz lint verify proto deps-proto clean
+.PHONY: help build test test-short test-sim demo simnet bench fuzz lint verify proto deps deps-vpx deps-proto clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-build: ## build bin/rendermesh
+build: deps-vpx ## build bin/rendermesh
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/rendermesh
 
-test: ## every test with the race detector, then the simulations and a 100-peer simnet without it
+test: deps ## every test with the race detector, then the simulations and a 100-peer simnet without it
 	$(GO) mod download
-	$(GO) test -race -count=1 -timeout 20m ./...
+	RENDERMESH_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) test-sim
 
 # The same-seed test runs alone in its process: a simnet run before it in the same process
@@ -67,6 +67,20 @@ verify: lint deps-proto ## lint, go.mod tidy, generated code up to date
 
 proto: deps-proto ## regenerate protobuf code (committed)
 	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative p2p/pb/*.proto
+
+# Debian packages, installed only when missing: libvpx (VP8, cgo) for every build; coturn (the
+# reference TURN server), Chromium and Node.js for the tests; playwright-core (npm) drives Chromium.
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+
+deps-vpx: ## install libvpx-dev (needed to build), if missing
+	@command -v pkg-config >/dev/null && pkg-config --exists vpx || { $(APT_INSTALL) pkg-config libvpx-dev; }
+
+deps: deps-vpx ## install everything the tests need, if missing
+	@command -v turnserver >/dev/null || { $(APT_INSTALL) coturn; }
+	@command -v chromium >/dev/null || { $(APT_INSTALL) chromium; }
+	@command -v ip >/dev/null || { $(APT_INSTALL) iproute2; }
+	@command -v npm >/dev/null || { $(APT_INSTALL) nodejs npm; }
+	@test -d render/web/e2e/node_modules/playwright-core || (cd render/web/e2e && npm ci --no-audit --no-fund --loglevel=error)
 
 deps-proto: ## install protoc (Debian) and protoc-gen-go, if missing
 	@command -v protoc >/dev/null || { apt-get update -qq && apt-get install -y -qq protobuf-compiler; }

@@ -62,6 +62,7 @@ func startAdmin(addr string, n *Node) (*adminServer, error) {
 	mux.HandleFunc("POST /v1/container/lock", n.operatorHandler((*container.Container).Lock))
 	mux.HandleFunc("POST /v1/container/unlock", n.operatorHandler((*container.Container).Unlock))
 	mux.HandleFunc("POST /v1/container/fee", n.feeHandler)
+	n.registerWeb(mux)
 	a := &adminServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)
 	return a, nil

@@ -27,6 +27,8 @@ type Config struct {
 	Admin     AdminConfig     `toml:"admin"`
 	P2P       P2PConfig       `toml:"p2p"`
 	Container ContainerConfig `toml:"container"`
+	Render    RenderConfig    `toml:"render"`
+	Relay     RelayConfig     `toml:"relay"`
 	Network   NetworkConfig   `toml:"network"`
 }
 
@@ -119,6 +121,8 @@ func Default() Config {
 			HeartbeatInterval: Duration(container.DefaultHeartbeatInterval),
 			ReceiptInterval:   Duration(time.Minute),
 		},
+		Render: RenderConfig{Width: 1280, Height: 720, FPS: 30, MaxBitrateKbps: 8000},
+		Relay:  RelayConfig{Listen: "0.0.0.0:3478", MaxTTL: Duration(2 * time.Hour)},
 	}
 }
 
@@ -168,6 +172,9 @@ func (c *Config) Validate() error {
 	if _, err := c.Network.EpochConfig(nil); err != nil {
 		return err
 	}
+	if err := c.Relay.validate(); err != nil {
+		return err
+	}
 	if c.HasRole(RoleContainer) {
 		cc := &c.Container
 		if (cc.Latitude == nil) != (cc.Longitude == nil) {
@@ -187,6 +194,9 @@ func (c *Config) Validate() error {
 		}
 		if _, err := ParseAmount(cc.SessionFee); err != nil {
 			return fmt.Errorf("%w: container: session_fee: %v", ErrConfig, err)
+		}
+		if err := c.Render.validate(); err != nil {
+			return err
 		}
 	}
 	return nil

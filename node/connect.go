@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/filecoin-project/go-clock"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/render"
 	"github.com/rendermesh/rendermesh/roles/consumer"
 	"github.com/rendermesh/rendermesh/roles/epoch"
 )
@@ -26,6 +28,8 @@ type ConnectOptions struct {
 	// Keep stores the consumer's co-signed receipts durably (a session.Log); nil: not kept.
 	Keep    func(ack []byte) error
 	Attempt consumer.ConnectOptions
+	// Render plays the session's stream while it is held.
+	Render RenderOptions
 }
 
 // ConnectResult is what LightClient.Connect did.
@@ -34,6 +38,8 @@ type ConnectResult struct {
 	IndexersDur time.Duration // finding and verifying the epoch's committee
 	Session     *consumer.SessionReport
 	SessionErr  error
+	Render      *render.PlayReport
+	RenderErr   error
 }
 
 // NewRequestID returns a fresh random match request ID.
@@ -53,6 +59,7 @@ func (l *LightClient) Connect(ctx context.Context, req *pb.MatchRequest, o Conne
 	if o.Attempt.Clock == nil {
 		o.Attempt.Clock = l.clock
 	}
+	began := l.clock.Now()
 	res := &ConnectResult{}
 	mn := &lightMatchNet{l: l, nc: o.Network, stakes: o.Stakes}
 	m, err := consumer.Connect(ctx, mn, req, o.Attempt)
@@ -60,7 +67,7 @@ func (l *LightClient) Connect(ctx context.Context, req *pb.MatchRequest, o Conne
 	if err != nil || !m.Matched || o.Hold < 0 {
 		return res, err
 	}
-	res.Session, res.SessionErr = runSession(ctx, l.net, l.clock, m, o)
+	runPlayedSession(ctx, l.net, l.clock, m, o, began, res)
 	return res, nil
 }
 
@@ -76,6 +83,7 @@ func (n *Node) Connect(ctx context.Context, req *pb.MatchRequest, o ConnectOptio
 	if o.Attempt.Clock == nil {
 		o.Attempt.Clock = n.opts.Clock
 	}
+	began := n.opts.Clock.Now()
 	res := &ConnectResult{}
 	mn := &nodeMatchNet{n: n}
 	m, err := consumer.Connect(ctx, mn, req, o.Attempt)
@@ -83,7 +91,7 @@ func (n *Node) Connect(ctx context.Context, req *pb.MatchRequest, o ConnectOptio
 	if err != nil || !m.Matched || o.Hold < 0 {
 		return res, err
 	}
-	res.Session, res.SessionErr = runSession(ctx, n.net, n.opts.Clock, m, o)
+	runPlayedSession(ctx, n.net, n.opts.Clock, m, o, began, res)
 	return res, nil
 }
 
@@ -111,7 +119,9 @@ func (m *nodeMatchNet) OpenTicket(raw []byte) (*pb.SessionTicket, string, error)
 	return openTicket(raw)
 }
 
-func runSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.Match, o ConnectOptions) (*consumer.SessionReport, error) {
+// runSession opens the session with the matched container and keeps its receipts until the hold
+// ends. accepted, when set, runs once the container admits the consumer.
+func runSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.Match, o ConnectOptions, accepted func()) (*consumer.SessionReport, error) {
 	container := peer.ID(m.Container)
 	net.AddAddrs(container, m.Ticket.ContainerAddrs, time.Hour)
 	s, err := net.NewStream(ctx, container, p2p.ProtoSession)
@@ -131,7 +141,28 @@ func runSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.
 		OpenReceipt: p2p.OpenReceipt,
 		Keep:        keep,
 		Clock:       clk,
+		Accepted:    accepted,
 	})
+}
+
+// runPlayedSession is runSession that, with o.Render.Play, also plays the render stream from the
+// moment the container admits the consumer until the session ends. began is when the consumer asked
+// for the match: first_frame_ms counts from it.
+func runPlayedSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.Match, o ConnectOptions, began time.Time, res *ConnectResult) {
+	if !o.Render.Play {
+		res.Session, res.SessionErr = runSession(ctx, net, clk, m, o, nil)
+		return
+	}
+	var wg sync.WaitGroup
+	playCtx, stopPlay := context.WithCancel(ctx)
+	accepted := func() {
+		wg.Go(func() {
+			res.Render, res.RenderErr = playRender(playCtx, net, m.Ticket, m.TicketRaw, m.ICEServers, began, o.Render)
+		})
+	}
+	res.Session, res.SessionErr = runSession(ctx, net, clk, m, o, accepted)
+	stopPlay()
+	wg.Wait()
 }
 
 // streamConn carries session messages over a libp2p stream.

@@ -46,6 +46,9 @@ type DevnetConfig struct {
 	Committee uint32
 	// Progress, if set, receives one line per phase.
 	Progress func(string)
+	// Relay makes node 0 a relay (embedded TURN on loopback), so consumers get relay credentials
+	// with their matches and every third devnet session is forced through it.
+	Relay bool
 }
 
 // devBootstrapNodes start first; the others join through them.
@@ -313,6 +316,10 @@ func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, err
 	}
 	cfg.Container.RecordTTL = Duration(d.cfg.RecordTTL)
 	cfg.Container.HeartbeatInterval = Duration(d.cfg.Heartbeat)
+	cfg.Render.Loopback = true // every node is on this machine
+	if i == 0 && d.cfg.Relay {
+		cfg.Relay = RelayConfig{Enabled: true, Listen: "127.0.0.1:0", PublicIP: "127.0.0.1", MaxTTL: Duration(2 * time.Hour)}
+	}
 	cfg.Network = d.network
 	opts := Options{
 		Stakes:         d.stakes,

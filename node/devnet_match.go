@@ -19,6 +19,13 @@ type MatchStats struct {
 	Refused   map[string]int  // by reason
 	Sessions  int             // sessions held (ticket accepted by the container, receipts co-signed)
 	Receipts  int
+	// The render path: sessions that decoded a stamped frame, request-to-first-frame times, the
+	// per-session median frame latency, and how many went through a relay.
+	Rendered       int
+	FirstFrames    []time.Duration
+	FrameLatencies []time.Duration
+	RelaySessions  int
+	RenderFailures map[string]int
 }
 
 // SuccessRatio is Matched / Matches (0 without matches).
@@ -29,10 +36,13 @@ func (s *MatchStats) SuccessRatio() float64 {
 	return float64(s.Matched) / float64(s.Matches)
 }
 
+// devRenderHold is how long each devnet session plays its stream.
+const devRenderHold = 3 * time.Second
+
 // RunMatches has the light client ask for one match per devnet region, one after the other: each a
-// retail session for the demo app from that region, ranked in turn by the three criteria, that is
-// opened and ended at once (one co-signed receipt). Before the first committee is known it does
-// nothing.
+// retail session for the demo app from that region, ranked in turn by the three criteria, that
+// plays its render stream (640x360) for devRenderHold; every third one is forced through the relay
+// when the devnet has one. Before the first committee is known it does nothing.
 func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 	rankings := []pb.Ranking{pb.Ranking_RANKING_INDEX, pb.Ranking_RANKING_FEE, pb.Ranking_RANKING_EXPERIENCE}
 	for i, loc := range devLocations {
@@ -46,7 +56,8 @@ func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 			Ranking:  rankings[i%len(rankings)],
 		}
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		res, err := d.Light.Connect(cctx, req, ConnectOptions{Network: d.network, Stakes: d.stakes})
+		ro := RenderOptions{Play: true, Width: 640, Height: 360, Loopback: true, Pointer: true, RelayOnly: d.cfg.Relay && i%3 == 2}
+		res, err := d.Light.Connect(cctx, req, ConnectOptions{Network: d.network, Stakes: d.stakes, Hold: devRenderHold, Render: ro})
 		cancel()
 		if errors.Is(err, consumer.ErrNoIndexers) || (err != nil && res.Match == nil) {
 			continue // no committee yet (or none reachable): not a match attempt
@@ -60,6 +71,24 @@ func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 			if res.Session != nil && res.Session.Accepted {
 				st.Sessions++
 				st.Receipts += res.Session.Receipts
+			}
+			switch r := res.Render; {
+			case r != nil && r.FramesStamped > 0:
+				st.Rendered++
+				st.FirstFrames = append(st.FirstFrames, r.FirstFrame)
+				st.FrameLatencies = append(st.FrameLatencies, r.LatencyP50)
+				if r.Relay {
+					st.RelaySessions++
+				}
+			default:
+				why := "no_frames"
+				if res.RenderErr != nil {
+					why = res.RenderErr.Error()
+				}
+				if st.RenderFailures == nil {
+					st.RenderFailures = map[string]int{}
+				}
+				st.RenderFailures[why]++
 			}
 		} else {
 			if st.Refused == nil {

@@ -33,6 +33,9 @@ const (
 	recordFetchers = 4
 	// staleAfter heartbeat intervals without a heartbeat drop a container from the index.
 	staleAfter = 5
+	// sessionUnit is a session's length; relay credentials last the booked units plus relayMargin.
+	sessionUnit = 15 * time.Minute
+	relayMargin = 5 * time.Minute
 )
 
 // indexerSvc is the indexer role's shell: while this node sits on the current or the next epoch's
@@ -50,6 +53,7 @@ type indexerSvc struct {
 	following context.CancelFunc // ends the heartbeat subscriptions; nil while idle
 	queued    map[string]bool
 	fetchq    chan string
+	relays    relayGrants
 }
 
 func (n *Node) newIndexer(es *epochs) *indexerSvc {
@@ -114,6 +118,12 @@ func (s *indexerSvc) loop(ctx context.Context) {
 			last = cur
 		}
 		if s.isFollowing() {
+			if s.member(cur) || s.serving(now) {
+				s.relays.ensure(ctx, s.n, cur)
+			}
+			if s.member(cur + 1) {
+				s.relays.ensure(ctx, s.n, cur+1)
+			}
 			ix.Expire(now)
 			if samples++; samples%2 == 0 {
 				ix.SampleDemand()
@@ -290,6 +300,7 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 			return refuse("overloaded", err.Error())
 		}
 		resp.Matched, resp.Ticket = true, raw
+		resp.IceServers = s.relays.servers(rr.Epoch, sid, time.Duration(units)*sessionUnit+relayMargin, clk.Now())
 		return resp
 	}
 	resp.Refused, resp.Detail = "reservation", fmt.Sprintf("%d candidates, none could be reserved; last: %s", len(cands), last)

@@ -69,17 +69,20 @@ func (o Options) inMemory() bool { return o.Key != nil && o.Datastore != nil }
 
 // Node is a running rendermesh node.
 type Node struct {
-	cfg   Config
-	opts  Options
-	log   *slog.Logger
-	lock  *dirLock
-	store *dsHandle
-	net   *p2p.Net
-	cont  *container.Container
-	probe container.Probe
-	admin *adminServer
-	ep    *epochs
-	idx   *indexerSvc
+	cfg     Config
+	opts    Options
+	log     *slog.Logger
+	lock    *dirLock
+	store   *dsHandle
+	net     *p2p.Net
+	cont    *container.Container
+	renders renders
+	web     webSessions
+	relay   *relaySvc
+	probe   container.Probe
+	admin   *adminServer
+	ep      *epochs
+	idx     *indexerSvc
 
 	receipts      receiptSink // co-signed usage receipts of the container's sessions
 	closeReceipts func() error
@@ -366,6 +369,13 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if n.cfg.Relay.Enabled {
+		r, err := n.startRelay(n.ctx)
+		if err != nil {
+			return err
+		}
+		n.relay = r
+	}
 	if n.ep != nil {
 		if err := n.ep.start(n.ctx, &n.wg); err != nil {
 			return err
@@ -433,6 +443,7 @@ func (n *Node) Close() error {
 		var errs []error
 		n.cancel()
 		n.wg.Wait()
+		n.relay.close()
 		if n.cont != nil {
 			n.cont.Stop()
 		}

@@ -45,6 +45,7 @@ func (m *memReceipts) Append(rec []byte) error {
 func (n *Node) startContainerProtocols() {
 	n.net.Handle(p2p.ProtoReserve, 5*time.Second, n.serveReserve)
 	n.net.HandleStream(p2p.ProtoSession, n.serveSession)
+	n.net.HandleStream(p2p.ProtoRender, n.serveRender)
 }
 
 // activeIndexer reports whether p sits on the committee that is active now: only they may reserve.
@@ -111,6 +112,7 @@ func (n *Node) serveSession(ctx context.Context, s network.Stream) error {
 		return p2p.WriteMsg(s, &pb.SessionMsg{Refused: err.Error()})
 	}
 	defer func() {
+		n.renders.stop(tk.SessionId)
 		if err := n.cont.EndSession(context.Background(), tk.SessionId); err != nil {
 			n.log.Warn("end session", "err", err)
 		}

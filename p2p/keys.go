@@ -26,17 +26,23 @@ const (
 	CapGPU    = "gpu"
 	CapRegion = "region"
 	CapApp    = "app"
+	// CapRelay is provided by relay-capable nodes under RelayKey.
+	CapRelay = "relay"
 )
+
+// RelayKey is the capability key relay nodes provide: indexers find relays by it.
+const RelayKey = CapRelay + ":turn"
+
 
 // CapabilityKey builds a capability key such as "gpu:H100", "region:u33" or "app:demo".
 func CapabilityKey(kind, value string) string { return kind + ":" + value }
 
 // CapabilityCID maps a capability key to the content ID its providers are recorded under. The key is
-// validated first: a kind of gpu, region or app and a value of 1..64 printable, non-space characters.
+// validated first: a kind of gpu, region, app or relay and a value of 1..64 printable, non-space characters.
 func CapabilityCID(key string) (cid.Cid, error) {
 	kind, value, ok := strings.Cut(key, ":")
-	if !ok || (kind != CapGPU && kind != CapRegion && kind != CapApp) {
-		return cid.Undef, fmt.Errorf("%w: %q: want gpu:<model>, region:<geohash prefix> or app:<name>", ErrCapability, key)
+	if !ok || (kind != CapGPU && kind != CapRegion && kind != CapApp && kind != CapRelay) {
+		return cid.Undef, fmt.Errorf("%w: %q: want gpu:<model>, region:<geohash prefix>, app:<name> or relay:turn", ErrCapability, key)
 	}
 	if len(value) == 0 || len(value) > 64 {
 		return cid.Undef, fmt.Errorf("%w: %q: value must be 1 to 64 characters", ErrCapability, key)

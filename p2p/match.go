@@ -28,6 +28,12 @@ var (
 	// ProtoSession is the consumer's session with the container: SessionOpen, then SessionMsg both
 	// ways (acceptance, usage receipts each minute and their countersignatures, renewal, end).
 	ProtoSession = ProtocolID("session", "1.0.0")
+	// ProtoRender is a render session's WebRTC signalling (RenderSignal both ways: offer, answer,
+	// trickled candidates, ICE restarts, end), authorised by the session ticket.
+	ProtoRender = ProtocolID("render", "1.0.0")
+	// ProtoRelay is an indexer's request for a relay node's grant (RelayGrantRequest, RelayGrant):
+	// the secret it mints TURN credentials with for the consumers it matches this epoch.
+	ProtoRelay = ProtocolID("relay", "1.0.0")
 )
 
 // Signed objects of matchmaking and sessions.
@@ -43,6 +49,10 @@ const (
 	MaxMatchResponseSize = 8 << 10
 	MaxReserveSize       = 1 << 10
 	MaxSessionMsgSize    = 8 << 10
+	// MaxRenderSignalSize bounds one signalling message: an SDP offer with every candidate inlined
+	// stays under 16 KiB.
+	MaxRenderSignalSize = 64 << 10
+	MaxRelayGrantSize   = 2 << 10
 )
 
 // Seal signs msg as an object of kind with this node's key.

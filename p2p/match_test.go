@@ -128,3 +128,20 @@ func FuzzSessionMsg(f *testing.F) {
 		}
 	})
 }
+
+func FuzzRenderSignal(f *testing.F) {
+	var buf bytes.Buffer
+	_ = WriteMsg(&buf, &pb.RenderSignal{Offer: &pb.RenderOffer{Sdp: "v=0\r\n", Trickle: true, Width: 1280, Height: 720}})
+	f.Add(buf.Bytes())
+	buf.Reset()
+	_ = WriteMsg(&buf, &pb.RenderSignal{Candidate: &pb.IceCandidate{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host", SdpMid: "0"}})
+	f.Add(buf.Bytes())
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := &pb.RenderSignal{}
+		err := ReadMsg(bytes.NewReader(data), m, MaxRenderSignalSize)
+		if err == nil && proto.Size(m) > MaxRenderSignalSize {
+			t.Fatalf("decoded a %d-byte message over the limit", proto.Size(m))
+		}
+	})
+}

@@ -21,6 +21,8 @@ type Metrics struct {
 	MatchSeconds prometheus.Histogram
 	Reservations *prometheus.CounterVec
 	IndexEntries prometheus.Gauge
+	// RenderSessions counts render streams at containers by result (ok, failed, refused).
+	RenderSessions *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not registered). Collectors that
@@ -68,10 +70,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rendermesh", Subsystem: "indexer", Name: "index_entries",
 			Help: "Containers in the index (last indexer to update it, when several share a process).",
 		}),
+		RenderSessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rendermesh", Subsystem: "container", Name: "render_sessions_total",
+			Help: "Render streams served by containers, by result (ok, failed, refused).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m
 	}
+	m.RenderSessions = register(reg, m.RenderSessions)
 	m.Matches = register(reg, m.Matches)
 	m.MatchSeconds = register(reg, m.MatchSeconds)
 	m.Reservations = register(reg, m.Reservations)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rendermesh/rendermesh/node"
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/render"
 	"github.com/rendermesh/rendermesh/roles/consumer"
 	"github.com/rendermesh/rendermesh/roles/container"
 	"github.com/rendermesh/rendermesh/roles/indexer"
@@ -41,6 +42,16 @@ type connectJSON struct {
 	Session     *consumer.SessionReport `json:"session,omitempty"`
 	SessionErr  string                  `json:"session_error,omitempty"`
 	Receipts    string                  `json:"receipts_file,omitempty"`
+	// The render stream (with --play, while the session is held).
+	FirstFrameMS    *float64           `json:"first_frame_ms,omitempty"`
+	FrameLatencyP50 *float64           `json:"frame_latency_ms_p50,omitempty"`
+	FrameLatencyP99 *float64           `json:"frame_latency_ms_p99,omitempty"`
+	FPS             *float64           `json:"fps,omitempty"`
+	BitrateKbps     *float64           `json:"bitrate_kbps,omitempty"`
+	InputRTTP50     *float64           `json:"input_rtt_ms_p50,omitempty"`
+	Relay           *bool              `json:"relay,omitempty"`
+	Render          *render.PlayReport `json:"render,omitempty"`
+	RenderErr       string             `json:"render_error,omitempty"`
 }
 
 func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -62,7 +73,12 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	start := fs.String("start", "", "wholesale: when the block starts, RFC 3339 or a delay such as 1h")
 	sessions := fs.Uint("sessions", 1, "15-minute sessions to book")
 	rank := fs.String("rank", "index", "ranking: index (overall evaluation), fee (lowest price) or experience")
-	hold := fs.Duration("hold", 0, "stay this long in the session before ending it (0: end at once)")
+	hold := fs.Duration("hold", 10*time.Second, "stay this long in the session before ending it (0: end at once)")
+	play := fs.Bool("play", true, "play the render stream while the session is held (decoded headlessly, measured)")
+	relayOnly := fs.Bool("relay", false, "force the render stream through a TURN relay")
+	size := fs.String("size", "", "ask for this stream size, e.g. 1280x720 (default the container's)")
+	fps := fs.Uint("fps", 0, "ask for this frame rate (default the container's)")
+	loopback := fs.Bool("loopback", false, "offer loopback ICE candidates (a container on this machine)")
 	matchOnly := fs.Bool("match-only", false, "get matched and stop: no session, the reservation lapses")
 	dataDir := fs.String("data-dir", defaultConsumerDir(), "where the consumer keeps its co-signed usage receipts")
 	attemptTimeout := fs.Duration("attempt-timeout", consumer.DefaultAttemptTimeout, "give up on an indexer after this long and ask the next")
@@ -132,7 +148,13 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 
 	o := node.ConnectOptions{Network: nc, Hold: *hold,
-		Attempt: consumer.ConnectOptions{AttemptTimeout: *attemptTimeout, MaxAttempts: *attempts}}
+		Attempt: consumer.ConnectOptions{AttemptTimeout: *attemptTimeout, MaxAttempts: *attempts},
+		Render:  node.RenderOptions{Play: *play && *hold > 0, RelayOnly: *relayOnly, FPS: int(*fps), Loopback: *loopback, Pointer: true}}
+	if *size != "" {
+		if _, err := fmt.Sscanf(*size, "%dx%d", &o.Render.Width, &o.Render.Height); err != nil || o.Render.Width < 16 || o.Render.Height < 16 {
+			return fmt.Errorf("%w: --size %q: want WIDTHxHEIGHT, e.g. 1280x720", errUsage, *size)
+		}
+	}
 	out := connectJSON{Attempts: []consumer.Attempt{}}
 	if *matchOnly {
 		o.Hold = -1
@@ -181,6 +203,17 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if res.SessionErr != nil {
 		out.SessionErr = res.SessionErr.Error()
 	}
+	if r := res.Render; r != nil {
+		out.Render = r
+		if r.FramesStamped > 0 {
+			ff, p50, p99, rtt := ms(r.FirstFrame), ms(r.LatencyP50), ms(r.LatencyP99), ms(r.InputRTTP50)
+			out.FirstFrameMS, out.FrameLatencyP50, out.FrameLatencyP99, out.InputRTTP50 = &ff, &p50, &p99, &rtt
+		}
+		out.FPS, out.BitrateKbps, out.Relay = &r.FPS, &r.BitrateKbps, &r.Relay
+	}
+	if res.RenderErr != nil {
+		out.RenderErr = res.RenderErr.Error()
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -197,6 +230,10 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("not matched: %s", m.Reason)
 	case res.SessionErr != nil:
 		return res.SessionErr
+	case res.RenderErr != nil:
+		return fmt.Errorf("render: %w", res.RenderErr)
+	case o.Render.Play && (res.Render == nil || res.Render.FramesStamped == 0):
+		return fmt.Errorf("render: no frame arrived while the session was held")
 	}
 	return nil
 }
@@ -214,6 +251,17 @@ func printConnect(w io.Writer, out connectJSON) {
 	}
 	if out.SessionErr != "" {
 		fmt.Fprintf(w, "  session failed: %s\n", out.SessionErr)
+	}
+	if r := out.Render; r != nil && out.FirstFrameMS != nil {
+		path := "direct"
+		if r.Relay {
+			path = "relayed"
+		}
+		fmt.Fprintf(w, "  stream    %dx%d, first frame after %.0f ms, %.1f fps, %.0f kbit/s, frame latency p50 %.1f / p99 %.1f ms, input round trip %.1f ms, %s\n",
+			r.Width, r.Height, *out.FirstFrameMS, r.FPS, r.BitrateKbps, *out.FrameLatencyP50, *out.FrameLatencyP99, *out.InputRTTP50, path)
+	}
+	if out.RenderErr != "" {
+		fmt.Fprintf(w, "  stream failed: %s\n", out.RenderErr)
 	}
 }
 

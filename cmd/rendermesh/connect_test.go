@@ -128,7 +128,13 @@ type connectOut struct {
 	Reason    string  `json:"reason"`
 	Detail    string  `json:"detail"`
 	SessionID string  `json:"session_id"`
-	Session   *struct {
+	// the render stream
+	FirstFrameMS    *float64 `json:"first_frame_ms"`
+	FrameLatencyP50 *float64 `json:"frame_latency_ms_p50"`
+	FPS             *float64 `json:"fps"`
+	InputRTTP50     *float64 `json:"input_rtt_ms_p50"`
+	Relay           *bool    `json:"relay"`
+	Session         *struct {
 		Accepted bool `json:"accepted"`
 		Receipts int  `json:"receipts"`
 	} `json:"session"`
@@ -228,11 +234,18 @@ func TestConnect(t *testing.T) {
 		t.Errorf("connect --app no-such-app: matched %v, reason %q (%q), err %v; want a refusal by the app filter", out.Matched, out.Reason, out.Detail, err)
 	}
 
-	// Matched, a session held and ended, one co-signed receipt kept by the consumer.
+	// Matched, a session held for 3 s while its stream plays, and ended; one co-signed receipt
+	// kept by the consumer.
 	consumerDir := filepath.Join(tmp, "consumer")
-	out, err = connectAnswered(t, ctx, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "demo", "--data-dir", consumerDir)
+	out, err = connectAnswered(t, ctx, "--bootstrap", boot, "--config", d.NetworkFile(), "--app", "demo", "--data-dir", consumerDir,
+		"--hold", "3s", "--size", "640x360", "--loopback")
 	if err != nil || !out.Matched || out.Container == "" || out.Indexer == "" || out.MatchMS <= 0 || out.Price == "" || out.Session == nil || !out.Session.Accepted || out.Session.Receipts != 1 {
 		t.Fatalf("connect --app demo: %+v (session %+v), err %v", out, out.Session, err)
+	}
+	if out.FirstFrameMS == nil || *out.FirstFrameMS <= 0 || out.FrameLatencyP50 == nil || out.FPS == nil || *out.FPS <= 0 ||
+		out.InputRTTP50 == nil || out.Relay == nil || *out.Relay {
+		t.Fatalf("connect --app demo played no stream: first frame %v, latency %v, fps %v, input rtt %v, relay %v",
+			out.FirstFrameMS, out.FrameLatencyP50, out.FPS, out.InputRTTP50, out.Relay)
 	}
 	if rs := readReceipts(t, filepath.Join(consumerDir, "receipts.log")); len(rs) != 1 || !rs[0].Final {
 		t.Fatalf("consumer kept %d receipts, want the one final receipt", len(rs))

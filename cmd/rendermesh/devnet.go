@@ -43,6 +43,13 @@ type devnetSummary struct {
 	MatchRefused      map[string]int `json:"match_refused,omitempty"`
 	Sessions          int            `json:"sessions"`
 	Receipts          int            `json:"receipts"`
+	// The render path (issue 6): each session plays its stream for a few seconds; every third one
+	// is forced through the relay (node 0).
+	Rendered        int            `json:"rendered_sessions"`
+	FirstFrameMSP50 float64        `json:"first_frame_ms_p50"`
+	FrameLatencyP50 float64        `json:"frame_latency_ms_p50"`
+	RelaySessions   int            `json:"relay_sessions"`
+	RenderFailures  map[string]int `json:"render_failures,omitempty"`
 }
 
 func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -55,6 +62,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dir := fs.String("dir", "", "keep the nodes' data directories here (default: a temporary directory, removed at exit)")
 	converge := fs.Duration("converge-timeout", 2*time.Minute, "give up waiting for convergence after this long")
 	epochLen := fs.Duration("epoch", 10*time.Second, "epoch length (indexer elections)")
+	relay := fs.Bool("relay", true, "make node 0 a TURN relay; every third session is forced through it")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
@@ -77,7 +85,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	began := time.Now()
 	progress(fmt.Sprintf("starting %d nodes on loopback", *nodes))
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay})
 	if err != nil {
 		return err
 	}
@@ -150,6 +158,9 @@ loop:
 	sum.MatchMSP50 = ms(node.Percentile(mst.Latencies, 50))
 	sum.MatchMSP99 = ms(node.Percentile(mst.Latencies, 99))
 	sum.Sessions, sum.Receipts = mst.Sessions, mst.Receipts
+	sum.Rendered, sum.RelaySessions, sum.RenderFailures = mst.Rendered, mst.RelaySessions, mst.RenderFailures
+	sum.FirstFrameMSP50 = ms(node.Percentile(mst.FirstFrames, 50))
+	sum.FrameLatencyP50 = ms(node.Percentile(mst.FrameLatencies, 50))
 	sum.RSSBytes = node.RSSBytes()
 	sum.RSSPerNode = sum.RSSBytes / uint64(*nodes)
 	sum.Goroutines = node.Goroutines()
@@ -169,12 +180,14 @@ loop:
   memory             %d MiB RSS (%d KiB per node), %d goroutines
   epoch              %d: %d indexers, agreement %.2f; the light client verified %d
   matches            %d, %.0f%% matched, p50 %.1f ms, p99 %.1f ms; %d sessions, %d co-signed receipts
+  render             %d sessions streamed (%d through the relay), first frame p50 %.0f ms, frame latency p50 %.1f ms
 `, sum.Nodes, sum.Containers, sum.StartMS, sum.ConvergedMS, sum.ContainersFound, sum.Containers,
 		sum.Queries, sum.QueryFailures, sum.QueryMSP50, sum.QueryMSP99,
 		sum.States[string(container.GroupReady)], sum.States[string(container.GroupBusy)],
 		sum.States[string(container.GroupOffline)], sum.States[string(container.GroupSettingUp)],
 		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines, sum.Epoch, sum.Indexers, sum.IndexerAgreement, sum.LightIndexers,
-		sum.Matches, 100*sum.MatchSuccessRatio, sum.MatchMSP50, sum.MatchMSP99, sum.Sessions, sum.Receipts)
+		sum.Matches, 100*sum.MatchSuccessRatio, sum.MatchMSP50, sum.MatchMSP99, sum.Sessions, sum.Receipts,
+		sum.Rendered, sum.RelaySessions, sum.FirstFrameMSP50, sum.FrameLatencyP50)
 	if sum.Metrics != "" {
 		fmt.Fprintf(stdout, "  metrics            http://%s/metrics (while running)\n", sum.Metrics)
 	}

@@ -195,6 +195,11 @@ func TestDevnetJSON(t *testing.T) {
 		MatchP50        float64        `json:"match_ms_p50"`
 		Sessions        int            `json:"sessions"`
 		Receipts        int            `json:"receipts"`
+		Rendered        int            `json:"rendered_sessions"`
+		FirstFrameP50   float64        `json:"first_frame_ms_p50"`
+		FrameLatencyP50 float64        `json:"frame_latency_ms_p50"`
+		RelaySessions   int            `json:"relay_sessions"`
+		RenderFailures  map[string]int `json:"render_failures"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
 		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout.String())
@@ -230,6 +235,11 @@ func TestDevnetJSON(t *testing.T) {
 	if sum.Matches == 0 || sum.MatchRatio < 0.5 || sum.MatchP50 <= 0 || sum.Sessions == 0 || sum.Receipts < sum.Sessions {
 		t.Errorf("matches %d, match_success_ratio %v, match_ms_p50 %v, sessions %d, receipts %d: want matched sessions with receipts",
 			sum.Matches, sum.MatchRatio, sum.MatchP50, sum.Sessions, sum.Receipts)
+	}
+	// Each session plays its stream; every third is forced through node 0's relay.
+	if sum.Rendered == 0 || sum.FirstFrameP50 <= 0 || sum.FrameLatencyP50 <= 0 || sum.RelaySessions == 0 {
+		t.Errorf("rendered %d sessions (%d relayed), first frame p50 %v ms, frame latency p50 %v ms, failures %v: want streamed sessions, some through the relay",
+			sum.Rendered, sum.RelaySessions, sum.FirstFrameP50, sum.FrameLatencyP50, sum.RenderFailures)
 	}
 }
 

@@ -1278,8 +1278,9 @@ type MatchResponse struct {
 	Ticket        []byte                 `protobuf:"bytes,2,opt,name=ticket,proto3" json:"ticket,omitempty"`   // SessionTicket envelope, signed by the indexer
 	Refused       string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"` // standby, app, hardware, latency, budget, calendar, reservation, not_indexer, bad_request, overloaded
 	Detail        string                 `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
-	Candidates    uint32                 `protobuf:"varint,5,opt,name=candidates,proto3" json:"candidates,omitempty"` // containers that passed every filter
-	Attempts      uint32                 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`     // reservations tried
+	Candidates    uint32                 `protobuf:"varint,5,opt,name=candidates,proto3" json:"candidates,omitempty"`                  // containers that passed every filter
+	Attempts      uint32                 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`                      // reservations tried
+	IceServers    []*IceServer           `protobuf:"bytes,7,rep,name=ice_servers,json=iceServers,proto3" json:"ice_servers,omitempty"` // TURN relays for the render session, with short-lived credentials
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1356,6 +1357,75 @@ func (x *MatchResponse) GetAttempts() uint32 {
 	return 0
 }
 
+func (x *MatchResponse) GetIceServers() []*IceServer {
+	if x != nil {
+		return x.IceServers
+	}
+	return nil
+}
+
+// IceServer is a STUN/TURN server for a render session, with TURN REST credentials
+// (username "<unix expiry>:<user>", credential base64(HMAC-SHA1(secret, username))).
+type IceServer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Urls          []string               `protobuf:"bytes,1,rep,name=urls,proto3" json:"urls,omitempty"` // e.g. "turn:203.0.113.7:3478?transport=udp"
+	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	Credential    string                 `protobuf:"bytes,3,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IceServer) Reset() {
+	*x = IceServer{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IceServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IceServer) ProtoMessage() {}
+
+func (x *IceServer) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IceServer.ProtoReflect.Descriptor instead.
+func (*IceServer) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *IceServer) GetUrls() []string {
+	if x != nil {
+		return x.Urls
+	}
+	return nil
+}
+
+func (x *IceServer) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *IceServer) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
 // SessionTicket is the indexer's signed grant of a session: the consumer presents it to the
 // container, which checks that it matches the reservation it made.
 type SessionTicket struct {
@@ -1380,7 +1450,7 @@ type SessionTicket struct {
 
 func (x *SessionTicket) Reset() {
 	*x = SessionTicket{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1462,7 @@ func (x *SessionTicket) String() string {
 func (*SessionTicket) ProtoMessage() {}
 
 func (x *SessionTicket) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1475,7 @@ func (x *SessionTicket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionTicket.ProtoReflect.Descriptor instead.
 func (*SessionTicket) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{13}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionTicket) GetSessionId() []byte {
@@ -1525,7 +1595,7 @@ type ReserveRequest struct {
 
 func (x *ReserveRequest) Reset() {
 	*x = ReserveRequest{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1607,7 @@ func (x *ReserveRequest) String() string {
 func (*ReserveRequest) ProtoMessage() {}
 
 func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1620,7 @@ func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveRequest.ProtoReflect.Descriptor instead.
 func (*ReserveRequest) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{14}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReserveRequest) GetSessionId() []byte {
@@ -1629,7 +1699,7 @@ type ReserveResponse struct {
 
 func (x *ReserveResponse) Reset() {
 	*x = ReserveResponse{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1711,7 @@ func (x *ReserveResponse) String() string {
 func (*ReserveResponse) ProtoMessage() {}
 
 func (x *ReserveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1724,7 @@ func (x *ReserveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveResponse.ProtoReflect.Descriptor instead.
 func (*ReserveResponse) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{15}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReserveResponse) GetReserved() bool {
@@ -1695,7 +1765,7 @@ type SessionOpen struct {
 
 func (x *SessionOpen) Reset() {
 	*x = SessionOpen{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1777,7 @@ func (x *SessionOpen) String() string {
 func (*SessionOpen) ProtoMessage() {}
 
 func (x *SessionOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1790,7 @@ func (x *SessionOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOpen.ProtoReflect.Descriptor instead.
 func (*SessionOpen) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{16}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionOpen) GetTicket() []byte {
@@ -1751,7 +1821,7 @@ type UsageReceipt struct {
 
 func (x *UsageReceipt) Reset() {
 	*x = UsageReceipt{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1833,7 @@ func (x *UsageReceipt) String() string {
 func (*UsageReceipt) ProtoMessage() {}
 
 func (x *UsageReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1846,7 @@ func (x *UsageReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageReceipt.ProtoReflect.Descriptor instead.
 func (*UsageReceipt) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{17}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UsageReceipt) GetSessionId() []byte {
@@ -1867,7 +1937,7 @@ type ReceiptAck struct {
 
 func (x *ReceiptAck) Reset() {
 	*x = ReceiptAck{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +1949,7 @@ func (x *ReceiptAck) String() string {
 func (*ReceiptAck) ProtoMessage() {}
 
 func (x *ReceiptAck) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +1962,7 @@ func (x *ReceiptAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptAck.ProtoReflect.Descriptor instead.
 func (*ReceiptAck) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{18}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReceiptAck) GetReceipt() []byte {
@@ -1918,7 +1988,7 @@ type SessionMsg struct {
 
 func (x *SessionMsg) Reset() {
 	*x = SessionMsg{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2000,7 @@ func (x *SessionMsg) String() string {
 func (*SessionMsg) ProtoMessage() {}
 
 func (x *SessionMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2013,7 @@ func (x *SessionMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMsg.ProtoReflect.Descriptor instead.
 func (*SessionMsg) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{19}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionMsg) GetReceipt() []byte {
@@ -1993,6 +2063,383 @@ func (x *SessionMsg) GetEndsUnixMs() int64 {
 		return x.EndsUnixMs
 	}
 	return 0
+}
+
+// RenderSignal is one message on /rendermesh/render/1.0.0, the WebRTC signalling of a render session
+// between consumer and container. The consumer opens the stream with an offer; the container answers
+// or refuses; then both trickle ICE candidates until either ends the stream. A later offer on the same
+// stream restarts ICE.
+type RenderSignal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offer         *RenderOffer           `protobuf:"bytes,1,opt,name=offer,proto3" json:"offer,omitempty"`         // consumer -> container
+	Answer        string                 `protobuf:"bytes,2,opt,name=answer,proto3" json:"answer,omitempty"`       // container -> consumer: the SDP answer
+	Candidate     *IceCandidate          `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"` // either way (trickle ICE)
+	Refused       string                 `protobuf:"bytes,4,opt,name=refused,proto3" json:"refused,omitempty"`     // container -> consumer: why the offer is not accepted
+	End           bool                   `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`            // either side: the render session ends
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderSignal) Reset() {
+	*x = RenderSignal{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderSignal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderSignal) ProtoMessage() {}
+
+func (x *RenderSignal) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderSignal.ProtoReflect.Descriptor instead.
+func (*RenderSignal) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RenderSignal) GetOffer() *RenderOffer {
+	if x != nil {
+		return x.Offer
+	}
+	return nil
+}
+
+func (x *RenderSignal) GetAnswer() string {
+	if x != nil {
+		return x.Answer
+	}
+	return ""
+}
+
+func (x *RenderSignal) GetCandidate() *IceCandidate {
+	if x != nil {
+		return x.Candidate
+	}
+	return nil
+}
+
+func (x *RenderSignal) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+func (x *RenderSignal) GetEnd() bool {
+	if x != nil {
+		return x.End
+	}
+	return false
+}
+
+// RenderOffer asks a container to stream to the consumer, authorised by the session ticket of a
+// session the consumer has arrived for (on /rendermesh/session/1.0.0).
+type RenderOffer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ticket        []byte                 `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"`                           // SessionTicket envelope, signed by the indexer
+	Sdp           string                 `protobuf:"bytes,2,opt,name=sdp,proto3" json:"sdp,omitempty"`                                 // the consumer's SDP offer
+	Trickle       bool                   `protobuf:"varint,3,opt,name=trickle,proto3" json:"trickle,omitempty"`                        // candidates follow as RenderSignal.candidate; false: the SDP holds them all
+	RelayOnly     bool                   `protobuf:"varint,4,opt,name=relay_only,json=relayOnly,proto3" json:"relay_only,omitempty"`   // ICE uses relayed candidates only
+	IceServers    []*IceServer           `protobuf:"bytes,5,rep,name=ice_servers,json=iceServers,proto3" json:"ice_servers,omitempty"` // the relays the indexer handed out with the match
+	Width         uint32                 `protobuf:"varint,6,opt,name=width,proto3" json:"width,omitempty"`                            // wanted resolution and frame rate (0: the container's default)
+	Height        uint32                 `protobuf:"varint,7,opt,name=height,proto3" json:"height,omitempty"`
+	Fps           uint32                 `protobuf:"varint,8,opt,name=fps,proto3" json:"fps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderOffer) Reset() {
+	*x = RenderOffer{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderOffer) ProtoMessage() {}
+
+func (x *RenderOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderOffer.ProtoReflect.Descriptor instead.
+func (*RenderOffer) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RenderOffer) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
+func (x *RenderOffer) GetSdp() string {
+	if x != nil {
+		return x.Sdp
+	}
+	return ""
+}
+
+func (x *RenderOffer) GetTrickle() bool {
+	if x != nil {
+		return x.Trickle
+	}
+	return false
+}
+
+func (x *RenderOffer) GetRelayOnly() bool {
+	if x != nil {
+		return x.RelayOnly
+	}
+	return false
+}
+
+func (x *RenderOffer) GetIceServers() []*IceServer {
+	if x != nil {
+		return x.IceServers
+	}
+	return nil
+}
+
+func (x *RenderOffer) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *RenderOffer) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *RenderOffer) GetFps() uint32 {
+	if x != nil {
+		return x.Fps
+	}
+	return 0
+}
+
+// IceCandidate is one trickled ICE candidate (RTCIceCandidateInit).
+type IceCandidate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Candidate     string                 `protobuf:"bytes,1,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	SdpMid        string                 `protobuf:"bytes,2,opt,name=sdp_mid,json=sdpMid,proto3" json:"sdp_mid,omitempty"`
+	SdpMlineIndex uint32                 `protobuf:"varint,3,opt,name=sdp_mline_index,json=sdpMlineIndex,proto3" json:"sdp_mline_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IceCandidate) Reset() {
+	*x = IceCandidate{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IceCandidate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IceCandidate) ProtoMessage() {}
+
+func (x *IceCandidate) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IceCandidate.ProtoReflect.Descriptor instead.
+func (*IceCandidate) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *IceCandidate) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *IceCandidate) GetSdpMid() string {
+	if x != nil {
+		return x.SdpMid
+	}
+	return ""
+}
+
+func (x *IceCandidate) GetSdpMlineIndex() uint32 {
+	if x != nil {
+		return x.SdpMlineIndex
+	}
+	return 0
+}
+
+// RelayGrantRequest is an indexer's request on /rendermesh/relay/1.0.0 (indexer -> relay node): the
+// means to hand out this relay's TURN credentials with its matches during epoch.
+type RelayGrantRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayGrantRequest) Reset() {
+	*x = RelayGrantRequest{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayGrantRequest) ProtoMessage() {}
+
+func (x *RelayGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayGrantRequest.ProtoReflect.Descriptor instead.
+func (*RelayGrantRequest) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RelayGrantRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// RelayGrant answers a RelayGrantRequest. The indexer mints TURN REST credentials with secret:
+// username "<unix expiry>:<user_prefix><session id hex>", credential base64(HMAC-SHA1(secret,
+// username)). An embedded relay derives secret per indexer and epoch (the prefix names both, so
+// the relay can derive it again); a relay run by coturn hands out its static-auth-secret.
+type RelayGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Urls          []string               `protobuf:"bytes,1,rep,name=urls,proto3" json:"urls,omitempty"` // e.g. "turn:203.0.113.7:3478?transport=udp"
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	UserPrefix    string                 `protobuf:"bytes,3,opt,name=user_prefix,json=userPrefix,proto3" json:"user_prefix,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	MaxTtlMs      int64                  `protobuf:"varint,5,opt,name=max_ttl_ms,json=maxTtlMs,proto3" json:"max_ttl_ms,omitempty"` // the longest credential lifetime the relay accepts
+	Refused       string                 `protobuf:"bytes,6,opt,name=refused,proto3" json:"refused,omitempty"`                      // not_indexer, bad_request
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayGrant) Reset() {
+	*x = RelayGrant{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayGrant) ProtoMessage() {}
+
+func (x *RelayGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayGrant.ProtoReflect.Descriptor instead.
+func (*RelayGrant) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RelayGrant) GetUrls() []string {
+	if x != nil {
+		return x.Urls
+	}
+	return nil
+}
+
+func (x *RelayGrant) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *RelayGrant) GetUserPrefix() string {
+	if x != nil {
+		return x.UserPrefix
+	}
+	return ""
+}
+
+func (x *RelayGrant) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RelayGrant) GetMaxTtlMs() int64 {
+	if x != nil {
+		return x.MaxTtlMs
+	}
+	return 0
+}
+
+func (x *RelayGrant) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
 }
 
 var File_p2p_pb_rendermesh_proto protoreflect.FileDescriptor
@@ -2098,7 +2545,7 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\rstart_unix_ms\x18\n" +
 	" \x01(\x03R\vstartUnixMs\x12.\n" +
 	"\x04rtts\x18\v \x03(\v2\x1a.rendermesh.v1.MeasuredRTTR\x04rtts\x12\x14\n" +
-	"\x05epoch\x18\f \x01(\x04R\x05epoch\"\xaf\x01\n" +
+	"\x05epoch\x18\f \x01(\x04R\x05epoch\"\xea\x01\n" +
 	"\rMatchResponse\x12\x18\n" +
 	"\amatched\x18\x01 \x01(\bR\amatched\x12\x16\n" +
 	"\x06ticket\x18\x02 \x01(\fR\x06ticket\x12\x18\n" +
@@ -2107,7 +2554,15 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\n" +
 	"candidates\x18\x05 \x01(\rR\n" +
 	"candidates\x12\x1a\n" +
-	"\battempts\x18\x06 \x01(\rR\battempts\"\xe3\x03\n" +
+	"\battempts\x18\x06 \x01(\rR\battempts\x129\n" +
+	"\vice_servers\x18\a \x03(\v2\x18.rendermesh.v1.IceServerR\n" +
+	"iceServers\"[\n" +
+	"\tIceServer\x12\x12\n" +
+	"\x04urls\x18\x01 \x03(\tR\x04urls\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x03 \x01(\tR\n" +
+	"credential\"\xe3\x03\n" +
 	"\rSessionTicket\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x1a\n" +
@@ -2169,7 +2624,40 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\arefused\x18\x05 \x01(\tR\arefused\x12\x14\n" +
 	"\x05renew\x18\x06 \x01(\rR\x05renew\x12 \n" +
 	"\fends_unix_ms\x18\a \x01(\x03R\n" +
-	"endsUnixMs*\x89\x02\n" +
+	"endsUnixMs\"\xbf\x01\n" +
+	"\fRenderSignal\x120\n" +
+	"\x05offer\x18\x01 \x01(\v2\x1a.rendermesh.v1.RenderOfferR\x05offer\x12\x16\n" +
+	"\x06answer\x18\x02 \x01(\tR\x06answer\x129\n" +
+	"\tcandidate\x18\x03 \x01(\v2\x1b.rendermesh.v1.IceCandidateR\tcandidate\x12\x18\n" +
+	"\arefused\x18\x04 \x01(\tR\arefused\x12\x10\n" +
+	"\x03end\x18\x05 \x01(\bR\x03end\"\xeb\x01\n" +
+	"\vRenderOffer\x12\x16\n" +
+	"\x06ticket\x18\x01 \x01(\fR\x06ticket\x12\x10\n" +
+	"\x03sdp\x18\x02 \x01(\tR\x03sdp\x12\x18\n" +
+	"\atrickle\x18\x03 \x01(\bR\atrickle\x12\x1d\n" +
+	"\n" +
+	"relay_only\x18\x04 \x01(\bR\trelayOnly\x129\n" +
+	"\vice_servers\x18\x05 \x03(\v2\x18.rendermesh.v1.IceServerR\n" +
+	"iceServers\x12\x14\n" +
+	"\x05width\x18\x06 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\a \x01(\rR\x06height\x12\x10\n" +
+	"\x03fps\x18\b \x01(\rR\x03fps\"m\n" +
+	"\fIceCandidate\x12\x1c\n" +
+	"\tcandidate\x18\x01 \x01(\tR\tcandidate\x12\x17\n" +
+	"\asdp_mid\x18\x02 \x01(\tR\x06sdpMid\x12&\n" +
+	"\x0fsdp_mline_index\x18\x03 \x01(\rR\rsdpMlineIndex\")\n" +
+	"\x11RelayGrantRequest\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\xa7\x01\n" +
+	"\n" +
+	"RelayGrant\x12\x12\n" +
+	"\x04urls\x18\x01 \x03(\tR\x04urls\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\x12\x1f\n" +
+	"\vuser_prefix\x18\x03 \x01(\tR\n" +
+	"userPrefix\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x1c\n" +
+	"\n" +
+	"max_ttl_ms\x18\x05 \x01(\x03R\bmaxTtlMs\x12\x18\n" +
+	"\arefused\x18\x06 \x01(\tR\arefused*\x89\x02\n" +
 	"\x0eContainerState\x12\x1f\n" +
 	"\x1bCONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCONTAINER_STATE_CONFIGURING\x10\x01\x12\"\n" +
@@ -2202,7 +2690,7 @@ func file_p2p_pb_rendermesh_proto_rawDescGZIP() []byte {
 }
 
 var file_p2p_pb_rendermesh_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_p2p_pb_rendermesh_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_p2p_pb_rendermesh_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_p2p_pb_rendermesh_proto_goTypes = []any{
 	(ContainerState)(0),         // 0: rendermesh.v1.ContainerState
 	(ServiceMode)(0),            // 1: rendermesh.v1.ServiceMode
@@ -2220,13 +2708,19 @@ var file_p2p_pb_rendermesh_proto_goTypes = []any{
 	(*MeasuredRTT)(nil),         // 13: rendermesh.v1.MeasuredRTT
 	(*MatchRequest)(nil),        // 14: rendermesh.v1.MatchRequest
 	(*MatchResponse)(nil),       // 15: rendermesh.v1.MatchResponse
-	(*SessionTicket)(nil),       // 16: rendermesh.v1.SessionTicket
-	(*ReserveRequest)(nil),      // 17: rendermesh.v1.ReserveRequest
-	(*ReserveResponse)(nil),     // 18: rendermesh.v1.ReserveResponse
-	(*SessionOpen)(nil),         // 19: rendermesh.v1.SessionOpen
-	(*UsageReceipt)(nil),        // 20: rendermesh.v1.UsageReceipt
-	(*ReceiptAck)(nil),          // 21: rendermesh.v1.ReceiptAck
-	(*SessionMsg)(nil),          // 22: rendermesh.v1.SessionMsg
+	(*IceServer)(nil),           // 16: rendermesh.v1.IceServer
+	(*SessionTicket)(nil),       // 17: rendermesh.v1.SessionTicket
+	(*ReserveRequest)(nil),      // 18: rendermesh.v1.ReserveRequest
+	(*ReserveResponse)(nil),     // 19: rendermesh.v1.ReserveResponse
+	(*SessionOpen)(nil),         // 20: rendermesh.v1.SessionOpen
+	(*UsageReceipt)(nil),        // 21: rendermesh.v1.UsageReceipt
+	(*ReceiptAck)(nil),          // 22: rendermesh.v1.ReceiptAck
+	(*SessionMsg)(nil),          // 23: rendermesh.v1.SessionMsg
+	(*RenderSignal)(nil),        // 24: rendermesh.v1.RenderSignal
+	(*RenderOffer)(nil),         // 25: rendermesh.v1.RenderOffer
+	(*IceCandidate)(nil),        // 26: rendermesh.v1.IceCandidate
+	(*RelayGrantRequest)(nil),   // 27: rendermesh.v1.RelayGrantRequest
+	(*RelayGrant)(nil),          // 28: rendermesh.v1.RelayGrant
 }
 var file_p2p_pb_rendermesh_proto_depIdxs = []int32{
 	3,  // 0: rendermesh.v1.Hardware.gpus:type_name -> rendermesh.v1.GPU
@@ -2241,14 +2735,18 @@ var file_p2p_pb_rendermesh_proto_depIdxs = []int32{
 	1,  // 9: rendermesh.v1.MatchRequest.mode:type_name -> rendermesh.v1.ServiceMode
 	2,  // 10: rendermesh.v1.MatchRequest.ranking:type_name -> rendermesh.v1.Ranking
 	13, // 11: rendermesh.v1.MatchRequest.rtts:type_name -> rendermesh.v1.MeasuredRTT
-	1,  // 12: rendermesh.v1.SessionTicket.mode:type_name -> rendermesh.v1.ServiceMode
-	1,  // 13: rendermesh.v1.ReserveRequest.mode:type_name -> rendermesh.v1.ServiceMode
-	0,  // 14: rendermesh.v1.ReserveResponse.state:type_name -> rendermesh.v1.ContainerState
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 12: rendermesh.v1.MatchResponse.ice_servers:type_name -> rendermesh.v1.IceServer
+	1,  // 13: rendermesh.v1.SessionTicket.mode:type_name -> rendermesh.v1.ServiceMode
+	1,  // 14: rendermesh.v1.ReserveRequest.mode:type_name -> rendermesh.v1.ServiceMode
+	0,  // 15: rendermesh.v1.ReserveResponse.state:type_name -> rendermesh.v1.ContainerState
+	25, // 16: rendermesh.v1.RenderSignal.offer:type_name -> rendermesh.v1.RenderOffer
+	26, // 17: rendermesh.v1.RenderSignal.candidate:type_name -> rendermesh.v1.IceCandidate
+	16, // 18: rendermesh.v1.RenderOffer.ice_servers:type_name -> rendermesh.v1.IceServer
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_p2p_pb_rendermesh_proto_init() }
@@ -2262,7 +2760,7 @@ func file_p2p_pb_rendermesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_p2p_pb_rendermesh_proto_rawDesc), len(file_p2p_pb_rendermesh_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

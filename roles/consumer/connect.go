@@ -55,6 +55,8 @@ type Match struct {
 	Matched   bool
 	Ticket    *pb.SessionTicket
 	TicketRaw []byte
+	// ICEServers are the TURN relays (with credentials) the indexer handed out for the render path.
+	ICEServers []*pb.IceServer
 	Container string // peer ID, raw
 	Indexer   string // the indexer that matched (or refused last), raw
 	Epoch     uint64
@@ -124,6 +126,7 @@ func Connect(ctx context.Context, net MatchNet, req *pb.MatchRequest, o ConnectO
 			}
 			m.Attempts = append(m.Attempts, a)
 			m.Matched, m.Ticket, m.TicketRaw, m.Container = true, tk, resp.Ticket, string(tk.Container)
+			m.ICEServers = resp.IceServers
 			m.Reason, m.Detail = "", ""
 			m.Took = o.Clock.Since(began)
 			return m, nil

@@ -37,6 +37,9 @@ type SessionOptions struct {
 	// the time the ticket took to reach the container); 0: 5 seconds.
 	Slack time.Duration
 	Clock clock.Clock
+	// Accepted, when set, is called once the container has admitted the consumer (the render path
+	// starts then).
+	Accepted func()
 }
 
 // SessionReport says how a session went.
@@ -80,6 +83,9 @@ func RunSession(ctx context.Context, st SessionStream, tk *pb.SessionTicket, tic
 		return rep, fmt.Errorf("%w: %s", ErrSessionRefused, first.Refused)
 	}
 	rep.Accepted, rep.Started, rep.Ends = true, o.Clock.Now(), time.UnixMilli(first.EndsUnixMs)
+	if o.Accepted != nil {
+		o.Accepted()
+	}
 	info := session.SessionInfo{
 		ID: tk.SessionId, Container: tk.Container, Consumer: tk.Consumer, Indexer: tk.Indexer,
 		Epoch: tk.Epoch, Price: tk.PriceMicros, Start: rep.Started,

@@ -1,0 +1,176 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+)
+
+// Signaller carries a render session's signalling: /rendermesh/render/1.0.0 over libp2p in a node,
+// a pipe in tests. Send and Recv may be called from different goroutines; Send is called from one
+// goroutine at a time.
+type Signaller interface {
+	Send(*pb.RenderSignal) error
+	Recv() (*pb.RenderSignal, error)
+}
+
+// Errors.
+var (
+	// ErrRefused is returned to a consumer whose offer the container refused.
+	ErrRefused = errors.New("render: container refused the render session")
+	// ErrSignal is returned for a signalling message out of place.
+	ErrSignal = errors.New("render: bad signalling message")
+)
+
+// ICE timeouts: a path silent for iceDisconnected is disconnected (ICE restart territory), after
+// iceFailed it failed; keepalives every iceKeepalive keep NAT bindings open.
+const (
+	iceDisconnected = 3 * time.Second
+	iceFailed       = 8 * time.Second
+	iceKeepalive    = time.Second
+)
+
+// PeerOptions are what both ends of a render session configure in their PeerConnection.
+type PeerOptions struct {
+	// ICEServers are STUN/TURN servers (TURN with REST credentials from the match).
+	ICEServers []*pb.IceServer
+	// RelayOnly restricts ICE to relayed candidates.
+	RelayOnly bool
+	// NAT1To1IPs are public addresses to advertise as host candidates (a container behind 1:1 NAT).
+	NAT1To1IPs []string
+	// PortMin and PortMax bound the UDP ports ICE uses (0: any).
+	PortMin, PortMax uint16
+	// Loopback admits loopback candidates (tests and one-machine devnets).
+	Loopback bool
+}
+
+// iceServers converts the wire form.
+func iceServers(in []*pb.IceServer) []webrtc.ICEServer {
+	out := make([]webrtc.ICEServer, 0, len(in))
+	for _, s := range in {
+		if len(s.GetUrls()) == 0 {
+			continue
+		}
+		out = append(out, webrtc.ICEServer{URLs: s.GetUrls(), Username: s.GetUsername(), Credential: s.GetCredential()})
+	}
+	return out
+}
+
+// newAPI builds a pion API with VP8 only, RTCP feedback (NACK, PLI, receiver reports, transport-wide
+// congestion control feedback) and, on the sending side, a Google Congestion Control estimator whose
+// estimate the sender reads to drive the encoder. The pacer is pion's no-op one: the encoder's rate
+// control is what shapes the stream (see ../shared/VERSIONS.md on the default pacer's latency).
+func newAPI(o PeerOptions, sending *Bitrates, onEstimator func(cc.BandwidthEstimator)) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	fb := []webrtc.RTCPFeedback{
+		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"},
+		{Type: "transport-cc"},
+	}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb},
+		PayloadType:        96,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("render: register VP8: %w", err)
+	}
+	ir := &interceptor.Registry{}
+	if sending != nil {
+		r := *sending
+		bwe, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+			return gcc.NewSendSideBWE(
+				gcc.SendSideBWEInitialBitrate(r.StartKbps*1000),
+				gcc.SendSideBWEMinBitrate(r.MinKbps*1000),
+				gcc.SendSideBWEMaxBitrate(r.MaxKbps*1000),
+				gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+			)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("render: congestion control: %w", err)
+		}
+		bwe.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { onEstimator(e) })
+		ir.Add(bwe)
+		if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
+			return nil, err
+		}
+	}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, fmt.Errorf("render: interceptors: %w", err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	se.SetIncludeLoopbackCandidate(o.Loopback)
+	if o.RelayOnly {
+		// pion waits 2 s before it accepts a relayed pair; with nothing else allowed that is pure delay.
+		se.SetRelayAcceptanceMinWait(0)
+	} else {
+		se.SetRelayAcceptanceMinWait(500 * time.Millisecond)
+	}
+	if len(o.NAT1To1IPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        o.NAT1To1IPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return nil, fmt.Errorf("render: NAT 1:1 addresses: %w", err)
+		}
+	}
+	if o.PortMin != 0 || o.PortMax != 0 {
+		if err := se.SetEphemeralUDPPortRange(o.PortMin, o.PortMax); err != nil {
+			return nil, fmt.Errorf("render: UDP port range: %w", err)
+		}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+func (o PeerOptions) configuration() webrtc.Configuration {
+	c := webrtc.Configuration{ICEServers: iceServers(o.ICEServers)}
+	if o.RelayOnly {
+		c.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	return c
+}
+
+// candidateMsg converts a local candidate for the wire.
+func candidateMsg(c *webrtc.ICECandidate) *pb.RenderSignal {
+	init := c.ToJSON()
+	m := &pb.IceCandidate{Candidate: init.Candidate}
+	if init.SDPMid != nil {
+		m.SdpMid = *init.SDPMid
+	}
+	if init.SDPMLineIndex != nil {
+		m.SdpMlineIndex = uint32(*init.SDPMLineIndex)
+	}
+	return &pb.RenderSignal{Candidate: m}
+}
+
+// addCandidate applies a remote trickled candidate.
+func addCandidate(pc *webrtc.PeerConnection, c *pb.IceCandidate) error {
+	if len(c.GetCandidate()) > 1024 {
+		return fmt.Errorf("%w: candidate of %d bytes", ErrSignal, len(c.GetCandidate()))
+	}
+	mid := c.GetSdpMid()
+	idx := uint16(c.GetSdpMlineIndex())
+	return pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.GetCandidate(), SDPMid: &mid, SDPMLineIndex: &idx})
+}
+
+// relayed reports whether the selected candidate pair goes through a TURN relay.
+func relayed(pc *webrtc.PeerConnection) bool {
+	sctp := pc.SCTP()
+	if sctp == nil {
+		return false
+	}
+	pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		return false
+	}
+	return pair.Local.Typ == webrtc.ICECandidateTypeRelay || pair.Remote.Typ == webrtc.ICECandidateTypeRelay
+}

@@ -1,0 +1,164 @@
+package render
+
+import (
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+)
+
+// pipe is a Signaller pair over channels; messages are cloned so the ends share nothing.
+type pipe struct {
+	in     <-chan *pb.RenderSignal
+	out    chan<- *pb.RenderSignal
+	closed chan struct{}
+	once   *sync.Once
+}
+
+func newPipe() (*pipe, *pipe) {
+	a, b := make(chan *pb.RenderSignal, 64), make(chan *pb.RenderSignal, 64)
+	closed, once := make(chan struct{}), &sync.Once{}
+	return &pipe{in: a, out: b, closed: closed, once: once}, &pipe{in: b, out: a, closed: closed, once: once}
+}
+
+func (p *pipe) Send(m *pb.RenderSignal) error {
+	select {
+	case p.out <- proto.Clone(m).(*pb.RenderSignal):
+		return nil
+	case <-p.closed:
+		return io.ErrClosedPipe
+	}
+}
+
+func (p *pipe) Recv() (*pb.RenderSignal, error) {
+	select {
+	case m := <-p.in:
+		return m, nil
+	case <-p.closed:
+		return nil, io.EOF
+	}
+}
+
+func (p *pipe) Close() { p.once.Do(func() { close(p.closed) }) }
+
+// session runs a container and a consumer against each other for hold and returns both reports.
+func session(t *testing.T, hold time.Duration, so StreamOptions, po PlayOptions) (*StreamReport, error, *PlayReport, error) {
+	t.Helper()
+	cons, cont := newPipe()
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), hold+20*time.Second)
+	defer cancel()
+	type served struct {
+		rep *StreamReport
+		err error
+	}
+	done := make(chan served, 1)
+	go func() {
+		first, err := cont.Recv()
+		if err != nil {
+			done <- served{nil, err}
+			return
+		}
+		rep, err := Serve(ctx, cont, first.GetOffer(), so)
+		done <- served{rep, err}
+	}()
+	pctx, pcancel := context.WithTimeout(ctx, hold)
+	defer pcancel()
+	prep, perr := Play(pctx, cons, po)
+	s := <-done
+	return s.rep, s.err, prep, perr
+}
+
+func TestStreamLoopback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real WebRTC over loopback")
+	}
+	so := StreamOptions{PeerOptions: PeerOptions{Loopback: true}, Width: 640, Height: 360, FPS: 30, Threads: 1}
+	po := PlayOptions{PeerOptions: PeerOptions{Loopback: true}, Pointer: true, PingInterval: 100 * time.Millisecond}
+	srep, serr, prep, perr := session(t, 4*time.Second, so, po)
+	if perr != nil {
+		t.Fatalf("play: %v", perr)
+	}
+	if serr != nil {
+		t.Fatalf("serve: %v", serr)
+	}
+	t.Logf("container: %+v", *srep)
+	t.Logf("consumer: frames %d stamped %d lost %d, first frame %v, latency p50 %v p99 %v, %.1f fps, %.0f kbit/s, input rtt %v, %dx%d",
+		prep.Frames, prep.FramesStamped, prep.FramesLost, prep.FirstFrame, prep.LatencyP50, prep.LatencyP99, prep.FPS, prep.BitrateKbps, prep.InputRTTP50, prep.Width, prep.Height)
+	if prep.FramesStamped == 0 || prep.FirstFrame <= 0 {
+		t.Fatalf("no stamped frame decoded: %+v", prep)
+	}
+	if prep.Width != 640 || prep.Height != 360 {
+		t.Errorf("decoded %dx%d, want the 640x360 the consumer asked for", prep.Width, prep.Height)
+	}
+	if srep.Keyframes == 0 || srep.Frames < prep.Frames {
+		t.Errorf("container sent %d frames (%d keyframes), consumer decoded %d", srep.Frames, srep.Keyframes, prep.Frames)
+	}
+	if srep.InputEvents == 0 {
+		t.Error("the container saw no input events from the consumer's pointer")
+	}
+	if prep.InputRTTP50 <= 0 {
+		t.Error("no input round trip measured")
+	}
+	if prep.Relay || srep.Relay {
+		t.Error("a loopback session went through a relay")
+	}
+}
+
+func TestRefusedOffer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real WebRTC")
+	}
+	cons, cont := newPipe()
+	defer cons.Close()
+	go func() {
+		if _, err := cont.Recv(); err == nil {
+			_ = cont.Send(&pb.RenderSignal{Refused: "no live session"})
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Play(ctx, cons, PlayOptions{PeerOptions: PeerOptions{Loopback: true}})
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("play of a refused offer: %v (ctx %v); want ErrRefused at once", err, ctx.Err())
+	}
+}
+
+func TestBadOfferIsRefused(t *testing.T) {
+	cons, cont := newPipe()
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Serve(ctx, cont, &pb.RenderOffer{Sdp: "not sdp"}, StreamOptions{})
+	if err == nil {
+		t.Fatal("a garbage offer was answered")
+	}
+	m, rerr := cons.Recv()
+	if rerr != nil || m.GetRefused() == "" {
+		t.Fatalf("consumer got %v, %v; want a refusal", m, rerr)
+	}
+}
+
+func TestLadder(t *testing.T) {
+	top := startRung(1280, 720)
+	if ladder[top].w != 1280 {
+		t.Fatalf("start rung for 720p is %dx%d", ladder[top].w, ladder[top].h)
+	}
+	if got := pickRung(top, 500, 1280, 720); got != top+1 {
+		t.Errorf("500 kbit/s at 720p: rung %d, want one down", got)
+	}
+	if got := pickRung(top+2, 5000, 1280, 720); got != top+1 {
+		t.Errorf("5 Mbit/s at 360p: rung %d, want one up", got)
+	}
+	if got := pickRung(top, 50000, 1280, 720); got != top {
+		t.Errorf("never above the wanted size: rung %d", got)
+	}
+	if w, h := ladderSize(startRung(1000, 600), 1000, 600); w != 1000 || h != 600 {
+		t.Errorf("an odd wanted size is kept at the top: %dx%d", w, h)
+	}
+}

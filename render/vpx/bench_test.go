@@ -1,0 +1,79 @@
+package vpx
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"testing"
+)
+
+// benchFrames renders n frames of the moving scene and returns them in ping-pong order
+// (0..n-1, n-2..1), so that cycling through them never cuts.
+func benchFrames(w, h, n int) []*image.YCbCr {
+	q := newSequence(w, h)
+	frames := make([]*image.YCbCr, 0, 2*n-2)
+	for range n {
+		frames = append(frames, q.next())
+	}
+	for i := n - 2; i >= 1; i-- {
+		frames = append(frames, frames[i])
+	}
+	return frames
+}
+
+func benchEncode(b *testing.B, w, h, kbps int) {
+	frames := benchFrames(w, h, 24)
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
+			e := newEncoder(b, EncoderConfig{Width: w, Height: h, BitrateKbps: kbps, Threads: threads})
+			// Past the keyframe and the rate control's first adjustments.
+			for i := range 30 {
+				if _, _, err := e.Encode(frames[i%len(frames)], false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			total := 0
+			i := 0
+			for b.Loop() {
+				f, _, err := e.Encode(frames[i%len(frames)], false)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += len(f)
+				i++
+			}
+			b.ReportMetric(float64(total)/float64(i), "bytes/frame")
+		})
+	}
+}
+
+// BenchmarkEncode720p: one 1280x720 frame of moving content at 2500 kbit/s (ns/op is per frame).
+func BenchmarkEncode720p(b *testing.B) { benchEncode(b, 1280, 720, 2500) }
+
+// BenchmarkEncode1080p: one 1920x1080 frame at 4000 kbit/s.
+func BenchmarkEncode1080p(b *testing.B) { benchEncode(b, 1920, 1080, 4000) }
+
+// BenchmarkDecode720p: decoding one 1280x720 frame (2500 kbit/s) into a new image.
+func BenchmarkDecode720p(b *testing.B) {
+	frames := benchFrames(1280, 720, 24)
+	e := newEncoder(b, EncoderConfig{Width: 1280, Height: 720, BitrateKbps: 2500})
+	var stream [][]byte // starts with a keyframe, so the decoder can loop over it
+	total := 0
+	for _, f := range frames {
+		data, _, err := e.Encode(f, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		stream = append(stream, bytes.Clone(data))
+		total += len(data)
+	}
+	d := newDecoder(b)
+	i := 0
+	for b.Loop() {
+		if _, err := d.Decode(stream[i%len(stream)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(total)/float64(len(stream)), "bytes/frame")
+}
