@@ -41,7 +41,7 @@ test-short: ## the quick tests only
 	$(GO) test -race -short -count=1 ./...
 
 demo: build ## run a devnet of $(DEVNET_NODES) nodes for a minute and print its summary
-	./$(BIN) devnet --nodes $(DEVNET_NODES) --duration 60s
+	./$(BIN) devnet --nodes $(DEVNET_NODES) --duration 60s --web 127.0.0.1:8080
 
 simnet: build ## a large simnet: SIMNET_PEERS (1000) peers of SIMNET_SCENARIO (steady), report in SIMNET_OUT
 	./$(BIN) simnet run --peers $(SIMNET_PEERS) --seed 1 --scenario $(SIMNET_SCENARIO) --out $(SIMNET_OUT) --json

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -41,6 +42,9 @@ type ConnectResult struct {
 	Render      *render.PlayReport
 	RenderErr   error
 }
+
+// ErrNoRelay is the render error of a relay-only session whose match came without relays.
+var ErrNoRelay = errors.New("relay-only session: the indexer handed out no relay (no relay node found this epoch)")
 
 // NewRequestID returns a fresh random match request ID.
 func NewRequestID() []byte {
@@ -150,6 +154,11 @@ func runSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.
 // for the match: first_frame_ms counts from it.
 func runPlayedSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.Match, o ConnectOptions, began time.Time, res *ConnectResult) {
 	if !o.Render.Play {
+		res.Session, res.SessionErr = runSession(ctx, net, clk, m, o, nil)
+		return
+	}
+	if o.Render.RelayOnly && len(m.ICEServers) == 0 {
+		res.RenderErr = ErrNoRelay
 		res.Session, res.SessionErr = runSession(ctx, net, clk, m, o, nil)
 		return
 	}

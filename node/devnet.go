@@ -46,6 +46,8 @@ type DevnetConfig struct {
 	Committee uint32
 	// Progress, if set, receives one line per phase.
 	Progress func(string)
+	// Web is node 0's admin listener, which serves the web client (empty: off).
+	Web string
 	// Relay makes node 0 a relay (embedded TURN on loopback), so consumers get relay credentials
 	// with their matches and every third devnet session is forced through it.
 	Relay bool
@@ -306,6 +308,9 @@ func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, err
 	cfg := Default()
 	cfg.DataDir = filepath.Join(d.cfg.Dir, fmt.Sprintf("node-%03d", i))
 	cfg.Admin.Listen = ""
+	if i == 0 {
+		cfg.Admin.Listen = d.cfg.Web
+	}
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	cfg.P2P.Bootstrap = boot
 	cfg.P2P.ConnLow, cfg.P2P.ConnHigh = 32, 96

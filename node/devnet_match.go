@@ -56,7 +56,7 @@ func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 			Ranking:  rankings[i%len(rankings)],
 		}
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		ro := RenderOptions{Play: true, Width: 640, Height: 360, Loopback: true, Pointer: true, RelayOnly: d.cfg.Relay && i%3 == 2}
+		ro := RenderOptions{Play: true, Width: 640, Height: 360, Loopback: true, Pointer: true, RelayOnly: d.cfg.Relay && i%3 == 1}
 		res, err := d.Light.Connect(cctx, req, ConnectOptions{Network: d.network, Stakes: d.stakes, Hold: devRenderHold, Render: ro})
 		cancel()
 		if errors.Is(err, consumer.ErrNoIndexers) || (err != nil && res.Match == nil) {

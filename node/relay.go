@@ -238,7 +238,11 @@ type relayGrants struct {
 	mu       sync.Mutex
 	byEpoch  map[uint64][]*pb.RelayGrant
 	fetching map[uint64]bool
+	tried    map[uint64]time.Time // the last fetch for an epoch that found no relay
 }
+
+// relayRetry is how long an indexer waits before it looks for relays again after finding none.
+const relayRetry = 10 * time.Second
 
 // maxRelays is how many relays an indexer hands out with a match.
 const maxRelays = 2
@@ -247,9 +251,10 @@ const maxRelays = 2
 func (g *relayGrants) ensure(ctx context.Context, n *Node, epoch uint64) {
 	g.mu.Lock()
 	if g.byEpoch == nil {
-		g.byEpoch, g.fetching = map[uint64][]*pb.RelayGrant{}, map[uint64]bool{}
+		g.byEpoch, g.fetching, g.tried = map[uint64][]*pb.RelayGrant{}, map[uint64]bool{}, map[uint64]time.Time{}
 	}
-	if len(g.byEpoch[epoch]) > 0 || g.fetching[epoch] {
+	now := n.opts.Clock.Now()
+	if len(g.byEpoch[epoch]) > 0 || g.fetching[epoch] || now.Sub(g.tried[epoch]) < relayRetry {
 		g.mu.Unlock()
 		return
 	}
@@ -257,6 +262,11 @@ func (g *relayGrants) ensure(ctx context.Context, n *Node, epoch uint64) {
 	for e := range g.byEpoch {
 		if e+1 < epoch {
 			delete(g.byEpoch, e)
+		}
+	}
+	for e := range g.tried {
+		if e+1 < epoch {
+			delete(g.tried, e)
 		}
 	}
 	g.mu.Unlock()
@@ -267,6 +277,8 @@ func (g *relayGrants) ensure(ctx context.Context, n *Node, epoch uint64) {
 		g.fetching[epoch] = false
 		if len(got) > 0 {
 			g.byEpoch[epoch] = got
+		} else {
+			g.tried[epoch] = n.opts.Clock.Now()
 		}
 	})
 }

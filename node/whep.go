@@ -168,6 +168,13 @@ func (n *Node) whepOffer(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/sdp")
 		w.Header().Set("Location", "/v1/render/whep/"+id)
 		w.Header().Set("X-Rendermesh-Match", string(mj))
+		// The relays, as WHEP announces ICE servers (RFC 9725 section 4.6): a browser that must
+		// relay can reconnect through them.
+		for _, is := range m.ICEServers {
+			for _, u := range is.Urls {
+				w.Header().Add("Link", fmt.Sprintf("<%s>; rel=\"ice-server\"; username=%q; credential=%q; credential-type=\"password\"", u, is.Username, is.Credential))
+			}
+		}
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, ans)
 	case err := <-failed:

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +39,8 @@ type PlayOptions struct {
 	OnFrame func(img *image.YCbCr, frame uint32, latency time.Duration, ok bool)
 	// Restart lets a caller trigger an ICE restart (network change); nil: never.
 	Restart <-chan struct{}
+	// WatchNetwork polls the host's addresses this often and restarts ICE when they change (0: off).
+	WatchNetwork time.Duration
 	Log     *slog.Logger
 }
 
@@ -107,6 +112,17 @@ func Play(ctx context.Context, sig Signaller, o PlayOptions) (*PlayReport, error
 	})
 	failed := make(chan struct{})
 	var failOnce sync.Once
+	// A path that goes silent (ICE disconnected) is restarted at once rather than left to fail: the
+	// network changed under it (Wi-Fi to cellular, a new address) or a NAT binding expired.
+	disconnected := make(chan struct{}, 1)
+	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		if st == webrtc.ICEConnectionStateDisconnected {
+			select {
+			case disconnected <- struct{}{}:
+			default:
+			}
+		}
+	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		o.Log.Debug("render connection", "state", st)
 		if st == webrtc.PeerConnectionStateFailed {
@@ -136,6 +152,10 @@ func Play(ctx context.Context, sig Signaller, o PlayOptions) (*PlayReport, error
 	}
 	ended := make(chan error, 1)
 	go func() { ended <- p.signalLoop(ctx) }()
+	var netChanges <-chan struct{}
+	if o.WatchNetwork > 0 {
+		netChanges = watchAddrs(ctx, o.WatchNetwork)
+	}
 	defer func() { _ = send(&pb.RenderSignal{End: true}) }()
 
 	var runErr error
@@ -151,15 +171,23 @@ loop:
 			runErr = errors.New("render: connection failed")
 			break loop
 		case <-o.Restart:
-			p.rep.Restarts++
-			if err := offer(true); err != nil {
-				runErr = err
-				break loop
-			}
+		case <-disconnected:
+		case <-netChanges:
+		}
+		// ICE restart: a new offer with fresh credentials on the same signalling stream.
+		p.mu.Lock()
+		p.rep.Restarts++
+		p.mu.Unlock()
+		if err := offer(true); err != nil {
+			runErr = err
+			break loop
 		}
 	}
 	close(p.done)
-	p.rep.Relay = relayed(pc)
+	relay := relayed(pc)
+	p.mu.Lock()
+	p.rep.Relay = relay
+	p.mu.Unlock()
 	return p.report(), runErr
 }
 
@@ -335,4 +363,43 @@ func (p *player) inputLoop(ctx context.Context, dc *webrtc.DataChannel) {
 			}
 		}
 	}
+}
+
+// watchAddrs signals when the set of this host's interface addresses changes, polling every
+// interval: a consumer that moves between networks restarts ICE instead of waiting for the old
+// path to time out.
+func watchAddrs(ctx context.Context, interval time.Duration) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	snapshot := func() string {
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			return ""
+		}
+		s := make([]string, 0, len(addrs))
+		for _, a := range addrs {
+			s = append(s, a.String())
+		}
+		slices.Sort(s)
+		return strings.Join(s, ",")
+	}
+	go func() {
+		last := snapshot()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if cur := snapshot(); cur != last {
+					last = cur
+					select {
+					case out <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	return out
 }

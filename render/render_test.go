@@ -2,7 +2,9 @@ package render
 
 import (
 	"context"
+	"image"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/render/turn"
 )
 
 // pipe is a Signaller pair over channels; messages are cloned so the ends share nothing.
@@ -160,5 +163,83 @@ func TestLadder(t *testing.T) {
 	}
 	if w, h := ladderSize(startRung(1000, 600), 1000, 600); w != 1000 || h != 600 {
 		t.Errorf("an odd wanted size is kept at the top: %dx%d", w, h)
+	}
+}
+
+// relayServer runs an embedded TURN relay on loopback and returns ICE servers with fresh
+// credentials for it.
+func relayServer(t *testing.T) []*pb.IceServer {
+	t.Helper()
+	secret := []byte("render test secret")
+	srv, err := turn.Listen(turn.Config{ListenUDP: "127.0.0.1:0", RelayIP: net.ParseIP("127.0.0.1"), Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	s := turn.ForSession(srv.URLs(""), secret, "render-test", time.Hour, time.Now())
+	return []*pb.IceServer{{Urls: s.URLs, Username: s.Username, Credential: s.Credential}}
+}
+
+func TestStreamThroughRelay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real WebRTC through a TURN relay on loopback")
+	}
+	ice := relayServer(t)
+	so := StreamOptions{PeerOptions: PeerOptions{Loopback: true}, Width: 320, Height: 180, FPS: 30, Threads: 1}
+	po := PlayOptions{PeerOptions: PeerOptions{Loopback: true, RelayOnly: true, ICEServers: ice}}
+	srep, serr, prep, perr := session(t, 3*time.Second, so, po)
+	if perr != nil || serr != nil {
+		t.Fatalf("play: %v; serve: %v", perr, serr)
+	}
+	t.Logf("relayed: first frame %v, latency p50 %v, frames %d", prep.FirstFrame, prep.LatencyP50, prep.FramesStamped)
+	if prep.FramesStamped == 0 {
+		t.Fatal("no frame through the relay")
+	}
+	if !prep.Relay || !srep.Relay {
+		t.Errorf("relay-only session: consumer relay %v, container relay %v; want both true", prep.Relay, srep.Relay)
+	}
+}
+
+// An ICE restart mid-session (as on a network change) keeps the stream going on new credentials.
+func TestICERestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real WebRTC over loopback")
+	}
+	restart := make(chan struct{})
+	var mu sync.Mutex
+	var before, after int
+	restarted := false
+	po := PlayOptions{PeerOptions: PeerOptions{Loopback: true}, Restart: restart,
+		OnFrame: func(_ *image.YCbCr, _ uint32, _ time.Duration, ok bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			if !ok {
+				return
+			}
+			if restarted {
+				after++
+			} else {
+				before++
+			}
+		}}
+	so := StreamOptions{PeerOptions: PeerOptions{Loopback: true}, Width: 320, Height: 180, FPS: 30, Threads: 1}
+	go func() {
+		time.Sleep(1500 * time.Millisecond) // the stream runs on the wall clock: real sockets
+		mu.Lock()
+		restarted = true
+		mu.Unlock()
+		restart <- struct{}{}
+	}()
+	srep, serr, prep, perr := session(t, 4*time.Second, so, po)
+	if perr != nil || serr != nil {
+		t.Fatalf("play: %v; serve: %v", perr, serr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if prep.Restarts != 1 || srep.Restarts != 1 {
+		t.Errorf("restarts: consumer %d, container %d; want 1 each", prep.Restarts, srep.Restarts)
+	}
+	if before == 0 || after == 0 {
+		t.Errorf("frames before the restart %d, after %d; want both", before, after)
 	}
 }

@@ -122,7 +122,7 @@ type sender struct {
 	done      chan struct{} // closed when Serve returns
 	connOnce  sync.Once
 	failOnce  sync.Once
-	restarts  int
+	restarts  atomic.Int64
 }
 
 // Serve answers a consumer's render offer (already authorised by the caller) and streams until ctx
@@ -199,7 +199,7 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 		return nil, ctx.Err()
 	}
 	rep, err := s.stream(ctx, ended)
-	rep.Restarts = s.restarts
+	rep.Restarts = int(s.restarts.Load())
 	rep.Relay = relayed(pc)
 	_ = s.send(&pb.RenderSignal{End: true})
 	return rep, err
@@ -252,7 +252,7 @@ func (s *sender) signalLoop(ctx context.Context, trickle bool) error {
 				s.o.Log.Debug("remote candidate", "err", err)
 			}
 		case m.GetOffer() != nil:
-			s.restarts++
+			s.restarts.Add(1)
 			if err := s.answer(m.GetOffer()); err != nil {
 				return err
 			}

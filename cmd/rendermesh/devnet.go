@@ -62,6 +62,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dir := fs.String("dir", "", "keep the nodes' data directories here (default: a temporary directory, removed at exit)")
 	converge := fs.Duration("converge-timeout", 2*time.Minute, "give up waiting for convergence after this long")
 	epochLen := fs.Duration("epoch", 10*time.Second, "epoch length (indexer elections)")
+	web := fs.String("web", "", "serve the web client from node 0 here, e.g. 127.0.0.1:8080 (empty: off)")
 	relay := fs.Bool("relay", true, "make node 0 a TURN relay; every third session is forced through it")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
@@ -85,13 +86,16 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	began := time.Now()
 	progress(fmt.Sprintf("starting %d nodes on loopback", *nodes))
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web})
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	if d.MetricsAddr() != "" {
 		progress("metrics at http://" + d.MetricsAddr() + "/metrics")
+	}
+	if a := d.Nodes[0].AdminAddr(); a != "" {
+		progress("web client at http://" + a + "/")
 	}
 
 	sum := devnetSummary{Nodes: *nodes, Containers: len(d.Containers()), Metrics: d.MetricsAddr(),

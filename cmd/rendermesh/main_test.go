@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rendermesh/rendermesh/node"
+	"github.com/rendermesh/rendermesh/p2p/pb"
 )
 
 // clearEnv unsets every RENDERMESH_* variable for the test, so that the operator's environment does
@@ -292,5 +293,51 @@ func TestIndexersVerifiesTheCommittee(t *testing.T) {
 	}
 	if r := runCmd(t, "indexers", "--bootstrap", boot); !errors.Is(r.err, errUsage) {
 		t.Errorf("without --config: %v, want a usage error", r.err)
+	}
+}
+
+// TestRelaySession: with node 0 a relay, an indexer hands out TURN credentials with the match and a
+// consumer that forces the relay plays its stream through it; one that does not goes direct.
+func TestRelaySession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 6 nodes with a relay")
+	}
+	clearEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 3, Relay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	connect := func(relay bool) (*node.ConnectResult, error) {
+		for {
+			res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(),
+				Hold: 2 * time.Second, Render: node.RenderOptions{Play: true, RelayOnly: relay, Width: 320, Height: 180, Loopback: true}})
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			// until a committee serves, and its members have their relay grants
+			if err != nil || !res.Match.Matched || len(res.Match.ICEServers) == 0 {
+				time.Sleep(time.Second)
+				continue
+			}
+			return res, nil
+		}
+	}
+	res, err := connect(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Render; res.RenderErr != nil || r == nil || r.FramesStamped == 0 || !r.Relay {
+		t.Fatalf("relay-only session: %+v, err %v; want frames through the relay", r, res.RenderErr)
+	}
+	t.Logf("relayed: first frame %v, latency p50 %v, ice servers %v", res.Render.FirstFrame, res.Render.LatencyP50, res.Match.ICEServers[0].Urls)
+	res, err = connect(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Render; res.RenderErr != nil || r == nil || r.FramesStamped == 0 || r.Relay {
+		t.Fatalf("direct session: %+v, err %v; want frames on a direct path", r, res.RenderErr)
 	}
 }

@@ -20,6 +20,10 @@ import (
 //	{"t":"pad","i":0,"axes":[0,-1],"btn":[0,1],"ts":1234.5}  gamepad i: ≤8 axes in -1..1, ≤32 buttons in 0..1
 //	{"t":"ping","id":7,"ts":1234.5}                   either side; answered at once with
 //	{"t":"pong","id":7,"ts":1234.5}                   the same id and ts
+//
+// Moves are sent at most once per animation frame. A browser sends nothing while the pointer
+// rests, so the sender marks a rest with one more move at the last position and a later ts, about
+// 30 ms after the pointer stopped (app.js does): it tells the Predictor the pointer stopped.
 const (
 	// MaxSize is the largest message, in bytes, either way.
 	MaxSize = 1024

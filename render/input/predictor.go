@@ -80,10 +80,11 @@ func (c PredictorConfig) withDefaults() (PredictorConfig, error) {
 //
 // Where it hurts is a dead stop: the filter coasts past it for about a round trip. A browser sends
 // nothing while the pointer rests, so a sender should mark the rest by sending the last position
-// once more, with the current time, on the first frame without a move (app.js does; the guard
-// behind ReversalSigma then drops the velocity). Without that mark the stop shows only through
-// the MaxAhead easing and the mean error on stop-and-go paths is worse than drawing the last
-// sample; with it, better. TestPredictorReport logs the numbers.
+// once more, with the current time, soon after the pointer stops (app.js does, after 30 ms): the
+// repeat pulls the velocity to zero. With that mark the predictor beats drawing the last sample on
+// stop-and-go paths too; without it the stop shows only through the guards (MaxGap,
+// ReversalSigma, MaxAhead), which halve the overshoot but leave the mean error worse than the
+// last sample's. TestPredictorReport logs the numbers.
 //
 // The zero Predictor is not usable; make one with NewPredictor. A Predictor is not safe for
 // concurrent use.

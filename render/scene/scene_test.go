@@ -75,7 +75,7 @@ func TestStampRoundTrip(t *testing.T) {
 	sizes := [][2]int{{320, 180}, {1920, 1080}, {1280, 720}, {640, 360}, {256, 8}, {257, 9}, {641, 361}, {3840, 2160}}
 	for _, size := range sizes {
 		f := NewFrame(size[0], size[1])
-		for range 200 {
+		for range 50 {
 			frame := r.Uint32()
 			tm := time.UnixMicro(r.Int64N(1 << 52))
 			if r.IntN(10) == 0 {

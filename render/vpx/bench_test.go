@@ -3,26 +3,11 @@ package vpx
 import (
 	"bytes"
 	"fmt"
-	"image"
 	"testing"
 )
 
-// benchFrames renders n frames of the moving scene and returns them in ping-pong order
-// (0..n-1, n-2..1), so that cycling through them never cuts.
-func benchFrames(w, h, n int) []*image.YCbCr {
-	q := newSequence(w, h)
-	frames := make([]*image.YCbCr, 0, 2*n-2)
-	for range n {
-		frames = append(frames, q.next())
-	}
-	for i := n - 2; i >= 1; i-- {
-		frames = append(frames, frames[i])
-	}
-	return frames
-}
-
 func benchEncode(b *testing.B, w, h, kbps int) {
-	frames := benchFrames(w, h, 24)
+	frames := sceneFrames(w, h)
 	for _, threads := range []int{1, 2} {
 		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
 			e := newEncoder(b, EncoderConfig{Width: w, Height: h, BitrateKbps: kbps, Threads: threads})
@@ -55,7 +40,7 @@ func BenchmarkEncode1080p(b *testing.B) { benchEncode(b, 1920, 1080, 4000) }
 
 // BenchmarkDecode720p: decoding one 1280x720 frame (2500 kbit/s) into a new image.
 func BenchmarkDecode720p(b *testing.B) {
-	frames := benchFrames(1280, 720, 24)
+	frames := sceneFrames(1280, 720)
 	e := newEncoder(b, EncoderConfig{Width: 1280, Height: 720, BitrateKbps: 2500})
 	var stream [][]byte // starts with a keyframe, so the decoder can loop over it
 	total := 0

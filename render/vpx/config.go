@@ -11,10 +11,14 @@ const (
 	DefaultKeyframeInterval = 3000 // 100 s at 30 fps: keyframes come when asked for
 )
 
-// Limits on frame sizes, for the encoder and the decoder.
+// Limits on frame sizes.
 const (
-	MinDimension = 16
-	MaxDimension = 8192
+	MinDimension = 16   // encoder
+	MaxDimension = 8192 // encoder
+	// DefaultMaxDecodeDimension bounds the frames a Decoder accepts unless WithMaxFrameSize says
+	// otherwise: 4096x4096 covers 4K UHD and keeps libvpx's buffers for a hostile stream near
+	// 100 MiB.
+	DefaultMaxDecodeDimension = 4096
 )
 
 // EncoderConfig configures an Encoder. Zero fields take the defaults above.

@@ -26,8 +26,8 @@ type Decoder struct {
 type DecoderOption func(*Decoder) error
 
 // WithMaxFrameSize makes the decoder reject keyframes wider than w or taller than h (default
-// MaxDimension each) before libvpx allocates memory for them: a peer's stream cannot make the
-// decoder allocate more than about 4 frames of that size.
+// DefaultMaxDecodeDimension each, at most 16383, VP8's limit) before libvpx allocates memory
+// for them: a peer's stream cannot make the decoder allocate more than a few frames of that size.
 func WithMaxFrameSize(w, h int) DecoderOption {
 	return func(d *Decoder) error {
 		if w < 1 || h < 1 || w > 16383 || h > 16383 {
@@ -40,7 +40,7 @@ func WithMaxFrameSize(w, h int) DecoderOption {
 
 // NewDecoder returns a VP8 decoder.
 func NewDecoder(opts ...DecoderOption) (*Decoder, error) {
-	d := &Decoder{maxW: MaxDimension, maxH: MaxDimension}
+	d := &Decoder{maxW: DefaultMaxDecodeDimension, maxH: DefaultMaxDecodeDimension}
 	for _, o := range opts {
 		if err := o(d); err != nil {
 			return nil, err

@@ -138,7 +138,9 @@ func checkImage(img *image.YCbCr, w, h int) (yOff, cOff int, err error) {
 		return 0, 0, fmt.Errorf("%w: got %v %v, want %dx%d 4:2:0", ErrImage, r, img.SubsampleRatio, w, h)
 	}
 	cw, ch := (w+1)/2, (h+1)/2
-	if r.Min.X%2 != 0 || r.Min.Y%2 != 0 || img.YStride < w || img.CStride < cw {
+	// Strides no longer than their planes also keep the products below from overflowing.
+	if r.Min.X%2 != 0 || r.Min.Y%2 != 0 || img.YStride < w || img.CStride < cw ||
+		img.YStride > len(img.Y) || img.CStride > len(img.Cb) {
 		return 0, 0, fmt.Errorf("%w: odd origin %v or short strides %d/%d", ErrImage, r.Min, img.YStride, img.CStride)
 	}
 	yOff, cOff = img.YOffset(r.Min.X, r.Min.Y), img.COffset(r.Min.X, r.Min.Y)
@@ -217,7 +219,12 @@ func (e *Encoder) Resize(w, h int) error {
 // SetROI makes libvpx spend more bits on rect (in the current frame's pixels, rounded out to
 // 16x16 macroblocks), such as the area around the consumer's pointer: deltaQ (-63..63) is
 // added to the quantizer there, so a negative value means better quality. The rest of the
-// frame pays for it under the constant bitrate. A rectangle that misses the frame clears the
+// frame pays for it under the constant bitrate. deltaQ is in the same 0..63 quantizer scale as
+// libvpx's rc_min_quantizer and rc_max_quantizer (this encoder uses 4..56).
+//
+// The first SetROI also turns off libvpx's cyclic background refresh (VP8 uses the same
+// segmentation for both), for good: ClearROI does not bring it back, a re-initialising Resize
+// does. A rectangle that misses the frame clears the
 // region. Setting the same region again costs nothing.
 func (e *Encoder) SetROI(rect image.Rectangle, deltaQ int) error {
 	if e.c == nil {

@@ -3,6 +3,7 @@ package vpx
 import (
 	"image"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,23 +12,51 @@ import (
 
 var t0 = time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
 
-// sequence renders frames of the built-in scene: moving, textured, realistic to encode.
+// sequence plays frames of the built-in scene: moving, textured, realistic to encode.
 type sequence struct {
-	s    *scene.Scene
-	w, h int
-	n    uint32
+	frames []*image.YCbCr
+	n      int
 }
 
 func newSequence(w, h int) *sequence {
-	return &sequence{s: scene.New(w, h, []byte("vpx-test")), w: w, h: h}
+	return &sequence{frames: sceneFrames(w, h)}
 }
 
-// next renders the next frame, stamped.
+// next is the next frame. Frames are shared: do not modify them.
 func (q *sequence) next() *image.YCbCr {
-	f := scene.NewFrame(q.w, q.h)
-	q.s.Render(f, q.n, t0.Add(time.Duration(q.n)*33*time.Millisecond))
+	f := q.frames[q.n%len(q.frames)]
 	q.n++
 	return f
+}
+
+// ringFrames is how many distinct frames a sequence renders; it then plays them backwards and
+// forwards again (motion reverses, it never cuts). Rendering is the slow part of these tests
+// under the race detector, so the frames are rendered once per size.
+const ringFrames = 24
+
+var (
+	framesMu    sync.Mutex
+	framesCache = map[[2]int][]*image.YCbCr{}
+)
+
+func sceneFrames(w, h int) []*image.YCbCr {
+	framesMu.Lock()
+	defer framesMu.Unlock()
+	if f, ok := framesCache[[2]int{w, h}]; ok {
+		return f
+	}
+	s := scene.New(w, h, []byte("vpx-test"))
+	frames := make([]*image.YCbCr, 0, 2*ringFrames-2)
+	for i := range ringFrames {
+		f := scene.NewFrame(w, h)
+		s.Render(f, uint32(i), t0.Add(time.Duration(i)*33*time.Millisecond))
+		frames = append(frames, f)
+	}
+	for i := ringFrames - 2; i >= 1; i-- {
+		frames = append(frames, frames[i])
+	}
+	framesCache[[2]int{w, h}] = frames
+	return frames
 }
 
 func newEncoder(t testing.TB, cfg EncoderConfig) *Encoder {

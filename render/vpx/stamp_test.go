@@ -18,13 +18,17 @@ func TestStampSurvivesCompression(t *testing.T) {
 	} {
 		e := newEncoder(t, EncoderConfig{Width: c.w, Height: c.h, BitrateKbps: c.kbps})
 		d := newDecoder(t)
-		s := scene.New(c.w, c.h, []byte("stamp"))
+		q := newSequence(c.w, c.h)
 		src := scene.NewFrame(c.w, c.h)
 		for i := range c.frames {
 			frame := uint32(1_000_000 + i*7)
 			when := t0.Add(time.Duration(i)*33*time.Millisecond + time.Duration(i*i)*time.Microsecond)
-			s.SetPointer(float64(i%50)/50, 0.5, true)
-			s.Render(src, frame, when)
+			// The scene's frames with a new stamp each: the stamp changes every frame, as live.
+			f := q.next()
+			copy(src.Y, f.Y)
+			copy(src.Cb, f.Cb)
+			copy(src.Cr, f.Cr)
+			scene.Stamp(src, frame, when)
 			data, _, err := e.Encode(src, i == 45)
 			if err != nil {
 				t.Fatal(err)

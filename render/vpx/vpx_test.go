@@ -129,7 +129,7 @@ func TestResizeDecoderFollows(t *testing.T) {
 				t.Fatalf("resize to %dx%d: re-initialised=%v, want %v", s.w, s.h, got, s.reinit)
 			}
 			q := newSequence(s.w, s.h)
-			for i := range 10 {
+			for i := range 6 {
 				src := q.next()
 				data, key, err := e.Encode(src, false)
 				if err != nil {

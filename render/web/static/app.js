@@ -9,7 +9,7 @@ import { credentialExpired, errorMessage, iceServersFromLinks, isTurn, quantile,
 const PING_MS = 500; // input round-trip probes
 const STATS_MS = 1000; // getStats and overlay refresh
 const GATHER_TIMEOUT_MS = 5000; // ICE gathering: send what we have after this
-const REST_MS = 30; // no pointer move for this long: the pointer rests (see sendRest)
+const REST_MS = 30; // no pointer move for this long: the pointer rests (see tick)
 const MAX_MESSAGE = 1024; // bytes, the wire format's limit
 const MAX_BUFFERED = 64 * 1024; // skip moves and pad states while the channel is this backed up
 const MAX_LATENCY_SAMPLES = 20000;
@@ -457,11 +457,13 @@ class Session {
     // Nothing stays held when the keys stop coming to us.
     window.addEventListener('blur', () => this.releaseAll(), opt);
     document.addEventListener('focusin', () => capturing() || this.releaseKeys(), opt);
-    window.addEventListener('gamepaddisconnected', (ev) => {
+    const padGone = (ev) => {
+      // A pad that goes away lets go of everything: an empty state.
       if (ev.gamepad.index < MAX_PADS && this.pads.delete(ev.gamepad.index)) {
         this.send({ t: 'pad', i: ev.gamepad.index, axes: [], btn: [], ts: performance.now() });
       }
-    }, opt);
+    };
+    window.addEventListener('gamepaddisconnected', padGone, opt);
   }
 
   releaseKeys() {
