@@ -11,6 +11,7 @@ import (
 	"github.com/filecoin-project/go-clock"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
@@ -31,6 +32,9 @@ type ConnectOptions struct {
 	Attempt consumer.ConnectOptions
 	// Render plays the session's stream while it is held.
 	Render RenderOptions
+	// Resume gets a new match when the container dies mid-session and goes on with the rest of
+	// the hold there (at most maxResumes times).
+	Resume bool
 }
 
 // ConnectResult is what LightClient.Connect did.
@@ -41,7 +45,16 @@ type ConnectResult struct {
 	SessionErr  error
 	Render      *render.PlayReport
 	RenderErr   error
+	// Resumed lists the containers (raw peer IDs) of the sessions that took over after one died.
+	Resumed []string
 }
+
+// maxResumes bounds the new matches one Connect takes after containers die; maxReconnects the
+// render streams reopened to the same container within a session.
+const (
+	maxResumes    = 3
+	maxReconnects = 3
+)
 
 // ErrNoRelay is the render error of a relay-only session whose match came without relays.
 var ErrNoRelay = errors.New("relay-only session: the indexer handed out no relay (no relay node found this epoch)")
@@ -72,6 +85,9 @@ func (l *LightClient) Connect(ctx context.Context, req *pb.MatchRequest, o Conne
 		return res, err
 	}
 	runPlayedSession(ctx, l.net, l.clock, m, o, began, res)
+	resume(ctx, l.net, l.clock, req, o, began, res, func(ctx context.Context, req *pb.MatchRequest) (*consumer.Match, error) {
+		return consumer.Connect(ctx, mn, req, o.Attempt)
+	})
 	return res, nil
 }
 
@@ -96,6 +112,9 @@ func (n *Node) Connect(ctx context.Context, req *pb.MatchRequest, o ConnectOptio
 		return res, err
 	}
 	runPlayedSession(ctx, n.net, n.opts.Clock, m, o, began, res)
+	resume(ctx, n.net, n.opts.Clock, req, o, began, res, func(ctx context.Context, req *pb.MatchRequest) (*consumer.Match, error) {
+		return consumer.Connect(ctx, mn, req, o.Attempt)
+	})
 	return res, nil
 }
 
@@ -166,7 +185,29 @@ func runPlayedSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *con
 	playCtx, stopPlay := context.WithCancel(ctx)
 	accepted := func() {
 		wg.Go(func() {
-			res.Render, res.RenderErr = playRender(playCtx, net, m.Ticket, m.TicketRaw, m.ICEServers, began, o.Render)
+			// A stream that breaks while the session lives is reopened (the container replaces it).
+			for attempt := 0; ; attempt++ {
+				rep, err := playRender(playCtx, net, m.Ticket, m.TicketRaw, m.ICEServers, began, o.Render)
+				if res.Render == nil {
+					res.Render = rep
+				} else if rep != nil {
+					res.Render.Merge(rep)
+					res.Render.Reconnects++
+				}
+				res.RenderErr = err
+				if err == nil || playCtx.Err() != nil || attempt >= maxReconnects {
+					if playCtx.Err() != nil {
+						res.RenderErr = nil // the session ended: a stream cut short by it is no failure
+					}
+					return
+				}
+				select {
+				case <-playCtx.Done():
+					res.RenderErr = nil
+					return
+				case <-clk.After(500 * time.Millisecond):
+				}
+			}
 		})
 	}
 	res.Session, res.SessionErr = runSession(ctx, net, clk, m, o, accepted)
@@ -231,4 +272,37 @@ func openTicket(raw []byte) (*pb.SessionTicket, string, error) {
 		return nil, "", err
 	}
 	return tk, string(signer), nil
+}
+
+// resume goes on after a container died mid-session: while the hold lasts, it gets a new match
+// (a fresh request) and runs the rest of the session there, merging what the streams measured.
+func resume(ctx context.Context, net *p2p.Net, clk clock.Clock, req *pb.MatchRequest, o ConnectOptions, began time.Time, res *ConnectResult,
+	match func(context.Context, *pb.MatchRequest) (*consumer.Match, error)) {
+	if !o.Resume || o.Hold <= 0 {
+		return
+	}
+	for len(res.Resumed) < maxResumes && res.SessionErr != nil && !errors.Is(res.SessionErr, consumer.ErrSessionRefused) && ctx.Err() == nil {
+		left := o.Hold - clk.Since(began)
+		if left <= time.Second {
+			return
+		}
+		next := proto.Clone(req).(*pb.MatchRequest)
+		next.RequestId = NewRequestID()
+		m, err := match(ctx, next)
+		if err != nil || !m.Matched {
+			return
+		}
+		sub := &ConnectResult{Match: m}
+		o2 := o
+		o2.Hold = left
+		runPlayedSession(ctx, net, clk, m, o2, clk.Now(), sub)
+		res.Resumed = append(res.Resumed, m.Container)
+		res.Session, res.SessionErr = sub.Session, sub.SessionErr
+		if res.Render == nil {
+			res.Render = sub.Render
+		} else {
+			res.Render.Merge(sub.Render)
+		}
+		res.RenderErr = sub.RenderErr
+	}
 }

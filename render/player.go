@@ -41,7 +41,7 @@ type PlayOptions struct {
 	Restart <-chan struct{}
 	// WatchNetwork polls the host's addresses this often and restarts ICE when they change (0: off).
 	WatchNetwork time.Duration
-	Log     *slog.Logger
+	Log          *slog.Logger
 }
 
 // PlayReport is what the consumer saw. Latencies are render (the container's stamp) to decoded,
@@ -62,6 +62,7 @@ type PlayReport struct {
 	Width            int           `json:"width"`
 	Height           int           `json:"height"`
 	Restarts         int           `json:"ice_restarts"`
+	Reconnects       int           `json:"reconnects"` // new render streams to the same container
 	Duration         time.Duration `json:"-"`
 	latencies, rtts  []time.Duration
 	bytes            int64
@@ -402,4 +403,36 @@ func watchAddrs(ctx context.Context, interval time.Duration) <-chan struct{} {
 		}
 	}()
 	return out
+}
+
+// Merge folds o, a later stream of the same consumer (a reconnect, or a new container after the
+// old one died), into r: counts and samples add up, the first frame stays the first one, and the
+// path and size are the latest.
+func (r *PlayReport) Merge(o *PlayReport) {
+	if o == nil {
+		return
+	}
+	if r.FramesStamped == 0 {
+		r.FirstFrame = o.FirstFrame
+	}
+	r.Frames += o.Frames
+	r.FramesStamped += o.FramesStamped
+	r.FramesLost += o.FramesLost
+	r.DecodeErrors += o.DecodeErrors
+	r.PLIs += o.PLIs
+	r.Restarts += o.Restarts
+	r.latencies = append(r.latencies, o.latencies...)
+	r.rtts = append(r.rtts, o.rtts...)
+	r.bytes += o.bytes
+	r.Duration += o.Duration
+	if o.Frames > 0 {
+		r.Relay, r.Width, r.Height = o.Relay, o.Width, o.Height
+	}
+	r.LatencyP50 = percentileDur(r.latencies, 50)
+	r.LatencyP99 = percentileDur(r.latencies, 99)
+	r.InputRTTP50 = percentileDur(r.rtts, 50)
+	if s := r.Duration.Seconds(); s > 0 {
+		r.FPS = float64(r.Frames) / s
+		r.BitrateKbps = float64(r.bytes) * 8 / 1000 / s
+	}
 }

@@ -31,7 +31,7 @@ type StreamOptions struct {
 	// Width, Height and FPS are the stream's largest size and its frame rate; an offer may ask for
 	// less. Defaults 1280x720 at 30 fps.
 	Width, Height, FPS int
-	Bitrates          Bitrates // defaults 2500 / 150 / 8000
+	Bitrates           Bitrates // defaults 2500 / 150 / 8000
 	// Seed seeds the built-in scene (a checker's challenge nonce, later); nil: a fixed seed.
 	Seed []byte
 	// Source produces the frames of a real application; nil: the built-in scene.

@@ -51,6 +51,7 @@ type connectJSON struct {
 	InputRTTP50     *float64           `json:"input_rtt_ms_p50,omitempty"`
 	Relay           *bool              `json:"relay,omitempty"`
 	Render          *render.PlayReport `json:"render,omitempty"`
+	Resumed         []string           `json:"resumed_on,omitempty"` // containers that took over after one died
 	RenderErr       string             `json:"render_error,omitempty"`
 }
 
@@ -149,6 +150,7 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	o := node.ConnectOptions{Network: nc, Hold: *hold,
 		Attempt: consumer.ConnectOptions{AttemptTimeout: *attemptTimeout, MaxAttempts: *attempts},
+		Resume:  true,
 		Render:  node.RenderOptions{Play: *play && *hold > 0, RelayOnly: *relayOnly, FPS: int(*fps), Loopback: *loopback, Pointer: true}}
 	if *size != "" {
 		if _, err := fmt.Sscanf(*size, "%dx%d", &o.Render.Width, &o.Render.Height); err != nil || o.Render.Width < 16 || o.Render.Height < 16 {
@@ -213,6 +215,9 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if res.RenderErr != nil {
 		out.RenderErr = res.RenderErr.Error()
+	}
+	for _, c := range res.Resumed {
+		out.Resumed = append(out.Resumed, peer.ID(c).String())
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -341,3 +341,69 @@ func TestRelaySession(t *testing.T) {
 		t.Fatalf("direct session: %+v, err %v; want frames on a direct path", r, res.RenderErr)
 	}
 }
+
+// TestResumeAfterContainerDies: a consumer whose container dies mid-session gets a new match and
+// plays the rest of its hold on another container.
+func TestResumeAfterContainerDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 7 nodes and kills a container mid-session")
+	}
+	clearEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 7, Epoch: 10 * time.Second, Committee: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for { // until a committee serves
+		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
+		if ctx.Err() != nil {
+			t.Fatal("no committee served a match")
+		}
+		if err == nil && res.Match.Matched {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	type connected struct {
+		res *node.ConnectResult
+		err error
+	}
+	done := make(chan connected, 1)
+	go func() {
+		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(),
+			Hold: 15 * time.Second, Resume: true, Render: node.RenderOptions{Play: true, Width: 320, Height: 180, Loopback: true}})
+		done <- connected{res, err}
+	}()
+	// Kill the container once it is busy with the session (and has streamed a little).
+	var victim *node.Node
+	for victim == nil {
+		for _, n := range d.Nodes {
+			if st := n.Status(); st.Container != nil && st.Container.Sessions > 0 {
+				victim = n
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no container got the session")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	time.Sleep(2 * time.Second)
+	_ = victim.Close()
+	c := <-done
+	if c.err != nil || c.res.Match == nil || !c.res.Match.Matched {
+		t.Fatalf("connect: %+v, %v", c.res, c.err)
+	}
+	if len(c.res.Resumed) == 0 || c.res.Resumed[0] == string(victim.Net().ID()) {
+		t.Fatalf("resumed on %v after %s died (session error %v); want another container", c.res.Resumed, victim.Net().ID(), c.res.SessionErr)
+	}
+	if r := c.res.Render; r == nil || r.FramesStamped == 0 {
+		t.Fatalf("no frames: %+v", r)
+	}
+	if c.res.SessionErr != nil {
+		t.Errorf("the resumed session failed: %v", c.res.SessionErr)
+	}
+	t.Logf("resumed on %d container(s); %d stamped frames, first frame %v", len(c.res.Resumed), c.res.Render.FramesStamped, c.res.Render.FirstFrame)
+}

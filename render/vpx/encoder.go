@@ -91,7 +91,8 @@ func (e *Encoder) Config() EncoderConfig { return e.cfg }
 
 // Encode encodes img, a 4:2:0 image of the encoder's current size, as the next frame (its pts
 // is one more than the previous frame's). forceKeyframe makes it a keyframe, as a receiver's
-// picture loss indication asks; the first frame and the first after Resize always are.
+// picture loss indication asks; the first frame and the first after Resize always are. A
+// keyframe asked for is never lost: if libvpx drops the frame, the next one is forced.
 //
 // It returns the frame's VP8 bitstream, ready for an RTP VP8 payloader, and whether it is a
 // keyframe. The slice is reused: it is valid until the next call to a method of the encoder;
@@ -119,9 +120,13 @@ func (e *Encoder) Encode(img *image.YCbCr, forceKeyframe bool) (frame []byte, ke
 	if code != C.VPX_CODEC_OK {
 		return nil, false, e.codecErr("encode", code)
 	}
-	e.forceKey = false
 	if e.c.len == 0 {
+		// Dropped: a keyframe asked for is still owed.
+		e.forceKey = force == 1
 		return nil, false, nil
+	}
+	if e.c.keyframe != 0 {
+		e.forceKey = false
 	}
 	e.out = append(e.out[:0], unsafe.Slice((*byte)(unsafe.Pointer(e.c.buf)), int(e.c.len))...)
 	return e.out, e.c.keyframe != 0, nil

@@ -220,18 +220,27 @@ func TestFrameDrops(t *testing.T) {
 	d := newDecoder(t)
 	q := newSequence(640, 360)
 	dropped := 0
-	for range 60 {
-		data, _, err := e.Encode(q.next(), false)
+	owed := false // a keyframe was asked for at frame 30 and has not come yet
+	for i := range 60 {
+		data, key, err := e.Encode(q.next(), i == 30)
 		if err != nil {
 			t.Fatal(err)
 		}
+		owed = owed || i == 30
 		if data == nil {
 			dropped++
 			continue
 		}
+		if owed && !key {
+			t.Fatalf("frame %d: the keyframe asked for at frame 30 was lost", i)
+		}
+		owed = false
 		if _, err := d.Decode(data); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if owed {
+		t.Fatal("the keyframe asked for never came")
 	}
 	t.Logf("dropped %d of 60 frames at 40 kbit/s", dropped)
 	if dropped == 0 {

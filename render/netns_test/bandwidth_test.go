@@ -1,0 +1,179 @@
+package rendernetns
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rendermesh/rendermesh/render/turn"
+)
+
+// The same session direct and through the relay, over the same two links: first-frame time and
+// frame latency are logged for comparison (no timed assertion).
+func TestDirectVsRelayed(t *testing.T) {
+	requireNetns(t)
+	n := setupRouted(t)
+	media := childConfig{Bound: childBound, Width: 640, Height: 360, FPS: 30, Threads: 1, Hold: 5 * time.Second}
+
+	t.Run("direct", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), parentBound)
+		defer cancel()
+		pr, sr := startSession(ctx, t, n.in(nsA), n.in(nsB), media, media).reports(ctx)
+		logSession(t, "direct (routed)", pr, sr)
+		requirePlayed(t, pr, sr)
+		if pr.Report.Relay || sr.Report.Relay {
+			t.Errorf("a session with no relay configured reports relay: consumer %v, container %v", pr.Report.Relay, sr.Report.Relay)
+		}
+	})
+
+	t.Run("relayed", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), parentBound)
+		defer cancel()
+		secret := make([]byte, 32)
+		_, _ = rand.Read(secret)
+		relay := startChild(ctx, t, n.in(nsR), "relay", childConfig{Bound: parentBound, Secret: secret, RelayIP: n.RelayIP.String()})
+		var ready relayReady
+		relay.await(ctx, "ready", &ready)
+		play := media
+		play.RelayOnly = true
+		play.ICEServers = []turn.ICEServer{turn.ForSession(ready.URLs, secret, "render-routed", 10*time.Minute, time.Now())}
+		pr, sr := startSession(ctx, t, n.in(nsA), n.in(nsB), play, media).reports(ctx)
+		_ = relay.stdin.Close()
+		var st turn.Stats
+		relay.await(ctx, "stats", &st)
+		relay.wait(ctx)
+		logSession(t, "relayed (routed, relay only)", pr, sr)
+		t.Logf("relay stats: %+v", st)
+		requirePlayed(t, pr, sr)
+		if !pr.Report.Relay || !sr.Report.Relay {
+			t.Errorf("relay-only session: consumer relay %v, container relay %v; want both true", pr.Report.Relay, sr.Report.Relay)
+		}
+	})
+}
+
+// requirePlayed fails t unless both ends ended cleanly and stamped frames arrived.
+func requirePlayed(t *testing.T, pr *playReport, sr *serveReport) {
+	t.Helper()
+	if pr.Err != "" || sr.Err != "" {
+		t.Fatalf("play: %s; serve: %s", pr.Err, sr.Err)
+	}
+	if pr.Report == nil || sr.Report == nil {
+		t.Fatalf("missing report: play %v, serve %v", pr.Report, sr.Report)
+	}
+	if pr.Report.FramesStamped == 0 {
+		t.Fatal("no stamped frame arrived")
+	}
+}
+
+// The timeline of TestBandwidthCut, from the consumer's first frame.
+const (
+	steady     = 4 * time.Second // before the cut
+	cutFor     = 8 * time.Second // at cutRate
+	recoverFor = 10 * time.Second
+	cutRate    = "800kbit"
+)
+
+// A 720p stream loses most of its bandwidth for a while, then gets it back: the stream must
+// carry on, and resume once the bandwidth returns. What happens in between (frames lost, keyframe
+// requests, resolution steps, the rate the sender settles at, how long latency takes to come
+// back) is measured and logged, not asserted: the machine running the test is shared.
+//
+// The cut is a token bucket on r's link towards the consumer, the container→consumer direction:
+//
+//	tc qdisc replace dev veth-a root tbf rate 800kbit burst 32kbit latency 50ms
+func TestBandwidthCut(t *testing.T) {
+	requireNetns(t)
+	n := setupRouted(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*parentBound)
+	defer cancel()
+	bound := steady + cutFor + recoverFor + childBound
+	media := childConfig{Bound: bound, Width: 1280, Height: 720, FPS: 30} // libvpx's default two threads
+	s := startSession(ctx, t, n.in(nsA), n.in(nsB), media, media)
+	first := s.play.await(ctx, "first", nil)
+
+	pause(ctx, t, steady)
+	cutAt := time.Now()
+	if err := n.tc("qdisc", "replace", "dev", towardsA, "root", "tbf", "rate", cutRate, "burst", "32kbit", "latency", "50ms"); err != nil {
+		t.Fatal(err)
+	}
+	pause(ctx, t, cutFor)
+	restoreAt := time.Now()
+	if err := n.tc("qdisc", "del", "dev", towardsA, "root"); err != nil {
+		t.Fatal(err)
+	}
+	pause(ctx, t, recoverFor)
+	s.play.interrupt()
+	pr, sr := s.reports(ctx)
+	endAt := pr.Ended
+
+	logSession(t, "720p direct, bandwidth cut", pr, sr)
+	pre := window{first.At + int64(time.Second), cutAt.UnixNano()}
+	cut := window{cutAt.UnixNano(), restoreAt.UnixNano()}
+	post := window{restoreAt.UnixNano(), endAt}
+	rel := func(at int64) string {
+		switch {
+		case at < cut.from:
+			return fmt.Sprintf("cut%+.2fs", time.Duration(at-cut.from).Seconds())
+		case at < post.from:
+			return fmt.Sprintf("cut+%.2fs", time.Duration(at-cut.from).Seconds())
+		default:
+			return fmt.Sprintf("restore+%.2fs", time.Duration(at-post.from).Seconds())
+		}
+	}
+	phPre, phCut, phPost := summarise(pr.Frames, pre), summarise(pr.Frames, cut), summarise(pr.Frames, post)
+	t.Logf("before the cut (%v): %v", time.Duration(pre.to-pre.from).Round(time.Millisecond), phPre)
+	t.Logf("during the cut (%v at %s): %v", time.Duration(cut.to-cut.from).Round(time.Millisecond), cutRate, phCut)
+	t.Logf("after the restore (%v): %v", time.Duration(post.to-post.from).Round(time.Millisecond), phPost)
+	for i := range int(time.Duration(post.to-post.from) / time.Second) {
+		w := window{post.from + int64(i)*int64(time.Second), post.from + int64(i+1)*int64(time.Second)}
+		t.Logf("  restore+%ds..%ds: %v", i, i+1, summarise(pr.Frames, w))
+	}
+
+	// Rates: what the container pushed (its namespace's tx, i.e. the encoder's target, which
+	// follows the congestion controller's estimate) and what reached the consumer (rx).
+	last2 := func(w window) window { return window{max(w.from, w.to-int64(2*time.Second)), w.to} }
+	t.Logf("container sent %.0f / %.0f / %.0f kbit/s (last 2 s before the cut / of the cut / of the session); consumer received %.0f / %.0f / %.0f kbit/s",
+		rate(sr.Traffic, last2(pre), true), rate(sr.Traffic, last2(cut), true), rate(sr.Traffic, last2(post), true),
+		rate(pr.Traffic, last2(pre), false), rate(pr.Traffic, last2(cut), false), rate(pr.Traffic, last2(post), false))
+	for _, l := range sr.Logs {
+		if strings.Contains(l.Msg, "resolution") || strings.Contains(l.Msg, "connection") {
+			t.Logf("  container %s: %s %v", rel(l.At), l.Msg, l.Attrs)
+		}
+	}
+	for _, l := range pr.Logs {
+		t.Logf("  consumer %s: %s %v", rel(l.At), l.Msg, l.Attrs)
+	}
+
+	limit := phPre.p50 + max(phPre.p50/2, 10*time.Millisecond)
+	if took, ok := recovery(pr.Frames, post.from, limit, 15); ok {
+		t.Logf("recovery: latency back under %v (pre-cut p50 %v) for 15 frames in a row %v after the restore",
+			limit.Round(100*time.Microsecond), phPre.p50.Round(100*time.Microsecond), took.Round(time.Millisecond))
+	} else {
+		t.Logf("recovery: latency not back under %v for 15 frames in a row within %v of the restore", limit, time.Duration(post.to-post.from))
+	}
+	if took, ok := firstSize(pr.Frames, post.from, media.Width, media.Height); ok {
+		t.Logf("recovery: back at %dx%d %v after the restore", media.Width, media.Height, took.Round(time.Millisecond))
+	} else {
+		t.Logf("recovery: not back at %dx%d within %v of the restore", media.Width, media.Height, time.Duration(post.to-post.from))
+	}
+
+	if pr.Err != "" || sr.Err != "" {
+		t.Errorf("play: %s; serve: %s", pr.Err, sr.Err)
+	}
+	if phPost.stamped == 0 {
+		t.Fatalf("no frame decoded after the bandwidth came back: %v", phPost)
+	}
+}
+
+// pause waits d, or fails t when ctx ends first.
+func pause(ctx context.Context, t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		t.Fatalf("test bound reached: %v", ctx.Err())
+	}
+}
