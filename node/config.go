@@ -274,6 +274,14 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.Var((*durationFlag)(&cfg.Container.HeartbeatInterval), "heartbeat-interval", "container: heartbeat period")
 	fs.Var((*durationFlag)(&cfg.Container.ReceiptInterval), "receipt-interval", "container: how often a session's usage receipt is co-signed (the network's rule is 1m)")
 	fs.BoolVar(&cfg.Container.DevAutoCheck, "dev-autocheck", cfg.Container.DevAutoCheck, "devnet only: pass the registration check without a checker")
+	fs.Var(listFlag{&cfg.Render.PublicIPs}, "public-ips", "container: comma-separated public IPs to advertise as WebRTC host candidates (1:1 NAT)")
+	fs.Var(listFlag{&cfg.Render.Source}, "render-source", "container: comma-separated argv of a command writing raw I420 frames (default: the built-in scene)")
+	fs.BoolVar(&cfg.Render.Loopback, "render-loopback", cfg.Render.Loopback, "container: offer loopback ICE candidates (consumers on this machine)")
+	fs.BoolVar(&cfg.Relay.Enabled, "relay", cfg.Relay.Enabled, "run a TURN relay for render sessions (needs --relay-public-ip, or --relay-urls)")
+	fs.StringVar(&cfg.Relay.Listen, "relay-listen", cfg.Relay.Listen, "relay: the embedded TURN server's UDP address")
+	fs.StringVar(&cfg.Relay.PublicIP, "relay-public-ip", cfg.Relay.PublicIP, "relay: the IPv4 address clients reach the relay at")
+	fs.Var(listFlag{&cfg.Relay.URLs}, "relay-urls", "relay: an external TURN server (coturn with use-auth-secret) instead of the embedded one")
+	fs.StringVar(&cfg.Relay.Secret, "relay-secret", cfg.Relay.Secret, "relay: the TURN REST secret (coturn's static-auth-secret); prefer the environment variable")
 }
 
 // EnvPrefix prefixes the environment variable of every flag: --data-dir is RENDERMESH_DATA_DIR.

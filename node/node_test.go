@@ -175,6 +175,28 @@ func TestNodeAdmin(t *testing.T) {
 			t.Errorf("GET /v1/container/lock = %d, want 405", code)
 		}
 	})
+
+	t.Run("web client", func(t *testing.T) {
+		if code, body := call(t, http.MethodGet, base+"/"); code != http.StatusOK || !strings.Contains(body, "app.js") {
+			t.Errorf("GET / = %d, want the page", code)
+		}
+		if code, _ := call(t, http.MethodGet, base+"/app.js"); code != http.StatusOK {
+			t.Errorf("GET /app.js = %d", code)
+		}
+		if code, _ := call(t, http.MethodGet, base+"/no-such-page"); code != http.StatusNotFound {
+			t.Errorf("GET /no-such-page = %d, want 404", code)
+		}
+		if code, body := call(t, http.MethodGet, base+"/v1/render/apps"); code != http.StatusOK || !strings.Contains(body, `"apps"`) {
+			t.Errorf("GET /v1/render/apps = %d %q", code, body)
+		}
+		// This node holds no elections: it cannot get anyone matched, and says so.
+		if code, body := call(t, http.MethodPost, base+"/v1/render/whep?app=demo"); code != http.StatusServiceUnavailable || !strings.Contains(body, "error") {
+			t.Errorf("POST /v1/render/whep = %d %q, want 503 with an error", code, body)
+		}
+		if code, _ := call(t, http.MethodDelete, base+"/v1/render/whep/abc"); code != http.StatusNotFound {
+			t.Errorf("DELETE an unknown session = %d, want 404", code)
+		}
+	})
 }
 
 func TestNodeAdminWithoutContainer(t *testing.T) {

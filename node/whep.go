@@ -59,7 +59,13 @@ func (ws *webSessions) end(id string) bool {
 
 // registerWeb adds the web client and its signalling to the admin mux.
 func (n *Node) registerWeb(mux *http.ServeMux) {
-	mux.Handle("GET /", web.Handler())
+	h := web.Handler()
+	for _, p := range web.Paths() {
+		if p == "/" {
+			p = "/{$}"
+		}
+		mux.Handle("GET "+p, h)
+	}
 	mux.HandleFunc("GET /v1/render/apps", func(w http.ResponseWriter, r *http.Request) {
 		apps := n.cfg.Container.Apps
 		if len(apps) == 0 {

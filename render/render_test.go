@@ -50,7 +50,7 @@ func (p *pipe) Recv() (*pb.RenderSignal, error) {
 func (p *pipe) Close() { p.once.Do(func() { close(p.closed) }) }
 
 // session runs a container and a consumer against each other for hold and returns both reports.
-func session(t *testing.T, hold time.Duration, so StreamOptions, po PlayOptions) (*StreamReport, error, *PlayReport, error) {
+func session(t testing.TB, hold time.Duration, so StreamOptions, po PlayOptions) (*StreamReport, error, *PlayReport, error) {
 	t.Helper()
 	cons, cont := newPipe()
 	defer cons.Close()
@@ -168,7 +168,7 @@ func TestLadder(t *testing.T) {
 
 // relayServer runs an embedded TURN relay on loopback and returns ICE servers with fresh
 // credentials for it.
-func relayServer(t *testing.T) []*pb.IceServer {
+func relayServer(t testing.TB) []*pb.IceServer {
 	t.Helper()
 	secret := []byte("render test secret")
 	srv, err := turn.Listen(turn.Config{ListenUDP: "127.0.0.1:0", RelayIP: net.ParseIP("127.0.0.1"), Secret: secret})

@@ -36,7 +36,9 @@ type StreamOptions struct {
 	Seed []byte
 	// Source produces the frames of a real application; nil: the built-in scene.
 	Source scene.Source
-	// Threads and CPUUsed tune libvpx (defaults 2 and 8: realtime).
+	// Threads and CPUUsed tune libvpx (defaults 1 and 16, libvpx's fastest realtime speed: on a
+	// busy 2-core machine a second encoder thread costs more in waiting than it saves, and 720p60
+	// leaves 16 ms a frame for rendering and encoding both).
 	Threads, CPUUsed int
 	// NoPredict draws the consumer's pointer where it was last reported instead of where the
 	// Kalman filter expects it one round trip later.
@@ -63,10 +65,10 @@ func (o *StreamOptions) defaults() {
 		o.Bitrates.MaxKbps = 8000
 	}
 	if o.Threads == 0 {
-		o.Threads = 2
+		o.Threads = 1
 	}
 	if o.CPUUsed == 0 {
-		o.CPUUsed = 8
+		o.CPUUsed = 16
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -334,7 +336,14 @@ func (s *sender) stream(ctx context.Context, ended <-chan error) (*StreamReport,
 		case err := <-ended:
 			return s.finish(rep, encTimes, w, h), err
 		case <-s.failed:
-			return s.finish(rep, encTimes, w, h), fmt.Errorf("render: connection failed")
+			// The consumer closing its end shows as a closed connection just before (or after)
+			// its end message: wait a moment for it before calling the connection failed.
+			select {
+			case err := <-ended:
+				return s.finish(rep, encTimes, w, h), err
+			case <-time.After(time.Second):
+				return s.finish(rep, encTimes, w, h), fmt.Errorf("render: connection failed")
+			}
 		case <-rateTick.C:
 			ep := s.est.Load()
 			if ep == nil {

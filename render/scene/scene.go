@@ -91,7 +91,8 @@ func New(width, height int, seed []byte) *Scene {
 	s := &Scene{w: width, h: height}
 
 	// Background: two luma waves over a grain texture, a wave in each chroma plane.
-	// Levels keep every luma byte of the background sum within 46..200: see background.
+	// Levels keep the luma anchors within 46..184 and so every byte of the background sum within
+	// 34..196, which the 8-lanes-at-once sums in background rely on.
 	amp1, amp2 := int64(r.intn(28, 40)), int64(r.intn(14, 24))
 	base := int64(r.intn(110, 120))
 	cbBase, crBase := int64(r.intn(104, 152)), int64(r.intn(104, 152))

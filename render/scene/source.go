@@ -54,7 +54,9 @@ func checkFrame(dst *image.YCbCr, w, h int) error {
 }
 
 // SceneSource is the built-in scene as a Source: each Next renders the next frame (numbered from
-// the start value given to NewSceneSource), stamped with the time the clock returns.
+// the start value given to NewSceneSource), stamped with the time the clock returns. It does not
+// pace itself: the caller's ticker sets the frame rate. It is not safe for concurrent use,
+// except for the scene's SetPointer.
 type SceneSource struct {
 	scene  *Scene
 	now    func() time.Time
@@ -101,6 +103,10 @@ func (s *SceneSource) Close() error {
 // even sizes) that a command writes to its standard output, such as
 //
 //	ffmpeg -f x11grab -video_size 1280x720 -i :0 -f rawvideo -pix_fmt yuv420p -
+//
+// Next returns the oldest frame not read yet, so the command should produce frames at the
+// session's frame rate (ffmpeg: -framerate before -i); frames it writes faster queue up in the
+// pipe and in the command, and add latency.
 //
 // The command runs in its own process group, so that Close (or cancelling the context given to
 // NewCommandSource) stops it and anything it started. Next and Close may be called from

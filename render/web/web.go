@@ -92,3 +92,16 @@ func Handler() http.Handler {
 		files.ServeHTTP(w, r)
 	})
 }
+
+// Paths lists the URL paths Handler serves ("/" and each file by name), so that a server can route
+// exactly them and leave every other path to its own handlers.
+func Paths() []string {
+	out := []string{"/"}
+	_ = fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, strings.TrimPrefix(p, "static"))
+		}
+		return err
+	})
+	return out
+}
