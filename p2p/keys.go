@@ -33,7 +33,6 @@ const (
 // RelayKey is the capability key relay nodes provide: indexers find relays by it.
 const RelayKey = CapRelay + ":turn"
 
-
 // CapabilityKey builds a capability key such as "gpu:H100", "region:u33" or "app:demo".
 func CapabilityKey(kind, value string) string { return kind + ":" + value }
 

@@ -57,13 +57,13 @@ type Match struct {
 	TicketRaw []byte
 	// ICEServers are the TURN relays (with credentials) the indexer handed out for the render path.
 	ICEServers []*pb.IceServer
-	Container string // peer ID, raw
-	Indexer   string // the indexer that matched (or refused last), raw
-	Epoch     uint64
-	Took      time.Duration // from the first request to the verified answer
-	Reason    string        // the filter that emptied the list, or why no indexer answered
-	Detail    string
-	Attempts  []Attempt
+	Container  string // peer ID, raw
+	Indexer    string // the indexer that matched (or refused last), raw
+	Epoch      uint64
+	Took       time.Duration // from the first request to the verified answer
+	Reason     string        // the filter that emptied the list, or why no indexer answered
+	Detail     string
+	Attempts   []Attempt
 }
 
 // Errors of Connect.
