@@ -84,7 +84,9 @@ func (l *LightClient) Connect(ctx context.Context, req *pb.MatchRequest, o Conne
 	if err != nil || !m.Matched || o.Hold < 0 {
 		return res, err
 	}
-	runPlayedSession(ctx, l.net, l.clock, m, o, began, res)
+	// first_frame_ms counts from the match request: finding and verifying the committee (cached
+	// for the epoch after the first time) comes before it.
+	runPlayedSession(ctx, l.net, l.clock, m, o, began.Add(mn.took), res)
 	resume(ctx, l.net, l.clock, req, o, began, res, func(ctx context.Context, req *pb.MatchRequest) (*consumer.Match, error) {
 		return consumer.Connect(ctx, mn, req, o.Attempt)
 	})

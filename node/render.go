@@ -34,6 +34,8 @@ type RenderConfig struct {
 	Source []string `toml:"source"`
 	// Loopback admits loopback ICE candidates: one-machine devnets and tests.
 	Loopback bool `toml:"loopback"`
+	// ROI encodes the area around the consumer's pointer at a higher quality.
+	ROI bool `toml:"roi"`
 }
 
 func (rc *RenderConfig) validate() error {
@@ -164,7 +166,7 @@ func (n *Node) streamOptions() render.StreamOptions {
 		PeerOptions: render.PeerOptions{
 			NAT1To1IPs: rc.PublicIPs, PortMin: rc.UDPPortMin, PortMax: rc.UDPPortMax, Loopback: rc.Loopback,
 		},
-		Width: rc.Width, Height: rc.Height, FPS: rc.FPS,
+		Width: rc.Width, Height: rc.Height, FPS: rc.FPS, ROI: rc.ROI,
 		Bitrates: render.Bitrates{MaxKbps: rc.MaxBitrateKbps, StartKbps: min(2500, rc.MaxBitrateKbps)},
 		Log:      n.log.With("subsystem", "render"),
 	}

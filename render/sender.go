@@ -384,9 +384,14 @@ func (s *sender) stream(ctx context.Context, ended <-chan error) (*StreamReport,
 				scaleInto(frame, full)
 				scene.Stamp(frame, n, time.Now())
 			}
-			if o.ROI && visible {
-				r := image.Rect(int(x*float64(w))-64, int(y*float64(h))-64, int(x*float64(w))+64, int(y*float64(h))+64).Intersect(frame.Rect)
-				_ = enc.SetROI(r, -20)
+			if o.ROI {
+				r := image.Rectangle{} // an empty region clears it
+				if visible {
+					r = image.Rect(int(x*float64(w))-64, int(y*float64(h))-64, int(x*float64(w))+64, int(y*float64(h))+64).Intersect(frame.Rect)
+				}
+				if err := enc.SetROI(r, -20); err != nil {
+					o.Log.Debug("region of interest", "err", err)
+				}
 			}
 			began := time.Now()
 			data, key, err := enc.Encode(frame, s.forceKey.Swap(false))
