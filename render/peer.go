@@ -3,6 +3,7 @@ package render
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -173,4 +174,47 @@ func relayed(pc *webrtc.PeerConnection) bool {
 		return false
 	}
 	return pair.Local.Typ == webrtc.ICECandidateTypeRelay || pair.Remote.Typ == webrtc.ICECandidateTypeRelay
+}
+
+// trickle sends local candidates in order behind the description they belong to: pion gathers as
+// soon as the local description is set, before the offer or answer has gone out, and a candidate
+// that overtook its description would reach a peer that cannot use it yet.
+type trickle struct {
+	mu     sync.Mutex
+	open   bool
+	queued []*pb.RenderSignal
+	send   func(*pb.RenderSignal) error
+}
+
+// candidate sends m now, or once the description is out.
+func (t *trickle) candidate(m *pb.RenderSignal) {
+	t.mu.Lock()
+	if !t.open {
+		t.queued = append(t.queued, m)
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	_ = t.send(m)
+}
+
+// hold queues candidates until the next description is sent (an ICE restart).
+func (t *trickle) hold() {
+	t.mu.Lock()
+	t.open = false
+	t.mu.Unlock()
+}
+
+// describe sends the description, then the candidates queued behind it.
+func (t *trickle) describe(m *pb.RenderSignal) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.send(m); err != nil {
+		return err
+	}
+	for _, c := range t.queued {
+		_ = t.send(c)
+	}
+	t.queued, t.open = nil, true
+	return nil
 }

@@ -106,9 +106,10 @@ func Play(ctx context.Context, sig Signaller, o PlayOptions) (*PlayReport, error
 		defer sendMu.Unlock()
 		return sig.Send(m)
 	}
+	tr := &trickle{send: send}
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c != nil {
-			_ = send(candidateMsg(c))
+			tr.candidate(candidateMsg(c))
 		}
 	})
 	failed := make(chan struct{})
@@ -140,10 +141,11 @@ func Play(ctx context.Context, sig Signaller, o PlayOptions) (*PlayReport, error
 		if err != nil {
 			return fmt.Errorf("render: offer: %w", err)
 		}
+		tr.hold()
 		if err := pc.SetLocalDescription(sd); err != nil {
 			return fmt.Errorf("render: set offer: %w", err)
 		}
-		return send(&pb.RenderSignal{Offer: &pb.RenderOffer{
+		return tr.describe(&pb.RenderSignal{Offer: &pb.RenderOffer{
 			Ticket: o.Ticket, Sdp: sd.SDP, Trickle: true, RelayOnly: o.RelayOnly, IceServers: o.ICEServers,
 			Width: uint32(o.Width), Height: uint32(o.Height), Fps: uint32(o.FPS),
 		}})

@@ -108,12 +108,13 @@ const (
 
 // sender is one render session at the container.
 type sender struct {
-	o      StreamOptions
-	sig    Signaller
-	sendMu sync.Mutex
-	pc     *webrtc.PeerConnection
-	track  *webrtc.TrackLocalStaticSample
-	est    atomic.Pointer[cc.BandwidthEstimator]
+	o       StreamOptions
+	sig     Signaller
+	sendMu  sync.Mutex
+	trickle *trickle
+	pc      *webrtc.PeerConnection
+	track   *webrtc.TrackLocalStaticSample
+	est     atomic.Pointer[cc.BandwidthEstimator]
 
 	forceKey atomic.Bool
 	plis     atomic.Int64
@@ -140,8 +141,9 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	if f := int(offer.GetFps()); f > 0 && f <= 120 {
 		o.FPS = f
 	}
-	s := &sender{o: o, sig: sig, inputs: newInputState(!o.NoPredict), connected: make(chan struct{}), failed: make(chan struct{}), done: make(chan struct{})}
+	s := &sender{o: o, sig: sig, trickle: &trickle{}, inputs: newInputState(!o.NoPredict), connected: make(chan struct{}), failed: make(chan struct{}), done: make(chan struct{})}
 	defer close(s.done)
+	s.trickle.send = s.send
 	api, err := newAPI(o.PeerOptions, &o.Bitrates, func(e cc.BandwidthEstimator) { s.est.Store(&e) })
 	if err != nil {
 		return nil, err
@@ -170,7 +172,7 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	})
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c != nil && offer.GetTrickle() {
-			_ = s.send(candidateMsg(c))
+			s.trickle.candidate(candidateMsg(c))
 		}
 	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -227,13 +229,14 @@ func (s *sender) answer(offer *pb.RenderOffer) error {
 		return fmt.Errorf("render: answer: %w", err)
 	}
 	gathered := webrtc.GatheringCompletePromise(s.pc)
+	s.trickle.hold()
 	if err := s.pc.SetLocalDescription(ans); err != nil {
 		return fmt.Errorf("render: set answer: %w", err)
 	}
 	if !offer.GetTrickle() {
 		<-gathered
 	}
-	return s.send(&pb.RenderSignal{Answer: s.pc.LocalDescription().SDP})
+	return s.trickle.describe(&pb.RenderSignal{Answer: s.pc.LocalDescription().SDP})
 }
 
 // signalLoop applies the consumer's candidates and ICE restarts until the consumer ends.

@@ -120,22 +120,29 @@ func TestBandwidthCut(t *testing.T) {
 	rel := func(at int64) string {
 		switch {
 		case at < cut.from:
-			return fmt.Sprintf("cut%+.2fs", time.Duration(at-cut.from).Seconds())
+			return fmt.Sprintf("cut%+.1fs", time.Duration(at-cut.from).Seconds())
 		case at < post.from:
-			return fmt.Sprintf("cut+%.2fs", time.Duration(at-cut.from).Seconds())
+			return fmt.Sprintf("cut+%.1fs", time.Duration(at-cut.from).Seconds())
 		default:
-			return fmt.Sprintf("restore+%.2fs", time.Duration(at-post.from).Seconds())
+			return fmt.Sprintf("restore+%.1fs", time.Duration(at-post.from).Seconds())
 		}
 	}
 	phPre, phCut, phPost := summarise(pr.Frames, pre), summarise(pr.Frames, cut), summarise(pr.Frames, post)
 	t.Logf("before the cut (%v): %v", time.Duration(pre.to-pre.from).Round(time.Millisecond), phPre)
 	t.Logf("during the cut (%v at %s): %v", time.Duration(cut.to-cut.from).Round(time.Millisecond), cutRate, phCut)
 	t.Logf("after the restore (%v): %v", time.Duration(post.to-post.from).Round(time.Millisecond), phPost)
-	for from := pre.from; from+int64(time.Second) <= post.to; from += int64(time.Second) {
-		w := window{from, from + int64(time.Second)}
+	// Second by second, aligned on the cut and on the restore.
+	var seconds []window
+	for from := cut.from - int64(3*time.Second); from+int64(time.Second/2) < cut.to; from += int64(time.Second) {
+		seconds = append(seconds, window{from, min(from+int64(time.Second), cut.to)})
+	}
+	for from := post.from; from+int64(time.Second) <= post.to; from += int64(time.Second) {
+		seconds = append(seconds, window{from, from + int64(time.Second)})
+	}
+	for _, w := range seconds {
 		ph := summarise(pr.Frames, w)
 		t.Logf("  %-14s %2d frames, %2d missing, freeze %4dms, latency p50 %5.1fms max %5.1fms, sent %5.0f received %5.0f kbit/s, %s",
-			rel(from), ph.decoded, ph.missing, ph.maxGap.Milliseconds(), ms(ph.p50), ms(ph.max),
+			rel(w.from), ph.decoded, ph.missing, ph.maxGap.Milliseconds(), ms(ph.p50), ms(ph.max),
 			rate(sr.Traffic, w, true), rate(pr.Traffic, w, false), strings.Join(ph.sizes, "→"))
 	}
 
@@ -145,6 +152,12 @@ func TestBandwidthCut(t *testing.T) {
 	t.Logf("container sent %.0f / %.0f / %.0f kbit/s (last 2 s before the cut / of the cut / of the session); consumer received %.0f / %.0f / %.0f kbit/s",
 		rate(sr.Traffic, last2(pre), true), rate(sr.Traffic, last2(cut), true), rate(sr.Traffic, last2(post), true),
 		rate(pr.Traffic, last2(pre), false), rate(pr.Traffic, last2(cut), false), rate(pr.Traffic, last2(post), false))
+	t.Logf("container sent %.0f kbit/s on average during the cut, into a %s link", rate(sr.Traffic, cut, true), cutRate)
+	if tr := sr.Traffic; len(tr) > 1 && sr.Report != nil && sr.Report.Bytes > 0 {
+		wire := tr[len(tr)-1].TxBytes - tr[0].TxBytes
+		t.Logf("container put %d bytes on the wire for %d bytes of encoded video (%.2fx: headers, RTCP, ICE, retransmissions)",
+			wire, sr.Report.Bytes, float64(wire)/float64(sr.Report.Bytes))
+	}
 	for _, l := range sr.Logs {
 		if strings.Contains(l.Msg, "resolution") || strings.Contains(l.Msg, "connection") {
 			t.Logf("  container %s: %s %v", rel(l.At), l.Msg, l.Attrs)

@@ -4,8 +4,9 @@
 //
 //   - fallback_test.go: the internal/netnstest topology, where consumer and container cannot
 //     reach each other: the session connects through a render/turn relay, and fails without one;
-//   - bandwidth_test.go: a routed topology of its own where they can, to compare a direct session
-//     with a relayed one and to cut the container→consumer bandwidth mid-stream.
+//   - bandwidth_test.go: a routed topology of its own (routed_test.go) where they can, to compare
+//     a direct session with a relayed one and to cut the container→consumer bandwidth mid-stream;
+//     measure_test.go turns the consumer's per-frame record into the numbers it logs.
 //
 // The test binary re-executes itself inside a namespace with a role in its environment
 // (roleEnv). A serve or play child speaks RenderSignal messages, length-prefixed as on
