@@ -196,8 +196,12 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	select {
 	case <-s.connected:
 	case <-s.failed:
-		return nil, fmt.Errorf("render: ICE failed before the stream started")
+		_ = s.send(&pb.RenderSignal{Refused: "no path: ICE failed"})
+		return nil, ErrNoPath
 	case err := <-ended:
+		if err == nil {
+			err = ErrEndedEarly
+		}
 		return nil, err
 	case <-ctx.Done():
 		return nil, ctx.Err()
