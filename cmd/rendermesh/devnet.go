@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rendermesh/rendermesh/node"
@@ -96,6 +99,17 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if a := d.Nodes[0].AdminAddr(); a != "" {
 		progress("web client at http://" + a + "/")
+	}
+	if addrs := d.Nodes[0].Net().Addrs(); len(addrs) > 0 {
+		boot := addrs[0].String()
+		if !strings.Contains(boot, "/p2p/") {
+			boot += "/p2p/" + d.Nodes[0].Net().ID().String()
+		}
+		// Beside network.toml, so that scripts find it.
+		if err := os.WriteFile(filepath.Join(filepath.Dir(d.NetworkFile()), "bootstrap.txt"), []byte(boot+"\n"), 0o644); err != nil {
+			return err
+		}
+		progress("connect with: rendermesh connect --bootstrap " + boot + " --config " + d.NetworkFile() + " --app demo --loopback")
 	}
 
 	sum := devnetSummary{Nodes: *nodes, Containers: len(d.Containers()), Metrics: d.MetricsAddr(),
