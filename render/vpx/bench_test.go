@@ -8,9 +8,10 @@ import (
 
 func benchEncode(b *testing.B, w, h, kbps int) {
 	frames := sceneFrames(w, h)
-	for _, threads := range []int{1, 2} {
-		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
-			e := newEncoder(b, EncoderConfig{Width: w, Height: h, BitrateKbps: kbps, Threads: threads})
+	for _, c := range []struct{ threads, cpuUsed int }{{1, 8}, {2, 8}, {1, 16}, {2, 16}} {
+		threads := c.threads
+		b.Run(fmt.Sprintf("threads=%d/cpu-used=%d", threads, c.cpuUsed), func(b *testing.B) {
+			e := newEncoder(b, EncoderConfig{Width: w, Height: h, BitrateKbps: kbps, Threads: threads, CPUUsed: c.cpuUsed})
 			// Past the keyframe and the rate control's first adjustments.
 			for i := range 30 {
 				if _, _, err := e.Encode(frames[i%len(frames)], false); err != nil {
