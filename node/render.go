@@ -63,9 +63,10 @@ type renders struct {
 type liveRender struct {
 	id     uint64
 	cancel context.CancelFunc
+	reset  func() // breaks the signalling stream (tests: a broken connection)
 }
 
-func (r *renders) start(ctx context.Context, session []byte) (context.Context, func()) {
+func (r *renders) start(ctx context.Context, session []byte, reset func()) (context.Context, func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.active == nil {
@@ -76,7 +77,7 @@ func (r *renders) start(ctx context.Context, session []byte) (context.Context, f
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	r.next++
-	me := liveRender{id: r.next, cancel: cancel}
+	me := liveRender{id: r.next, cancel: cancel, reset: reset}
 	r.active[string(session)] = me
 	return ctx, func() {
 		cancel()
@@ -86,6 +87,17 @@ func (r *renders) start(ctx context.Context, session []byte) (context.Context, f
 			delete(r.active, string(session))
 		}
 	}
+}
+
+// breakStream resets the session's signalling stream, as a failed connection would.
+func (r *renders) breakStream(session []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.active[string(session)]
+	if ok && c.reset != nil {
+		c.reset()
+	}
+	return ok
 }
 
 // stop ends the session's stream, if any.
@@ -117,7 +129,7 @@ func (n *Node) serveRender(ctx context.Context, s network.Stream) error {
 		n.log.Debug("render refused", "consumer", remote, "err", err)
 		return sig.Send(&pb.RenderSignal{Refused: err.Error()})
 	}
-	ctx, done := n.renders.start(ctx, tk.SessionId)
+	ctx, done := n.renders.start(ctx, tk.SessionId, func() { _ = s.Reset() })
 	defer done()
 	o := n.streamOptions()
 	began := time.Now()
