@@ -46,6 +46,8 @@ type DevnetConfig struct {
 	Committee uint32
 	// Progress, if set, receives one line per phase.
 	Progress func(string)
+	// StreamWidth and StreamHeight are the size each devnet session streams (default 640x360).
+	StreamWidth, StreamHeight int
 	// Web is node 0's admin listener, which serves the web client (empty: off).
 	Web string
 	// Relay makes node 0 a relay (embedded TURN on loopback), so consumers get relay credentials

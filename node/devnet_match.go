@@ -41,7 +41,7 @@ const devRenderHold = 3 * time.Second
 
 // RunMatches has the light client ask for one match per devnet region, one after the other: each a
 // retail session for the demo app from that region, ranked in turn by the three criteria, that
-// plays its render stream (640x360) for devRenderHold; every third one is forced through the relay
+// plays its render stream (DevnetConfig.StreamWidth x StreamHeight) for devRenderHold; every third one is forced through the relay
 // when the devnet has one. Before the first committee is known it does nothing.
 func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 	rankings := []pb.Ranking{pb.Ranking_RANKING_INDEX, pb.Ranking_RANKING_FEE, pb.Ranking_RANKING_EXPERIENCE}
@@ -56,7 +56,11 @@ func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 			Ranking:  rankings[i%len(rankings)],
 		}
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		ro := RenderOptions{Play: true, Width: 640, Height: 360, Loopback: true, Pointer: true, RelayOnly: d.cfg.Relay && i%3 == 1}
+		w, h := d.cfg.StreamWidth, d.cfg.StreamHeight
+		if w == 0 || h == 0 {
+			w, h = 640, 360
+		}
+		ro := RenderOptions{Play: true, Width: w, Height: h, Loopback: true, Pointer: true, RelayOnly: d.cfg.Relay && i%3 == 1}
 		res, err := d.Light.Connect(cctx, req, ConnectOptions{Network: d.network, Stakes: d.stakes, Hold: devRenderHold, Render: ro})
 		cancel()
 		if errors.Is(err, consumer.ErrNoIndexers) || (err != nil && res.Match == nil) {

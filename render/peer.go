@@ -36,6 +36,9 @@ var (
 	ErrEndedEarly = errors.New("render: the consumer ended the session before the stream started")
 )
 
+// refusedNoPath is the container's refusal when ICE found no path.
+const refusedNoPath = "no path: ICE failed"
+
 // ICE timeouts: a path silent for iceDisconnected is disconnected (ICE restart territory), after
 // iceFailed it failed; keepalives every iceKeepalive keep NAT bindings open.
 const (

@@ -2,7 +2,6 @@ package render
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"image"
 	"log/slog"
@@ -171,7 +170,7 @@ loop:
 			runErr = err
 			break loop
 		case <-failed:
-			runErr = errors.New("render: connection failed")
+			runErr = ErrNoPath
 			break loop
 		case <-o.Restart:
 		case <-disconnected:
@@ -215,6 +214,8 @@ func (p *player) signalLoop(ctx context.Context) error {
 			return fmt.Errorf("render: signalling: %w", err)
 		}
 		switch {
+		case m.GetRefused() == refusedNoPath:
+			return ErrNoPath
 		case m.GetRefused() != "":
 			return fmt.Errorf("%w: %s", ErrRefused, m.GetRefused())
 		case m.GetEnd():

@@ -196,7 +196,7 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	select {
 	case <-s.connected:
 	case <-s.failed:
-		_ = s.send(&pb.RenderSignal{Refused: "no path: ICE failed"})
+		_ = s.send(&pb.RenderSignal{Refused: refusedNoPath})
 		return nil, ErrNoPath
 	case err := <-ended:
 		if err == nil {

@@ -66,9 +66,14 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	converge := fs.Duration("converge-timeout", 2*time.Minute, "give up waiting for convergence after this long")
 	epochLen := fs.Duration("epoch", 10*time.Second, "epoch length (indexer elections)")
 	web := fs.String("web", "", "serve the web client from node 0 here, e.g. 127.0.0.1:8080 (empty: off)")
+	stream := fs.String("stream", "640x360", "the size each devnet session streams, e.g. 1280x720")
 	relay := fs.Bool("relay", true, "make node 0 a TURN relay; every third session is forced through it")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
+	}
+	var sw, sh int
+	if _, err := fmt.Sscanf(*stream, "%dx%d", &sw, &sh); err != nil || sw < 16 || sh < 16 || sw%2 != 0 || sh%2 != 0 {
+		return fmt.Errorf("%w: --stream %q: want an even WIDTHxHEIGHT, e.g. 640x360", errUsage, *stream)
 	}
 	if *nodes < 2 {
 		return fmt.Errorf("%w: --nodes must be at least 2", errUsage)
@@ -89,7 +94,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	began := time.Now()
 	progress(fmt.Sprintf("starting %d nodes on loopback", *nodes))
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web, StreamWidth: sw, StreamHeight: sh})
 	if err != nil {
 		return err
 	}
@@ -165,12 +170,23 @@ loop:
 	for g, c := range d.States() {
 		sum.States[string(g)] = c
 	}
-	es := d.Epochs()
-	sum.Epoch, sum.Indexers, sum.IndexerAgreement = es.Epoch, es.Indexers, es.Agreement
-	if ix, err := d.Light.Indexers(ctx, d.Network(), d.Stakes()); err == nil {
-		sum.LightIndexers = len(ix)
-	} else if ctx.Err() == nil {
-		progress("light client: indexers: " + err.Error())
+	// The nodes' view and the light client's, of the same epoch: a lookup that fails (a record not
+	// out yet, a loaded machine) or that straddles an epoch boundary is tried again, as a client would.
+	for try := 0; try < 4 && ctx.Err() == nil; try++ {
+		es := d.Epochs()
+		sum.Epoch, sum.Indexers, sum.IndexerAgreement = es.Epoch, es.Indexers, es.Agreement
+		ix, err := d.Light.Indexers(ctx, d.Network(), d.Stakes())
+		if err == nil && d.Light.Epoch(d.Network()) == es.Epoch {
+			sum.LightIndexers = len(ix)
+			break
+		}
+		if err != nil {
+			progress("light client: indexers: " + err.Error())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
 	}
 	sum.Matches, sum.MatchSuccessRatio, sum.MatchRefused = mst.Matches, mst.SuccessRatio(), mst.Refused
 	sum.MatchMSP50 = ms(node.Percentile(mst.Latencies, 50))

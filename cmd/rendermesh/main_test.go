@@ -176,7 +176,7 @@ func TestDevnetJSON(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"devnet", "--nodes", "8", "--duration", "20s", "--epoch", "5s", "--json", "--admin", ""}, &stdout, &stderr)
+	err := run(ctx, []string{"devnet", "--nodes", "8", "--duration", "20s", "--epoch", "5s", "--json", "--admin", "", "--stream", "320x180"}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("devnet: %v\nstderr:\n%s", err, stderr.String())
 	}
