@@ -2157,6 +2157,7 @@ type RenderOffer struct {
 	Width         uint32                 `protobuf:"varint,6,opt,name=width,proto3" json:"width,omitempty"`                            // wanted resolution and frame rate (0: the container's default)
 	Height        uint32                 `protobuf:"varint,7,opt,name=height,proto3" json:"height,omitempty"`
 	Fps           uint32                 `protobuf:"varint,8,opt,name=fps,proto3" json:"fps,omitempty"`
+	Challenge     []byte                 `protobuf:"bytes,9,opt,name=challenge,proto3" json:"challenge,omitempty"` // a checker's nonce: it seeds the built-in scene, so only a container
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2245,6 +2246,13 @@ func (x *RenderOffer) GetFps() uint32 {
 		return x.Fps
 	}
 	return 0
+}
+
+func (x *RenderOffer) GetChallenge() []byte {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
 }
 
 // IceCandidate is one trickled ICE candidate (RTCIceCandidateInit).
@@ -2630,7 +2638,7 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\x06answer\x18\x02 \x01(\tR\x06answer\x129\n" +
 	"\tcandidate\x18\x03 \x01(\v2\x1b.rendermesh.v1.IceCandidateR\tcandidate\x12\x18\n" +
 	"\arefused\x18\x04 \x01(\tR\arefused\x12\x10\n" +
-	"\x03end\x18\x05 \x01(\bR\x03end\"\xeb\x01\n" +
+	"\x03end\x18\x05 \x01(\bR\x03end\"\x89\x02\n" +
 	"\vRenderOffer\x12\x16\n" +
 	"\x06ticket\x18\x01 \x01(\fR\x06ticket\x12\x10\n" +
 	"\x03sdp\x18\x02 \x01(\tR\x03sdp\x12\x18\n" +
@@ -2641,7 +2649,8 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"iceServers\x12\x14\n" +
 	"\x05width\x18\x06 \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\a \x01(\rR\x06height\x12\x10\n" +
-	"\x03fps\x18\b \x01(\rR\x03fps\"m\n" +
+	"\x03fps\x18\b \x01(\rR\x03fps\x12\x1c\n" +
+	"\tchallenge\x18\t \x01(\fR\tchallenge\"m\n" +
 	"\fIceCandidate\x12\x1c\n" +
 	"\tcandidate\x18\x01 \x01(\tR\tcandidate\x12\x17\n" +
 	"\asdp_mid\x18\x02 \x01(\tR\x06sdpMid\x12&\n" +
