@@ -131,7 +131,7 @@ func (n *Node) serveRender(ctx context.Context, s network.Stream) error {
 	}
 	ctx, done := n.renders.start(ctx, tk.SessionId, func() { _ = s.Reset() })
 	defer done()
-	o := n.streamOptions()
+	o := n.streamOptions(len(first.GetOffer().GetChallenge()) == 0)
 	began := time.Now()
 	rep, err := render.Serve(ctx, sig, first.GetOffer(), o)
 	result := "ok"
@@ -172,7 +172,9 @@ func (n *Node) authoriseRender(remote peer.ID, offer *pb.RenderOffer) (*pb.Sessi
 	return nil, fmt.Errorf("no live session %x: open the session first", tk.GetSessionId())
 }
 
-func (n *Node) streamOptions() render.StreamOptions {
+// streamOptions builds the stream's options; withSource starts the configured application source
+// (a checker's challenge session renders the built-in scene instead).
+func (n *Node) streamOptions(withSource bool) render.StreamOptions {
 	rc := n.cfg.Render
 	o := render.StreamOptions{
 		PeerOptions: render.PeerOptions{
@@ -182,7 +184,7 @@ func (n *Node) streamOptions() render.StreamOptions {
 		Bitrates: render.Bitrates{MaxKbps: rc.MaxBitrateKbps, StartKbps: min(2500, rc.MaxBitrateKbps)},
 		Log:      n.log.With("subsystem", "render"),
 	}
-	if len(rc.Source) > 0 {
+	if len(rc.Source) > 0 && withSource {
 		src, err := scene.NewCommandSource(n.ctx, rc.Source, rc.Width, rc.Height)
 		if err != nil {
 			n.log.Warn("render source failed; streaming the built-in scene", "err", err)

@@ -243,3 +243,17 @@ func TestICERestart(t *testing.T) {
 		t.Errorf("frames before the restart %d, after %d; want both", before, after)
 	}
 }
+
+func TestOversizeChallengeIsRefused(t *testing.T) {
+	cons, cont := newPipe()
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Serve(ctx, cont, &pb.RenderOffer{Challenge: make([]byte, MaxChallenge+1)}, StreamOptions{})
+	if err == nil {
+		t.Fatal("a 65-byte challenge was accepted")
+	}
+	if m, rerr := cons.Recv(); rerr != nil || m.GetRefused() == "" {
+		t.Fatalf("consumer got %v, %v; want a refusal", m, rerr)
+	}
+}

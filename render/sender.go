@@ -34,7 +34,8 @@ type StreamOptions struct {
 	Bitrates           Bitrates // defaults 2500 / 150 / 8000
 	// Seed seeds the built-in scene (a checker's challenge nonce, later); nil: a fixed seed.
 	Seed []byte
-	// Source produces the frames of a real application; nil: the built-in scene.
+	// Source produces the frames of a real application; nil: the built-in scene. Serve closes it.
+	// A checker's challenge replaces it with the built-in scene seeded by the challenge.
 	Source scene.Source
 	// Threads and CPUUsed tune libvpx (defaults 1 and 16, libvpx's fastest realtime speed: on a
 	// busy 2-core machine a second encoder thread costs more in waiting than it saves, and 720p60
@@ -141,6 +142,20 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	if f := int(offer.GetFps()); f > 0 && f <= 120 {
 		o.FPS = f
 	}
+	if c := offer.GetChallenge(); len(c) > 0 {
+		// A checker's challenge: the built-in scene, seeded by its nonce, whatever the app.
+		if len(c) > MaxChallenge {
+			_ = (&sender{sig: sig}).send(&pb.RenderSignal{Refused: "challenge too long"})
+			return nil, fmt.Errorf("%w: challenge of %d bytes", ErrSignal, len(c))
+		}
+		if o.Source != nil {
+			_ = o.Source.Close()
+		}
+		o.Seed, o.Source = c, nil
+	}
+	if o.Source != nil {
+		defer o.Source.Close() // Serve owns the source: a command source's process ends with the stream
+	}
 	s := &sender{o: o, sig: sig, trickle: &trickle{}, inputs: newInputState(!o.NoPredict), connected: make(chan struct{}), failed: make(chan struct{}), done: make(chan struct{})}
 	defer close(s.done)
 	s.trickle.send = s.send
@@ -212,6 +227,9 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	_ = s.send(&pb.RenderSignal{End: true})
 	return rep, err
 }
+
+// MaxChallenge bounds a checker's challenge nonce.
+const MaxChallenge = 64
 
 // InputChannel is the data channel the consumer sends input on.
 const InputChannel = "input"
