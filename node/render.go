@@ -229,6 +229,7 @@ func playRender(ctx context.Context, net *p2p.Net, tk *pb.SessionTicket, ticketR
 	o := render.PlayOptions{
 		PeerOptions: render.PeerOptions{ICEServers: ice, RelayOnly: ro.RelayOnly, Loopback: ro.Loopback},
 		Ticket:      ticketRaw, Width: ro.Width, Height: ro.Height, FPS: ro.FPS, Began: began, Pointer: ro.Pointer,
+		WatchNetwork: 2 * time.Second, // a new address (another network) restarts ICE at once
 	}
 	return render.Play(ctx, streamSignaller{s}, o)
 }
