@@ -38,6 +38,8 @@ type childConfig struct {
 	Threads    int              `json:"threads,omitempty"`
 	// Hold is how long the consumer plays (0: until SIGINT or Bound).
 	Hold time.Duration `json:"hold,omitempty"`
+	// Watch is the consumer's address polling interval (PlayOptions.WatchNetwork; 0: off).
+	Watch time.Duration `json:"watch,omitempty"`
 }
 
 func (c childConfig) peer() render.PeerOptions {
@@ -154,8 +156,9 @@ func runPlay(ctx context.Context, cfg childConfig, ev *events) error {
 	rep, err := render.Play(ctx, newStdio(), render.PlayOptions{
 		PeerOptions: cfg.peer(),
 		Width:       cfg.Width, Height: cfg.Height, FPS: cfg.FPS,
-		Began: began,
-		Log:   slog.New(logs),
+		Began:        began,
+		WatchNetwork: cfg.Watch,
+		Log:          slog.New(logs),
 		OnFrame: func(img *image.YCbCr, n uint32, lat time.Duration, ok bool) {
 			now := time.Now()
 			mu.Lock()
