@@ -13,10 +13,18 @@ import (
 // nowMS is the pinger's clock on the wire: unix milliseconds.
 func nowMS() float64 { return float64(time.Now().UnixNano()) / 1e6 }
 
+// InputSink is implemented by a Source that takes the consumer's input (scene.CommandSource
+// writes each event to its command's standard input): every event but pings, as a JSON line.
+type InputSink interface {
+	Input(event []byte)
+}
+
 // inputState is the container's view of the consumer's input: the events folded into an
 // input.State, the pointer's Kalman filter, and the input round trip it measures with its own pings
 // (the prediction horizon).
 type inputState struct {
+	// sink, when set, receives every input event as it came (a real application's source).
+	sink    InputSink
 	mu      sync.Mutex
 	state   input.State
 	pred    *input.Predictor
@@ -43,6 +51,9 @@ func (s *inputState) receive(dc *webrtc.DataChannel, data []byte) {
 	}
 	if s.pinger.handle(dc, e) {
 		return
+	}
+	if s.sink != nil {
+		s.sink.Input(data)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

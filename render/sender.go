@@ -156,9 +156,11 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	if o.Source != nil {
 		defer o.Source.Close() // Serve owns the source: a command source's process ends with the stream
 	}
+	sink, _ := o.Source.(InputSink)
 	s := &sender{o: o, sig: sig, trickle: &trickle{}, inputs: newInputState(!o.NoPredict), connected: make(chan struct{}), failed: make(chan struct{}), done: make(chan struct{})}
 	defer close(s.done)
 	s.trickle.send = s.send
+	s.inputs.sink = sink
 	api, err := newAPI(o.PeerOptions, &o.Bitrates, func(e cc.BandwidthEstimator) { s.est.Store(&e) })
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -120,6 +121,12 @@ type CommandSource struct {
 	buf    []byte
 	frames int
 
+	// The consumer's input goes to the command's standard input, one JSON event per line
+	// (render/input's wire format), through a bounded queue: a command that does not read its
+	// input loses events, it never stalls the stream.
+	input   chan []byte
+	dropped atomic.Int64
+
 	waitOnce sync.Once
 	waitErr  error
 	mu       sync.Mutex
@@ -150,12 +157,16 @@ func NewCommandSource(ctx context.Context, argv []string, w, h int) (*CommandSou
 	if err != nil {
 		return nil, fmt.Errorf("scene: command source: %w", err)
 	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("scene: command source: %w", err)
+	}
 	stderr := &tailBuffer{max: 2048}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("scene: command source: start %q: %w", argv[0], err)
 	}
-	return &CommandSource{
+	s := &CommandSource{
 		argv:   append([]string(nil), argv...),
 		w:      w,
 		h:      h,
@@ -163,7 +174,44 @@ func NewCommandSource(ctx context.Context, argv []string, w, h int) (*CommandSou
 		stdout: stdout,
 		stderr: stderr,
 		buf:    make([]byte, FrameBytes(w, h)),
-	}, nil
+		input:  make(chan []byte, inputQueue),
+	}
+	go s.writeInput(stdin)
+	return s, nil
+}
+
+// inputQueue bounds the input events waiting for the command to read them.
+const inputQueue = 256
+
+// Input queues one input event (a JSON line without its newline) for the command's standard
+// input; when the queue is full the event is dropped and counted.
+func (s *CommandSource) Input(event []byte) {
+	line := append(append(make([]byte, 0, len(event)+1), event...), '\n')
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	select {
+	case s.input <- line:
+	default:
+		s.dropped.Add(1)
+	}
+}
+
+// InputDropped counts the input events dropped because the command did not read them in time.
+func (s *CommandSource) InputDropped() int64 { return s.dropped.Load() }
+
+func (s *CommandSource) writeInput(stdin io.WriteCloser) {
+	defer stdin.Close()
+	for line := range s.input {
+		if _, err := stdin.Write(line); err != nil {
+			for range s.input { // the command stopped reading: drain until Close
+				s.dropped.Add(1)
+			}
+			return
+		}
+	}
 }
 
 // Size is the frame size given to NewCommandSource.
@@ -251,6 +299,7 @@ func (s *CommandSource) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.input)
 	if !s.reaped {
 		_ = killProcessGroup(s.cmd)
 	}

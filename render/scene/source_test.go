@@ -211,3 +211,36 @@ func TestNewCommandSourceErrors(t *testing.T) {
 		t.Fatal("missing command accepted")
 	}
 }
+
+// The consumer's input reaches the command's standard input, a JSON line per event.
+func TestCommandSourceForwardsInput(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "input")
+	w, h := 16, 16
+	script := fmt.Sprintf("head -c %d /dev/zero; cat > %s", FrameBytes(w, h), out)
+	src, err := NewCommandSource(context.Background(), []string{"sh", "-c", script}, w, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := src.Next(NewFrame(w, h)); err != nil {
+		t.Fatal(err)
+	}
+	src.Input([]byte(`{"t":"key","k":"KeyW","d":true,"ts":1}`))
+	src.Input([]byte(`{"t":"move","x":0.5,"y":0.5,"ts":2}`))
+	want := "{\"t\":\"key\",\"k\":\"KeyW\",\"d\":true,\"ts\":1}\n{\"t\":\"move\",\"x\":0.5,\"y\":0.5,\"ts\":2}\n"
+	deadline := time.Now().Add(10 * time.Second) // a child process: wall clock
+	for {
+		b, _ := os.ReadFile(out)
+		if string(b) == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("command read %q, want %q", b, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	src.Input([]byte(`{"t":"ping","id":1,"ts":3}`)) // after Close: dropped quietly, no panic
+}
