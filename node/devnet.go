@@ -161,6 +161,12 @@ func StartDevnet(ctx context.Context, cfg DevnetConfig) (_ *Devnet, err error) {
 	if err := first.Start(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.Relay { // node 0 is the devnet's well-known relay
+		d.network.Relays = addrStrings(first)[:1]
+		if d.networkFile, err = WriteNetworkFiles(d.cfg.Dir, d.network, d.stakes); err != nil {
+			return nil, err
+		}
+	}
 	for _, r := range devLocations {
 		if err := first.Net().SubscribeHeartbeats(r.region, d.observe); err != nil {
 			return nil, err

@@ -118,11 +118,15 @@ func (s *indexerSvc) loop(ctx context.Context) {
 			last = cur
 		}
 		if s.isFollowing() {
-			if s.member(cur) || s.serving(now) {
-				s.relays.ensure(ctx, s.n, cur)
-			}
-			if s.member(cur + 1) {
-				s.relays.ensure(ctx, s.n, cur+1)
+			// With well-known relays (or being one), grants are fetched ahead; otherwise the
+			// first match of the epoch starts a DHT lookup (match).
+			if len(s.n.cfg.Network.Relays) > 0 || s.n.relay != nil {
+				if s.member(cur) || s.serving(now) {
+					s.relays.ensure(ctx, s.n, cur)
+				}
+				if s.member(cur + 1) {
+					s.relays.ensure(ctx, s.n, cur+1)
+				}
 			}
 			ix.Expire(now)
 			if samples++; samples%2 == 0 {
@@ -250,6 +254,7 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 	if !s.serving(now) {
 		return refuse("not_indexer", fmt.Sprintf("this node is not on epoch %d's indexer committee", s.es.tr.Schedule().Epoch(now)))
 	}
+	s.relays.ensure(s.n.ctx, s.n, s.es.tr.Schedule().Epoch(now)) // in the background, once per epoch
 	ix := s.index()
 	cands, st, ref := ix.MatchWithStats(req, now, reserveAttempts)
 	if ref != nil {

@@ -37,6 +37,10 @@ type NetworkConfig struct {
 	Allocation string `toml:"allocation"`
 	// Regions are the region codes whose heartbeats an indexer follows while it serves.
 	Regions []string `toml:"regions"`
+	// Relays are well-known relay nodes (multiaddrs with /p2p/<peer ID>), which indexers ask for
+	// grants from the start of their epoch. Without them an indexer looks relays up in the DHT
+	// (relay:turn) when its first match of the epoch comes.
+	Relays []string `toml:"relays"`
 }
 
 // DefaultRegions are the regions of the public network (and of devnet and the simnet's topology).
@@ -153,6 +157,11 @@ func (nc *NetworkConfig) EpochConfig(stakes epoch.StakeSource) (epoch.Config, er
 		Stakes:   stakes,
 	}
 	copy(cfg.GenesisSeed[:], seedBytes)
+	for _, r := range nc.Relays {
+		if _, err := peer.AddrInfoFromString(r); err != nil {
+			return epoch.Config{}, fmt.Errorf("%w: network.relays: %q: want a multiaddr ending in /p2p/<peer ID>: %v", ErrConfig, r, err)
+		}
+	}
 	for _, r := range nc.Regions {
 		if !container.ValidRegion(r) {
 			return epoch.Config{}, fmt.Errorf("%w: network.regions: %q is not a region code such as eu-west", ErrConfig, r)
