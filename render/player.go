@@ -24,6 +24,9 @@ type PlayOptions struct {
 	PeerOptions
 	// Ticket is the session ticket envelope that authorises the session.
 	Ticket []byte
+	// Challenge is a checker's nonce (at most MaxChallenge bytes): the container streams the
+	// built-in scene seeded by it, at the size asked, without stepping down its resolution.
+	Challenge []byte
 	// Width, Height and FPS ask the container for a size and rate (0: its defaults).
 	Width, Height, FPS int
 	// Began is when the consumer asked for the session (the match request): first_frame_ms counts
@@ -146,7 +149,7 @@ func Play(ctx context.Context, sig Signaller, o PlayOptions) (*PlayReport, error
 		}
 		return tr.describe(&pb.RenderSignal{Offer: &pb.RenderOffer{
 			Ticket: o.Ticket, Sdp: sd.SDP, Trickle: true, RelayOnly: o.RelayOnly, IceServers: o.ICEServers,
-			Width: uint32(o.Width), Height: uint32(o.Height), Fps: uint32(o.FPS),
+			Width: uint32(o.Width), Height: uint32(o.Height), Fps: uint32(o.FPS), Challenge: o.Challenge,
 		}})
 	}
 	if err := offer(false); err != nil {

@@ -47,6 +47,8 @@ type StreamOptions struct {
 	// ROI encodes the area around the pointer at higher quality.
 	ROI bool
 	Log *slog.Logger
+
+	fixedSize bool // no resolution ladder (a checker's challenge)
 }
 
 func (o *StreamOptions) defaults() {
@@ -152,6 +154,7 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 			_ = o.Source.Close()
 		}
 		o.Seed, o.Source = c, nil
+		o.fixedSize = true // a checker measures the size it asked for
 	}
 	if o.Source != nil {
 		defer o.Source.Close() // Serve owns the source: a command source's process ends with the stream
@@ -383,7 +386,7 @@ func (s *sender) stream(ctx context.Context, ended <-chan error) (*StreamReport,
 				}
 				bitrate = target
 			}
-			if next := pickRung(rung, target, o.Width, o.Height); next != rung && time.Since(lastResize) > resizeHold {
+			if next := pickRung(rung, target, o.Width, o.Height); !o.fixedSize && next != rung && time.Since(lastResize) > resizeHold {
 				nw, nh := ladderSize(next, o.Width, o.Height)
 				if err := enc.Resize(nw, nh); err != nil {
 					return s.finish(rep, encTimes, w, h), err
