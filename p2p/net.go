@@ -101,6 +101,9 @@ func New(cfg Config) (*Net, error) {
 			pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 			pubsub.WithPeerScore(peerScoreParams(cfg), peerScoreThresholds()),
 			pubsub.WithMaxMessageSize(MaxGossipMessageSize),
+			// The default validation queue (32) overflows under one fast burst from a flooder, and
+			// honest messages arriving in those milliseconds are dropped (seen with attestations).
+			pubsub.WithValidateQueueSize(validateQueueSize),
 			pubsub.WithDiscovery(routing.NewRoutingDiscovery(n.dht)),
 			pubsub.WithPeerExchange(true),
 			pubsub.WithLogger(cfg.Logger.With("sub", "gossipsub")),
@@ -330,3 +333,6 @@ func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
 	raise(&p.Transient.Conns, conns/2)
 	return p.Build(base)
 }
+
+// validateQueueSize is gossipsub's validation queue (every topic): room for a flood's burst.
+const validateQueueSize = 4096
