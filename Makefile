@@ -21,9 +21,15 @@ help: ## list the targets
 build: deps-vpx ## build bin/rendermesh
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/rendermesh
 
+# The packages that run whole devnets (real networking on the wall clock, video included) run one
+# at a time after the rest: on two cores, beside other packages' tests, their epochs and streams
+# starve.
+DEVNET_PKGS := ./node ./cmd/rendermesh
+
 test: deps ## every test with the race detector, then the simulations and a 100-peer simnet without it
 	$(GO) mod download
-	RENDERMESH_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
+	RENDERMESH_E2E=1 $(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e '/node$$' -e '/cmd/rendermesh$$')
+	RENDERMESH_E2E=1 $(GO) test -race -count=1 -timeout 20m -p 1 $(DEVNET_PKGS)
 	$(MAKE) test-sim
 
 # The same-seed test runs alone in its process: a simnet run before it in the same process
