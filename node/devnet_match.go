@@ -37,7 +37,7 @@ func (s *MatchStats) SuccessRatio() float64 {
 }
 
 // devRenderHold is how long each devnet session plays its stream.
-const devRenderHold = 3 * time.Second
+const devRenderHold = 2 * time.Second
 
 // RunMatches has the light client ask for one match per devnet region, one after the other: each a
 // retail session for the demo app from that region, ranked in turn by the three criteria, that

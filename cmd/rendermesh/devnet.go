@@ -66,6 +66,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	converge := fs.Duration("converge-timeout", 2*time.Minute, "give up waiting for convergence after this long")
 	epochLen := fs.Duration("epoch", 10*time.Second, "epoch length (indexer elections)")
 	web := fs.String("web", "", "serve the web client from node 0 here, e.g. 127.0.0.1:8080 (empty: off)")
+	committee := fs.Uint("committee", 0, "expected indexer seats per epoch (default: a sixth of the nodes, at least 3)")
 	stream := fs.String("stream", "640x360", "the size each devnet session streams, e.g. 1280x720")
 	relay := fs.Bool("relay", true, "make node 0 a TURN relay; every third session is forced through it")
 	if err := fs.Parse(args); err != nil {
@@ -94,7 +95,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	began := time.Now()
 	progress(fmt.Sprintf("starting %d nodes on loopback", *nodes))
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web, StreamWidth: sw, StreamHeight: sh})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web, StreamWidth: sw, StreamHeight: sh, Committee: uint32(*committee)})
 	if err != nil {
 		return err
 	}
