@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -101,5 +102,22 @@ func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 			st.Refused[m.Reason]++
 		}
 		st.mu.Unlock()
+	}
+}
+
+// WaitServing waits until the devnet's committee answers the light client's request for the demo
+// app with a match (with relays: one that carries relay credentials too), trying once a second;
+// the match is not held (its lease lapses). It returns ctx's error if none comes.
+func (d *Devnet) WaitServing(ctx context.Context, relays bool) error {
+	for {
+		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, ConnectOptions{Network: d.network, Stakes: d.stakes, Hold: -1})
+		if err == nil && res.Match.Matched && (!relays || len(res.Match.ICEServers) > 0) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devnet: no committee served a match: %w", ctx.Err())
+		case <-time.After(time.Second):
+		}
 	}
 }

@@ -49,27 +49,26 @@ type PlayOptions struct {
 // PlayReport is what the consumer saw. Latencies are render (the container's stamp) to decoded,
 // on the consumer's clock: exact on one machine, off by the clock offset between two.
 type PlayReport struct {
-	FirstFrame       time.Duration `json:"-"`
-	Frames           int           `json:"frames"`
-	FramesStamped    int           `json:"frames_stamped"`
-	FramesLost       int           `json:"frames_lost"`
-	DecodeErrors     int           `json:"decode_errors"`
-	PLIs             int           `json:"plis"`
-	FPS              float64       `json:"fps"`
-	BitrateKbps      float64       `json:"bitrate_kbps"`
-	LatencyP50       time.Duration `json:"-"`
-	LatencyP99       time.Duration `json:"-"`
-	InputRTTP50      time.Duration `json:"-"`
-	Relay            bool          `json:"relay"`
-	Width            int           `json:"width"`
-	Height           int           `json:"height"`
-	Restarts         int           `json:"ice_restarts"`
-	Reconnects       int           `json:"reconnects"` // new render streams to the same container
-	Duration         time.Duration `json:"-"`
-	latencies, rtts  []time.Duration
-	bytes            int64
-	firstAt, lastAt  time.Time
-	framesInInterval int
+	FirstFrame      time.Duration `json:"-"`
+	Frames          int           `json:"frames"`
+	FramesStamped   int           `json:"frames_stamped"`
+	FramesLost      int           `json:"frames_lost"`
+	DecodeErrors    int           `json:"decode_errors"`
+	PLIs            int           `json:"plis"`
+	FPS             float64       `json:"fps"`
+	BitrateKbps     float64       `json:"bitrate_kbps"`
+	LatencyP50      time.Duration `json:"-"`
+	LatencyP99      time.Duration `json:"-"`
+	InputRTTP50     time.Duration `json:"-"`
+	Relay           bool          `json:"relay"`
+	Width           int           `json:"width"`
+	Height          int           `json:"height"`
+	Restarts        int           `json:"ice_restarts"`
+	Reconnects      int           `json:"reconnects"` // new render streams to the same container
+	Duration        time.Duration `json:"-"`
+	latencies, rtts []time.Duration
+	bytes           int64
+	firstAt, lastAt time.Time
 }
 
 // Play offers to the container over sig, plays the stream (decoding every frame with libvpx) and
@@ -133,8 +132,7 @@ func Play(ctx context.Context, sig Signaller, o PlayOptions) (*PlayReport, error
 			failOnce.Do(func() { close(failed) })
 		}
 	})
-	frames := make(chan struct{}, 1)
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { go p.receive(tr, frames) })
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { go p.receive(tr) })
 	dc.OnOpen(func() { go p.inputLoop(ctx, dc) })
 	dc.OnMessage(func(m webrtc.DataChannelMessage) { p.pinger.receive(dc, m.Data) })
 
@@ -239,7 +237,7 @@ func (p *player) signalLoop(ctx context.Context) error {
 const pliInterval = 200 * time.Millisecond
 
 // receive reassembles, decodes and measures the video track.
-func (p *player) receive(tr *webrtc.TrackRemote, _ chan struct{}) {
+func (p *player) receive(tr *webrtc.TrackRemote) {
 	dec, err := vpx.NewDecoder()
 	if err != nil {
 		p.o.Log.Error("decoder", "err", err)

@@ -3,56 +3,20 @@ package render
 import (
 	"context"
 	"image"
-	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/render/rendertest"
 	"github.com/rendermesh/rendermesh/render/turn"
 )
-
-// pipe is a Signaller pair over channels; messages are cloned so the ends share nothing.
-type pipe struct {
-	in     <-chan *pb.RenderSignal
-	out    chan<- *pb.RenderSignal
-	closed chan struct{}
-	once   *sync.Once
-}
-
-func newPipe() (*pipe, *pipe) {
-	a, b := make(chan *pb.RenderSignal, 64), make(chan *pb.RenderSignal, 64)
-	closed, once := make(chan struct{}), &sync.Once{}
-	return &pipe{in: a, out: b, closed: closed, once: once}, &pipe{in: b, out: a, closed: closed, once: once}
-}
-
-func (p *pipe) Send(m *pb.RenderSignal) error {
-	select {
-	case p.out <- proto.Clone(m).(*pb.RenderSignal):
-		return nil
-	case <-p.closed:
-		return io.ErrClosedPipe
-	}
-}
-
-func (p *pipe) Recv() (*pb.RenderSignal, error) {
-	select {
-	case m := <-p.in:
-		return m, nil
-	case <-p.closed:
-		return nil, io.EOF
-	}
-}
-
-func (p *pipe) Close() { p.once.Do(func() { close(p.closed) }) }
 
 // session runs a container and a consumer against each other for hold and returns both reports.
 func session(t testing.TB, hold time.Duration, so StreamOptions, po PlayOptions) (*StreamReport, error, *PlayReport, error) {
 	t.Helper()
-	cons, cont := newPipe()
+	cons, cont := rendertest.NewPipe()
 	defer cons.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), hold+20*time.Second)
 	defer cancel()
@@ -117,7 +81,7 @@ func TestRefusedOffer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real WebRTC")
 	}
-	cons, cont := newPipe()
+	cons, cont := rendertest.NewPipe()
 	defer cons.Close()
 	go func() {
 		if _, err := cont.Recv(); err == nil {
@@ -133,7 +97,7 @@ func TestRefusedOffer(t *testing.T) {
 }
 
 func TestBadOfferIsRefused(t *testing.T) {
-	cons, cont := newPipe()
+	cons, cont := rendertest.NewPipe()
 	defer cons.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -245,7 +209,7 @@ func TestICERestart(t *testing.T) {
 }
 
 func TestOversizeChallengeIsRefused(t *testing.T) {
-	cons, cont := newPipe()
+	cons, cont := rendertest.NewPipe()
 	defer cons.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -211,7 +211,7 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ended := make(chan error, 1)
-	go func() { ended <- s.signalLoop(ctx, offer.GetTrickle()) }()
+	go func() { ended <- s.signalLoop(ctx) }()
 
 	select {
 	case <-s.connected:
@@ -267,7 +267,7 @@ func (s *sender) answer(offer *pb.RenderOffer) error {
 }
 
 // signalLoop applies the consumer's candidates and ICE restarts until the consumer ends.
-func (s *sender) signalLoop(ctx context.Context, trickle bool) error {
+func (s *sender) signalLoop(ctx context.Context) error {
 	for {
 		m, err := s.sig.Recv()
 		if err != nil {

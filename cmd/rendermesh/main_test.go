@@ -360,15 +360,8 @@ func TestResumeAfterContainerDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	for { // until a committee serves
-		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
-		if ctx.Err() != nil {
-			t.Fatal("no committee served a match")
-		}
-		if err == nil && res.Match.Matched {
-			break
-		}
-		time.Sleep(time.Second)
+	if err := d.WaitServing(ctx, false); err != nil {
+		t.Fatal(err)
 	}
 	type connected struct {
 		res *node.ConnectResult

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rendermesh/rendermesh/node"
-	"github.com/rendermesh/rendermesh/p2p/pb"
 )
 
 // browserRun is what render/web/e2e/run.mjs prints.
@@ -68,16 +67,8 @@ func TestWebClient(t *testing.T) {
 	}
 	defer d.Close()
 	base := "http://" + d.Nodes[0].AdminAddr()
-	// Wait until a committee serves matches and holds relay grants.
-	for {
-		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
-		if ctx.Err() != nil {
-			t.Fatal("no committee served a match")
-		}
-		if err == nil && res.Match.Matched && len(res.Match.ICEServers) > 0 {
-			break
-		}
-		time.Sleep(time.Second)
+	if err := d.WaitServing(ctx, true); err != nil { // a committee serves, with relay grants
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name  string

@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"image"
-	"io"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/render"
+	"github.com/rendermesh/rendermesh/render/rendertest"
 	"github.com/rendermesh/rendermesh/render/scene"
 )
 
@@ -21,41 +19,6 @@ import (
 // changed to cheat) and render.Play as the checker's consumer, whose frames a Verifier judges.
 // The sessions run on the wall clock (real sockets, a real encoder); the Verifier itself reads
 // none: the test hands it the arrival times.
-
-// pipe is a Signaller pair over channels; messages are cloned so the ends share nothing (as in
-// render's own tests).
-type pipe struct {
-	in     <-chan *pb.RenderSignal
-	out    chan<- *pb.RenderSignal
-	closed chan struct{}
-	once   *sync.Once
-}
-
-func newPipe() (*pipe, *pipe) {
-	a, b := make(chan *pb.RenderSignal, 64), make(chan *pb.RenderSignal, 64)
-	closed, once := make(chan struct{}), &sync.Once{}
-	return &pipe{in: a, out: b, closed: closed, once: once}, &pipe{in: b, out: a, closed: closed, once: once}
-}
-
-func (p *pipe) Send(m *pb.RenderSignal) error {
-	select {
-	case p.out <- proto.Clone(m).(*pb.RenderSignal):
-		return nil
-	case <-p.closed:
-		return io.ErrClosedPipe
-	}
-}
-
-func (p *pipe) Recv() (*pb.RenderSignal, error) {
-	select {
-	case m := <-p.in:
-		return m, nil
-	case <-p.closed:
-		return nil, io.EOF
-	}
-}
-
-func (p *pipe) Close() { p.once.Do(func() { close(p.closed) }) }
 
 // container is how a container serves a checker's offer: it may change the offer (a cheater drops
 // the challenge, or the frame rate) and says what to stream. stop is closed when the checker's
@@ -106,7 +69,7 @@ func check(t *testing.T, seed uint64, serve containerFunc) session {
 		},
 	}
 
-	cons, cont := newPipe()
+	cons, cont := rendertest.NewPipe()
 	defer cons.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), sessionHold+20*time.Second)
 	defer cancel()
