@@ -47,6 +47,8 @@ type ConnectResult struct {
 	RenderErr   error
 	// Resumed lists the containers (raw peer IDs) of the sessions that took over after one died.
 	Resumed []string
+	// ResumeErr is why the last new match after a container died failed, if it did.
+	ResumeErr error
 }
 
 // maxResumes bounds the new matches one Connect takes after containers die; maxReconnects the
@@ -54,6 +56,8 @@ type ConnectResult struct {
 const (
 	maxResumes    = 3
 	maxReconnects = 3
+	// resumeBackoff is the first wait before a failed new match is retried (doubling, at most 4x).
+	resumeBackoff = 500 * time.Millisecond
 )
 
 // ErrNoRelay is the render error of a relay-only session whose match came without relays.
@@ -278,11 +282,14 @@ func openTicket(raw []byte) (*pb.SessionTicket, string, error) {
 
 // resume goes on after a container died mid-session: while the hold lasts, it gets a new match
 // (a fresh request) and runs the rest of the session there, merging what the streams measured.
+// A failed match is retried with backoff while the hold lasts: right after a container dies the
+// indexers may still be learning it is gone, or their best candidates may be reserved.
 func resume(ctx context.Context, net *p2p.Net, clk clock.Clock, req *pb.MatchRequest, o ConnectOptions, began time.Time, res *ConnectResult,
 	match func(context.Context, *pb.MatchRequest) (*consumer.Match, error)) {
 	if !o.Resume || o.Hold <= 0 {
 		return
 	}
+	backoff := resumeBackoff
 	for len(res.Resumed) < maxResumes && res.SessionErr != nil && !errors.Is(res.SessionErr, consumer.ErrSessionRefused) && ctx.Err() == nil {
 		left := o.Hold - clk.Since(began)
 		if left <= time.Second {
@@ -292,8 +299,25 @@ func resume(ctx context.Context, net *p2p.Net, clk clock.Clock, req *pb.MatchReq
 		next.RequestId = NewRequestID()
 		m, err := match(ctx, next)
 		if err != nil || !m.Matched {
-			return
+			if err == nil {
+				err = fmt.Errorf("refused (%s): %s", m.Reason, m.Detail)
+			}
+			res.ResumeErr = fmt.Errorf("new match after the container died: %w", err)
+			if left-backoff <= time.Second {
+				return
+			}
+			t := clk.Timer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(2*backoff, 4*resumeBackoff)
+			continue
 		}
+		res.ResumeErr = nil
+		backoff = resumeBackoff
 		sub := &ConnectResult{Match: m}
 		o2 := o
 		o2.Hold = left

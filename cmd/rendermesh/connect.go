@@ -52,6 +52,7 @@ type connectJSON struct {
 	Relay           *bool              `json:"relay,omitempty"`
 	Render          *render.PlayReport `json:"render,omitempty"`
 	Resumed         []string           `json:"resumed_on,omitempty"` // containers that took over after one died
+	ResumeErr       string             `json:"resume_error,omitempty"`
 	RenderErr       string             `json:"render_error,omitempty"`
 }
 
@@ -218,6 +219,9 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	for _, c := range res.Resumed {
 		out.Resumed = append(out.Resumed, peer.ID(c).String())
+	}
+	if res.ResumeErr != nil {
+		out.ResumeErr = res.ResumeErr.Error()
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -394,7 +394,7 @@ func TestResumeAfterContainerDies(t *testing.T) {
 		t.Fatalf("connect: %+v, %v", c.res, c.err)
 	}
 	if len(c.res.Resumed) == 0 || c.res.Resumed[0] == string(victim.Net().ID()) {
-		t.Fatalf("resumed on %v after %s died (session error %v); want another container", c.res.Resumed, victim.Net().ID(), c.res.SessionErr)
+		t.Fatalf("resumed on %v after %s died (session error %v, resume error %v); want another container", c.res.Resumed, victim.Net().ID(), c.res.SessionErr, c.res.ResumeErr)
 	}
 	if r := c.res.Render; r == nil || r.FramesStamped == 0 {
 		t.Fatalf("no frames: %+v", r)
