@@ -21,7 +21,7 @@ import (
 // RENDERMESH_* environment variables, and command-line flags (see Load).
 type Config struct {
 	DataDir string   `toml:"data_dir"`
-	Roles   []string `toml:"roles"` // roles besides being a full node: "container"
+	Roles   []string `toml:"roles"` // roles besides being a full node: "container", "checker"
 
 	Log       LogConfig       `toml:"log"`
 	Admin     AdminConfig     `toml:"admin"`
@@ -29,6 +29,7 @@ type Config struct {
 	Container ContainerConfig `toml:"container"`
 	Render    RenderConfig    `toml:"render"`
 	Relay     RelayConfig     `toml:"relay"`
+	Checker   CheckerConfig   `toml:"checker"`
 	Network   NetworkConfig   `toml:"network"`
 }
 
@@ -93,9 +94,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 // Known roles.
-const RoleContainer = "container"
+const (
+	RoleContainer = "container"
+	RoleChecker   = "checker"
+)
 
-var knownRoles = []string{RoleContainer}
+var knownRoles = []string{RoleContainer, RoleChecker}
 
 // Default returns the configuration of a full node with no extra role, listening on TCP and QUIC
 // port 4001, its admin listener on 127.0.0.1:9464.
@@ -121,8 +125,9 @@ func Default() Config {
 			HeartbeatInterval: Duration(container.DefaultHeartbeatInterval),
 			ReceiptInterval:   Duration(time.Minute),
 		},
-		Render: RenderConfig{Width: 1280, Height: 720, FPS: 30, MaxBitrateKbps: 8000},
-		Relay:  RelayConfig{Listen: "0.0.0.0:3478", MaxTTL: Duration(2 * time.Hour)},
+		Render:  RenderConfig{Width: 1280, Height: 720, FPS: 30, MaxBitrateKbps: 8000},
+		Relay:   RelayConfig{Listen: "0.0.0.0:3478", MaxTTL: Duration(2 * time.Hour)},
+		Checker: DefaultChecker(),
 	}
 }
 
@@ -174,6 +179,14 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Relay.validate(); err != nil {
 		return err
+	}
+	if c.HasRole(RoleChecker) {
+		if !c.Network.Elections() {
+			return fmt.Errorf("%w: the checker role needs the network's epochs: set network.genesis_time", ErrConfig)
+		}
+		if err := c.Checker.validate(); err != nil {
+			return err
+		}
 	}
 	if c.HasRole(RoleContainer) {
 		cc := &c.Container
@@ -255,7 +268,7 @@ func cmpOr(a, b string) string {
 // BindFlags defines the node's flags on fs, writing into cfg when set.
 func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory: identity key, datastore, state")
-	fs.Var(listFlag{&cfg.Roles}, "roles", "comma-separated roles besides full node: container")
+	fs.Var(listFlag{&cfg.Roles}, "roles", "comma-separated roles besides full node: container, checker")
 	fs.StringVar(&cfg.Log.Level, "log-level", cfg.Log.Level, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.Log.Format, "log-format", cfg.Log.Format, "log format: text or json")
 	fs.StringVar(&cfg.Admin.Listen, "admin", cfg.Admin.Listen, "admin HTTP listen address (healthz, metrics); empty disables")
@@ -409,5 +422,70 @@ func (f floatPtrFlag) Set(s string) error {
 		return err
 	}
 	*f.p = &v
+	return nil
+}
+
+// CheckerConfig configures the checker role.
+type CheckerConfig struct {
+	// PerContainer is how many checkers the epoch's randomness assigns to each container: all of
+	// them check it at registration and after a failure, the first of them at random in standby.
+	PerContainer int `toml:"per_container"`
+	// RandomEvery: a container in standby gets a random check every RandomEvery epochs on average
+	// (1: every epoch).
+	RandomEvery int `toml:"random_every"`
+	// Methods are the checks run on a container: "telemetry" (its signed NVML readings) and
+	// "simulation" (a render session on a challenge).
+	Methods []string `toml:"methods"`
+	// Width, Height and FPS are the challenge stream's; CheckFor how long it is watched.
+	Width    int      `toml:"width"`
+	Height   int      `toml:"height"`
+	FPS      int      `toml:"fps"`
+	CheckFor Duration `toml:"check_for"`
+	// Recheck is the least time between two checks of one container outside the random schedule
+	// (registration, needs_recheck).
+	Recheck Duration `toml:"recheck"`
+	// Concurrent bounds the checks this node runs at once.
+	Concurrent int `toml:"concurrent"`
+}
+
+// Check methods.
+const (
+	MethodTelemetry  = "telemetry"
+	MethodSimulation = "simulation"
+)
+
+// DefaultChecker is the checker role's default configuration.
+func DefaultChecker() CheckerConfig {
+	return CheckerConfig{
+		PerContainer: 2, RandomEvery: 1, Methods: []string{MethodTelemetry, MethodSimulation},
+		Width: 320, Height: 180, FPS: 30, CheckFor: Duration(3 * time.Second),
+		Recheck: Duration(30 * time.Second), Concurrent: 2,
+	}
+}
+
+func (c *CheckerConfig) validate() error {
+	switch {
+	case c.PerContainer < 1 || c.PerContainer > 16:
+		return fmt.Errorf("%w: checker.per_container must be 1 to 16 (got %d)", ErrConfig, c.PerContainer)
+	case c.RandomEvery < 1:
+		return fmt.Errorf("%w: checker.random_every must be at least 1 (got %d)", ErrConfig, c.RandomEvery)
+	case len(c.Methods) == 0:
+		return fmt.Errorf("%w: checker.methods is empty: want %q, %q or both", ErrConfig, MethodTelemetry, MethodSimulation)
+	case c.Width < 256 || c.Height < 64 || c.Width%2 != 0 || c.Height%2 != 0 || c.Width > 1920 || c.Height > 1080:
+		return fmt.Errorf("%w: checker: the challenge must be even-sized, 256x64 to 1920x1080 (got %dx%d): its frames carry a 256-pixel stamp", ErrConfig, c.Width, c.Height)
+	case c.FPS < 5 || c.FPS > 120:
+		return fmt.Errorf("%w: checker.fps must be 5 to 120 (got %d)", ErrConfig, c.FPS)
+	case c.CheckFor < Duration(time.Second) || c.CheckFor > Duration(time.Minute):
+		return fmt.Errorf("%w: checker.check_for must be 1s to 1m (got %v)", ErrConfig, time.Duration(c.CheckFor))
+	case c.Recheck < Duration(time.Second):
+		return fmt.Errorf("%w: checker.recheck must be at least 1s", ErrConfig)
+	case c.Concurrent < 1 || c.Concurrent > 64:
+		return fmt.Errorf("%w: checker.concurrent must be 1 to 64 (got %d)", ErrConfig, c.Concurrent)
+	}
+	for _, m := range c.Methods {
+		if m != MethodTelemetry && m != MethodSimulation {
+			return fmt.Errorf("%w: checker.methods: unknown method %q: want %q or %q", ErrConfig, m, MethodTelemetry, MethodSimulation)
+		}
+	}
 	return nil
 }

@@ -53,6 +53,15 @@ type DevnetConfig struct {
 	// Relay makes node 0 a relay (embedded TURN on loopback), so consumers get relay credentials
 	// with their matches and every third devnet session is forced through it.
 	Relay bool
+	// Checkers is how many nodes run the checker role with a checker licence (plain full nodes
+	// first, then containers); 0: none, and containers pass their registration check by dev
+	// autocheck. With checkers, a container is scheduled only once a checker passed it.
+	Checkers int
+	// Cheaters is how many containers cheat their checks, dealt the kinds of Cheats in turn.
+	Cheaters int
+	// Checker overrides the checker role's configuration (nil: DefaultChecker with a 10 s
+	// recheck and a spot check every 3 epochs, fitting devnet's short epochs).
+	Checker *CheckerConfig
 }
 
 // devBootstrapNodes start first; the others join through them.
@@ -239,6 +248,7 @@ func (d *Devnet) allocate() error {
 		if err != nil {
 			return err
 		}
+		c.Checker = d.isChecker(i)
 		alloc = append(alloc, c)
 	}
 	var err error
@@ -312,6 +322,41 @@ func (d *Devnet) Epochs() EpochStats {
 
 func (d *Devnet) isContainer(i int) bool { return i > 0 && i%d.cfg.ContainerEvery != 0 }
 
+// isChecker: the first Checkers nodes after node 0, plain full nodes first, then containers.
+func (d *Devnet) isChecker(i int) bool {
+	if i == 0 || d.cfg.Checkers <= 0 {
+		return false
+	}
+	var plain, conts []int
+	for j := 1; j < d.cfg.Nodes; j++ {
+		if d.isContainer(j) {
+			conts = append(conts, j)
+		} else {
+			plain = append(plain, j)
+		}
+	}
+	order := append(plain, conts...)
+	return slices.Contains(order[:min(d.cfg.Checkers, len(order))], i)
+}
+
+// cheat is node i's cheat: the last Cheaters containers cheat, in the order of Cheats.
+func (d *Devnet) cheat(i int) Cheat {
+	if !d.isContainer(i) || d.cfg.Cheaters <= 0 {
+		return CheatNone
+	}
+	var conts []int
+	for j := 1; j < d.cfg.Nodes; j++ {
+		if d.isContainer(j) {
+			conts = append(conts, j)
+		}
+	}
+	k := slices.Index(conts, i) - (len(conts) - d.cfg.Cheaters)
+	if k < 0 {
+		return CheatNone
+	}
+	return Cheats[k%len(Cheats)]
+}
+
 func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, error) {
 	cfg := Default()
 	cfg.DataDir = filepath.Join(d.cfg.Dir, fmt.Sprintf("node-%03d", i))
@@ -351,8 +396,18 @@ func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, err
 		cfg.Container.Region, cfg.Container.Geohash = loc.region, loc.geohash
 		cfg.Container.Apps = devApps[k%len(devApps)]
 		cfg.Container.SessionFee = FormatAmount(uint64(100_000 + 25_000*(k%9)))
-		cfg.Container.DevAutoCheck = true
+		cfg.Container.DevAutoCheck = d.cfg.Checkers <= 0
 		opts.Probe = container.NewSimulatedProbe(prof, int64(i))
+		opts.Cheat = d.cheat(i)
+	}
+	if d.isChecker(i) {
+		cfg.Roles = append(cfg.Roles, RoleChecker)
+		if d.cfg.Checker != nil {
+			cfg.Checker = *d.cfg.Checker
+		} else {
+			cfg.Checker.Recheck = Duration(10 * time.Second)
+			cfg.Checker.RandomEvery = 3
+		}
 	}
 	return New(cfg, opts)
 }

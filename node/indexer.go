@@ -185,6 +185,9 @@ func (s *indexerSvc) onHeartbeat(hb *pb.Heartbeat) {
 	if !s.index().Heartbeat(id, hb, s.n.opts.Clock.Now()) {
 		return
 	}
+	if s.n.chk != nil { // a container new to the index gets its standing from the ledger
+		s.n.chk.applyTo(s.index(), id, s.es.tr.Schedule().Epoch(s.n.opts.Clock.Now()))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.queued[id] {

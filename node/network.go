@@ -64,6 +64,7 @@ type AllocationFile struct {
 		PeerID     string `toml:"peer_id"`
 		Stake      string `toml:"stake"` // base units, decimal
 		QualityPPM uint32 `toml:"quality_ppm"`
+		Checker    bool   `toml:"checker"` // holds a checker licence
 	} `toml:"candidate"`
 }
 
@@ -95,6 +96,7 @@ func LoadAllocation(path string) (epoch.Allocation, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: network.allocation %s: candidate %d: %v", ErrConfig, path, i+1, err)
 		}
+		cand.Checker = c.Checker
 		out = append(out, cand)
 	}
 	return SortAllocation(out)
@@ -206,6 +208,9 @@ func WriteNetworkFiles(dir string, nc NetworkConfig, a epoch.Allocation) (string
 	alloc.WriteString("# Who holds stake (base units) and how well they serve, until the chain says so.\n")
 	for _, c := range a {
 		fmt.Fprintf(&alloc, "\n[[candidate]]\npeer_id = %q\nstake = %q\nquality_ppm = %d\n", peer.ID(c.ID).String(), c.Stake.String(), c.QualityPPM)
+		if c.Checker {
+			alloc.WriteString("checker = true\n")
+		}
 	}
 	nc.Allocation = filepath.Join(absDir, "allocation.toml")
 	if err := writeFileAtomic(nc.Allocation, []byte(alloc.String()), 0o644); err != nil {

@@ -63,6 +63,12 @@ type Options struct {
 	Stakes epoch.StakeSource
 	// ReceiptInterval replaces the minute between a session's usage receipts (tests).
 	ReceiptInterval time.Duration
+	// OnAttestation sees every attestation the node accepts, with its Merkle leaf and when it
+	// arrived (simnet's delivery metrics).
+	OnAttestation func(a *pb.Attestation, leaf [32]byte, at time.Time)
+	// Cheat makes a container cheat its checks (devnet and simnet cheaters; see Cheat). Never set
+	// from configuration.
+	Cheat Cheat
 }
 
 func (o Options) inMemory() bool { return o.Key != nil && o.Datastore != nil }
@@ -83,6 +89,7 @@ type Node struct {
 	admin   *adminServer
 	ep      *epochs
 	idx     *indexerSvc
+	chk     *checkerSvc
 
 	receipts      receiptSink // co-signed usage receipts of the container's sessions
 	closeReceipts func() error
@@ -244,6 +251,9 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		if n.ep.sk != nil {
 			n.idx = n.newIndexer(n.ep)
 		}
+		if n.chk, err = n.newChecker(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.HasRole(RoleContainer) {
 		if err := n.newContainer(); err != nil {
@@ -306,6 +316,9 @@ func (n *Node) newContainer() error {
 			n.log.Warn("no GPU: this container advertises CPU-only software rendering", "reason", reason)
 		}
 		n.probe = nv
+	}
+	if n.opts.Cheat != CheatNone {
+		n.probe = cheatProbe(n.opts.Cheat, n.probe)
 	}
 	fee, _ := ParseAmount(cc.SessionFee)
 	gh, ll := cc.Location()
@@ -382,6 +395,9 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		if n.idx != nil {
 			n.idx.start(n.ctx, &n.wg)
+		}
+		if err := n.chk.start(n.ctx, &n.wg); err != nil {
+			return err
 		}
 	}
 	if n.cont != nil {

@@ -123,17 +123,34 @@ func (n *Node) serveRender(ctx context.Context, s network.Stream) error {
 	}
 	_ = s.SetReadDeadline(time.Time{})
 	sig := streamSignaller{s}
-	tk, err := n.authoriseRender(remote, first.GetOffer())
-	if err != nil {
-		n.opts.Metrics.RenderSessions.WithLabelValues("refused").Inc()
-		n.log.Debug("render refused", "consumer", remote, "err", err)
-		return sig.Send(&pb.RenderSignal{Refused: err.Error()})
+	offer := first.GetOffer()
+	var key []byte
+	if len(offer.GetTicket()) == 0 && len(offer.GetChallenge()) > 0 {
+		release, err := n.authoriseCheck(remote)
+		if err != nil {
+			n.opts.Metrics.RenderSessions.WithLabelValues("refused").Inc()
+			n.log.Debug("check refused", "checker", remote, "err", err)
+			return sig.Send(&pb.RenderSignal{Refused: err.Error()})
+		}
+		defer release()
+		key = append([]byte("check\x00"), offer.GetChallenge()...)
+	} else {
+		tk, err := n.authoriseRender(remote, offer)
+		if err != nil {
+			n.opts.Metrics.RenderSessions.WithLabelValues("refused").Inc()
+			n.log.Debug("render refused", "consumer", remote, "err", err)
+			return sig.Send(&pb.RenderSignal{Refused: err.Error()})
+		}
+		key = tk.SessionId
 	}
-	ctx, done := n.renders.start(ctx, tk.SessionId, func() { _ = s.Reset() })
+	ctx, done := n.renders.start(ctx, key, func() { _ = s.Reset() })
 	defer done()
-	o := n.streamOptions(len(first.GetOffer().GetChallenge()) == 0)
+	o := n.streamOptions(len(offer.GetChallenge()) == 0)
+	if n.opts.Cheat != CheatNone {
+		cheatStream(ctx, n.opts.Cheat, offer, &o)
+	}
 	began := time.Now()
-	rep, err := render.Serve(ctx, sig, first.GetOffer(), o)
+	rep, err := render.Serve(ctx, sig, offer, o)
 	result := "ok"
 	if err != nil {
 		result = "failed"
@@ -170,6 +187,24 @@ func (n *Node) authoriseRender(remote peer.ID, offer *pb.RenderOffer) (*pb.Sessi
 		}
 	}
 	return nil, fmt.Errorf("no live session %x: open the session first", tk.GetSessionId())
+}
+
+// authoriseCheck admits a checker's challenge session: the remote peer must hold a checker
+// licence in the current epoch, and the container serves at most maxCheckStreams at once (beyond,
+// it answers "busy", which the checker does not count against it).
+func (n *Node) authoriseCheck(remote peer.ID) (release func(), err error) {
+	if n.chk == nil {
+		return nil, fmt.Errorf("this container follows no elections: it cannot tell checkers")
+	}
+	if e := n.ep.tr.Schedule().Epoch(n.opts.Clock.Now()); !n.chk.elig.Eligible(remote, e) {
+		return nil, fmt.Errorf("a challenge without a ticket: %s holds no checker licence in epoch %d", remote, e)
+	}
+	select {
+	case n.chk.checkStreams <- struct{}{}:
+		return func() { <-n.chk.checkStreams }, nil
+	default:
+		return nil, fmt.Errorf("%s: serving %d checks already", refusedBusy, maxCheckStreams)
+	}
 }
 
 // streamOptions builds the stream's options; withSource starts the configured application source

@@ -46,6 +46,7 @@ func (n *Node) startContainerProtocols() {
 	n.net.Handle(p2p.ProtoReserve, 5*time.Second, n.serveReserve)
 	n.net.HandleStream(p2p.ProtoSession, n.serveSession)
 	n.net.HandleStream(p2p.ProtoRender, n.serveRender)
+	n.startTelemetryProtocol()
 }
 
 // activeIndexer reports whether p sits on the committee that is active now: only they may reserve.

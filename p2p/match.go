@@ -19,7 +19,7 @@ import (
 	"github.com/rendermesh/rendermesh/p2p/pb"
 )
 
-// Stream protocols of matchmaking and sessions.
+// Stream protocols of matchmaking, sessions and checks.
 var (
 	// ProtoMatch carries a consumer's MatchRequest to an indexer and its MatchResponse back.
 	ProtoMatch = ProtocolID("match", "1.0.0")
@@ -34,6 +34,9 @@ var (
 	// ProtoRelay is an indexer's request for a relay node's grant (RelayGrantRequest, RelayGrant):
 	// the secret it mints TURN credentials with for the consumers it matches this epoch.
 	ProtoRelay = ProtocolID("relay", "1.0.0")
+	// ProtoTelemetry is a checker's request for a container's NVML readings (TelemetryRequest, then
+	// the container's signed TelemetryReport; p2p/telemetry.go).
+	ProtoTelemetry = ProtocolID("telemetry", "1.0.0")
 )
 
 // Signed objects of matchmaking and sessions.

@@ -53,6 +53,18 @@ type devnetSummary struct {
 	FrameLatencyP50 float64        `json:"frame_latency_ms_p50"`
 	RelaySessions   int            `json:"relay_sessions"`
 	RenderFailures  map[string]int `json:"render_failures,omitempty"`
+	// Checkers (issue 7): checker nodes, the attestations they gossiped and what came of them.
+	Checkers                 int     `json:"checkers"`
+	Attestations             int     `json:"attestations"`
+	AttestationDeliveryRatio float64 `json:"attestation_delivery_ratio"`
+	AttestationMSP50         float64 `json:"attestation_ms_p50"`
+	AttestationMSP99         float64 `json:"attestation_ms_p99"`
+	Cheaters                 int     `json:"cheaters"`
+	CheatersCaught           int     `json:"cheaters_caught"`
+	FalsePositives           int     `json:"false_positives"`
+	Excluded                 int     `json:"excluded"`
+	AttestationRootsAgree    bool    `json:"attestation_roots_agree"`
+	CheckedMS                float64 `json:"checked_ms"` // start to every container's registration check done (-1: not all)
 }
 
 func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,6 +81,8 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	committee := fs.Uint("committee", 0, "expected indexer seats per epoch (default: a sixth of the nodes, at least 3)")
 	stream := fs.String("stream", "640x360", "the size each devnet session streams, e.g. 1280x720")
 	relay := fs.Bool("relay", true, "make node 0 a TURN relay; every third session is forced through it")
+	checkers := fs.Int("checkers", 4, "nodes running the checker role (0: none; containers then pass their registration check by dev autocheck)")
+	cheaters := fs.Int("cheaters", 4, "containers that cheat their checks (a better GPU claimed, half the frame rate, replayed frames, going silent), in turn")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
@@ -78,6 +92,9 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *nodes < 2 {
 		return fmt.Errorf("%w: --nodes must be at least 2", errUsage)
+	}
+	if *checkers < 0 || *cheaters < 0 {
+		return fmt.Errorf("%w: --checkers and --cheaters must not be negative", errUsage)
 	}
 	if *duration < 0 {
 		return fmt.Errorf("%w: --duration must not be negative", errUsage)
@@ -95,7 +112,8 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	began := time.Now()
 	progress(fmt.Sprintf("starting %d nodes on loopback", *nodes))
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web, StreamWidth: sw, StreamHeight: sh, Committee: uint32(*committee)})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web, StreamWidth: sw, StreamHeight: sh, Committee: uint32(*committee),
+		Checkers: *checkers, Cheaters: *cheaters})
 	if err != nil {
 		return err
 	}
@@ -126,6 +144,15 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		progress(fmt.Sprintf("converged: a light client finds all %d containers, %s after start", sum.Containers, conv.Round(time.Millisecond)))
 	} else if ctx.Err() == nil {
 		progress(err.Error())
+	}
+	sum.CheckedMS = -1
+	if *checkers > 0 {
+		if took, err := d.WaitChecked(ctx, *converge); err == nil {
+			sum.CheckedMS = ms(took)
+			progress(fmt.Sprintf("checked: every container's registration check is done, %s after start", took.Round(time.Millisecond)))
+		} else if ctx.Err() == nil {
+			progress(err.Error())
+		}
 	}
 
 	// Query rounds until the duration is up (or until interrupted), at most one round a second.
@@ -196,6 +223,11 @@ loop:
 	sum.Rendered, sum.RelaySessions, sum.RenderFailures = mst.Rendered, mst.RelaySessions, mst.RenderFailures
 	sum.FirstFrameMSP50 = ms(node.Percentile(mst.FirstFrames, 50))
 	sum.FrameLatencyP50 = ms(node.Percentile(mst.FrameLatencies, 50))
+	cr := d.CheckOutcome()
+	sum.Checkers, sum.Attestations, sum.AttestationDeliveryRatio = d.CheckerCount(), cr.Attestations, cr.DeliveryRatio
+	sum.AttestationMSP50, sum.AttestationMSP99 = ms(cr.DelayP50), ms(cr.DelayP99)
+	sum.Cheaters, sum.CheatersCaught, sum.FalsePositives, sum.Excluded = cr.Cheaters, cr.CheatersCaught, cr.FalsePositives, cr.Excluded
+	sum.AttestationRootsAgree = cr.RootsAgree
 	sum.RSSBytes = node.RSSBytes()
 	sum.RSSPerNode = sum.RSSBytes / uint64(*nodes)
 	sum.Goroutines = node.Goroutines()
@@ -216,13 +248,15 @@ loop:
   epoch              %d: %d indexers, agreement %.2f; the light client verified %d
   matches            %d, %.0f%% matched, p50 %.1f ms, p99 %.1f ms; %d sessions, %d co-signed receipts
   render             %d sessions streamed (%d through the relay), first frame p50 %.0f ms, frame latency p50 %.1f ms
+  checks             %d checkers, %d attestations (delivered %.1f%%, p99 %.0f ms); cheaters caught %d of %d, %d excluded; false positives %d
 `, sum.Nodes, sum.Containers, sum.StartMS, sum.ConvergedMS, sum.ContainersFound, sum.Containers,
 		sum.Queries, sum.QueryFailures, sum.QueryMSP50, sum.QueryMSP99,
 		sum.States[string(container.GroupReady)], sum.States[string(container.GroupBusy)],
 		sum.States[string(container.GroupOffline)], sum.States[string(container.GroupSettingUp)],
 		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines, sum.Epoch, sum.Indexers, sum.IndexerAgreement, sum.LightIndexers,
 		sum.Matches, 100*sum.MatchSuccessRatio, sum.MatchMSP50, sum.MatchMSP99, sum.Sessions, sum.Receipts,
-		sum.Rendered, sum.RelaySessions, sum.FirstFrameMSP50, sum.FrameLatencyP50)
+		sum.Rendered, sum.RelaySessions, sum.FirstFrameMSP50, sum.FrameLatencyP50,
+		sum.Checkers, sum.Attestations, 100*sum.AttestationDeliveryRatio, sum.AttestationMSP99, sum.CheatersCaught, sum.Cheaters, sum.Excluded, sum.FalsePositives)
 	if sum.Metrics != "" {
 		fmt.Fprintf(stdout, "  metrics            http://%s/metrics (while running)\n", sum.Metrics)
 	}

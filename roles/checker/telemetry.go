@@ -88,7 +88,8 @@ type TelemetryLimits struct {
 	TempSlewCPerS     float64       // temperature change per second, 15
 	StandbyMaxUtilPct float64       // mean utilisation of a GPU in standby, 30
 	BusyMinUtilPct    float64       // peak utilisation of a GPU rendering, 5
-	MaxClockMHz       uint32        // any graphics or memory clock, 4000
+	MaxClockMHz       uint32        // any graphics clock, 4000
+	MaxMemClockMHz    uint32        // any memory clock, 30000 (GDDR boards report their data clock: an RTX 4090 about 10500)
 }
 
 func (l *TelemetryLimits) defaults() {
@@ -103,6 +104,7 @@ func (l *TelemetryLimits) defaults() {
 	orDefault(&l.StandbyMaxUtilPct, 30)
 	orDefault(&l.BusyMinUtilPct, 5)
 	orDefault(&l.MaxClockMHz, 4000)
+	orDefault(&l.MaxMemClockMHz, 30000)
 }
 
 // CheckTelemetry judges a window of readings against the GPUs record advertises, with the
@@ -224,7 +226,7 @@ func (l *TelemetryLimits) checkPhysics(adv []*pb.GPU, t Telemetry, fail failFunc
 				fail(CheckTelemetryPhysics, "GPU %s sample %d: draws %.1f W, outside [%.0f W idle, %.0f W limit]", r.UUID, i, powerW, lim.idleW, limitW)
 			case r.TemperatureC < l.MinTemperatureC || r.TemperatureC > l.MaxTemperatureC:
 				fail(CheckTelemetryPhysics, "GPU %s sample %d: %d °C, outside [%d, %d]", r.UUID, i, r.TemperatureC, l.MinTemperatureC, l.MaxTemperatureC)
-			case r.GraphicsClockMHz > l.MaxClockMHz || r.MemoryClockMHz > l.MaxClockMHz ||
+			case r.GraphicsClockMHz > l.MaxClockMHz || r.MemoryClockMHz > l.MaxMemClockMHz ||
 				(r.MaxGraphicsClockMHz > 0 && r.GraphicsClockMHz > r.MaxGraphicsClockMHz):
 				fail(CheckTelemetryPhysics, "GPU %s sample %d: graphics clock %d MHz (maximum %d), memory clock %d MHz", r.UUID, i, r.GraphicsClockMHz, r.MaxGraphicsClockMHz, r.MemoryClockMHz)
 			}

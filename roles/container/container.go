@@ -302,6 +302,22 @@ func (c *Container) Unlock(ctx context.Context) (pb.ContainerState, error) {
 	return s, err
 }
 
+// Checked applies the network's verdict on this container: its standing in the checkers'
+// attestation ledger. A pass moves awaiting_check or needs_recheck to standby; a failure moves it
+// to needs_recheck, out of scheduling until a check passes. A verdict that changes nothing (a pass
+// in standby or busy, a failure in needs_recheck) is not an error.
+func (c *Container) Checked(ctx context.Context, passed bool) (pb.ContainerState, error) {
+	s := c.life.State()
+	switch {
+	case passed && (s == stateStandby || s == stateBusy), !passed && s == stateNeedsRecheck:
+		return s, nil
+	case passed:
+		return c.operator(ctx, EvCheckPassed)
+	default:
+		return c.operator(ctx, EvCheckFailed)
+	}
+}
+
 func (c *Container) operator(ctx context.Context, ev Event) (pb.ContainerState, error) {
 	s, err := c.life.Apply(ev)
 	if err != nil {

@@ -23,6 +23,15 @@ type Probe interface {
 	Close() error
 }
 
+// Reader is a Probe that can also give the full readings a telemetry report carries
+// (p2p/pb.TelemetryReport): the static description of each GPU (name, UUID, total memory) with its
+// live readings, power limit and clocks. A container answers telemetry requests only when its probe
+// is a Reader.
+type Reader interface {
+	// Readings reads every GPU once, in the order of Hardware().Gpus (empty when no GPU).
+	Readings() ([]*pb.GPUReading, error)
+}
+
 var (
 	// ErrNoGPU is wrapped in NVMLProbe's Reason (not returned by Hardware) when no GPU or driver
 	// was found.

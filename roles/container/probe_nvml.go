@@ -9,7 +9,10 @@ import (
 	"github.com/rendermesh/rendermesh/p2p/pb"
 )
 
-var _ Probe = (*NVMLProbe)(nil)
+var (
+	_ Probe  = (*NVMLProbe)(nil)
+	_ Reader = (*NVMLProbe)(nil)
+)
 
 // NVMLProbe reads the machine's NVIDIA GPUs through NVML. It initialises NVML lazily, on the first
 // call that needs it. A machine without the NVML library, the driver or a GPU is reported honestly
@@ -80,6 +83,28 @@ func (p *NVMLProbe) Telemetry() ([]*pb.GPUTelemetry, error) {
 			return nil, err
 		}
 		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Readings reads each GPU's description and live readings for a telemetry report, in the order of
+// Hardware().Gpus. Readings a GPU does not support are zero. Without GPUs it returns nothing.
+func (p *NVMLProbe) Readings() ([]*pb.GPUReading, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.start(); err != nil {
+		return nil, err
+	}
+	if !p.inited || len(p.devices) == 0 {
+		return nil, nil
+	}
+	out := make([]*pb.GPUReading, 0, len(p.devices))
+	for i, d := range p.devices {
+		r, err := readReading(i, d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
 	}
 	return out, nil
 }
@@ -204,6 +229,65 @@ func readTelemetry(i int, d nvml.Device) (*pb.GPUTelemetry, error) {
 		MemoryUsedBytes:      mem.Used,
 		TemperatureC:         temp,
 		PowerMw:              power,
+	}, nil
+}
+
+// readReading reads everything a telemetry report gives of GPU i: the NVML calls named in
+// checker.GPUReading's fields.
+func readReading(i int, d nvml.Device) (*pb.GPUReading, error) {
+	t, err := readTelemetry(i, d)
+	if err != nil {
+		return nil, err
+	}
+	name, ret := supported(d.GetName())
+	if ret != nvml.SUCCESS {
+		return nil, gpuError(i, "GetName", ret)
+	}
+	uuid, ret := supported(d.GetUUID())
+	if ret != nvml.SUCCESS {
+		return nil, gpuError(i, "GetUUID", ret)
+	}
+	mem, ret := supported(d.GetMemoryInfo())
+	if ret != nvml.SUCCESS {
+		return nil, gpuError(i, "GetMemoryInfo", ret)
+	}
+	limit, ret := supported(d.GetEnforcedPowerLimit())
+	if ret != nvml.SUCCESS {
+		return nil, gpuError(i, "GetEnforcedPowerLimit", ret)
+	}
+	graphics, ret := supported(d.GetClockInfo(nvml.CLOCK_GRAPHICS))
+	if ret != nvml.SUCCESS {
+		return nil, gpuError(i, "GetClockInfo(GRAPHICS)", ret)
+	}
+	maxGraphics, ret := supported(d.GetMaxClockInfo(nvml.CLOCK_GRAPHICS))
+	if ret != nvml.SUCCESS {
+		return nil, gpuError(i, "GetMaxClockInfo(GRAPHICS)", ret)
+	}
+	memClock, ret := supported(d.GetClockInfo(nvml.CLOCK_MEM))
+	if ret != nvml.SUCCESS {
+		return nil, gpuError(i, "GetClockInfo(MEM)", ret)
+	}
+	sessions, _, _, ret := d.GetEncoderStats()
+	if ret == nvml.ERROR_NOT_SUPPORTED {
+		sessions, ret = 0, nvml.SUCCESS // no NVENC (A100, H100)
+	}
+	if ret != nvml.SUCCESS {
+		return nil, gpuError(i, "GetEncoderStats", ret)
+	}
+	return &pb.GPUReading{
+		Name:                 name,
+		Uuid:                 uuid,
+		MemoryBytes:          mem.Total,
+		MemoryUsedBytes:      t.MemoryUsedBytes,
+		UtilizationPct:       t.UtilizationPct,
+		MemoryUtilizationPct: t.MemoryUtilizationPct,
+		PowerMw:              t.PowerMw,
+		PowerLimitMw:         limit,
+		TemperatureC:         t.TemperatureC,
+		GraphicsClockMhz:     graphics,
+		MaxGraphicsClockMhz:  maxGraphics,
+		MemoryClockMhz:       memClock,
+		EncoderSessions:      uint32(max(sessions, 0)),
 	}, nil
 }
 

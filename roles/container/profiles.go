@@ -72,17 +72,40 @@ var simPower = map[string][2]uint32{
 	"T4":      {10_000, 70_000},
 }
 
-var _ Probe = (*SimulatedProbe)(nil)
+// simClocks are a model's highest graphics clock and its memory clock, in MHz, as NVML reports
+// them for HBM boards. GDDR boards report the memory's effective data rate (RTX 4090: 10501 MHz),
+// above what checker.TelemetryLimits accepts by default (4000 MHz), so the simulation gives their
+// command clock, a quarter of it.
+var simClocks = map[string][2]uint32{
+	"H100":    {1980, 2619},
+	"A100":    {1410, 1593},
+	"L40S":    {2520, 2250},
+	"RTX4090": {2790, 2625},
+	"RTX3080": {2100, 2375},
+	"T4":      {1590, 1250},
+}
+
+// simMaxLoad bounds a simulated GPU's utilisation, in percent: below what checker.CheckTelemetry
+// takes for another workload on a GPU in standby (30).
+const simMaxLoad = 25
+
+var (
+	_ Probe  = (*SimulatedProbe)(nil)
+	_ Reader = (*SimulatedProbe)(nil)
+)
 
 // SimulatedProbe serves a fixed Profile, marked Simulated, with telemetry drawn from a source seeded
 // at construction: the same profile and seed give the same Hardware and the same sequence of
-// Telemetry readings. Each GPU's load takes a random walk, and memory, temperature and power follow
+// Telemetry readings. Each GPU's load takes a random walk between 0 and simMaxLoad percent (an idle
+// GPU's background work: the simulated renderer runs on the CPU, so sessions do not load it, and a
+// checker reading a GPU in standby sees it nearly idle), and memory, temperature and power follow
 // it. SimulatedProbe is safe for concurrent use.
 type SimulatedProbe struct {
 	mu     sync.Mutex
 	hw     *pb.Hardware
 	rng    *rand.Rand
 	load   []int // utilisation of each GPU in percent, the walk's position
+	temp   []int // temperature of each GPU in Readings, which follows the walk's slowly; 0: none yet
 	closed bool
 }
 
@@ -107,9 +130,9 @@ func NewSimulatedProbe(profile Profile, seed int64) *SimulatedProbe {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x7e1e_3e7e))
 	load := make([]int, len(hw.Gpus))
 	for i := range load {
-		load[i] = rng.IntN(60)
+		load[i] = rng.IntN(simMaxLoad + 1)
 	}
-	return &SimulatedProbe{hw: hw, rng: rng, load: load}
+	return &SimulatedProbe{hw: hw, rng: rng, load: load, temp: make([]int, len(hw.Gpus))}
 }
 
 // simUUID formats a UUID the way NVML does ("GPU-" and 32 hex digits in five groups), drawn from a
@@ -135,6 +158,56 @@ func (p *SimulatedProbe) Hardware() (*pb.Hardware, error) {
 func (p *SimulatedProbe) Telemetry() ([]*pb.GPUTelemetry, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.step()
+}
+
+// Readings advances each GPU's load one step, as Telemetry does, and adds what a telemetry report
+// needs: the static description, the model's power limit (its full-load draw) and clocks that follow
+// the load. The temperature moves at most 2 °C a reading, as a heatsink's does.
+func (p *SimulatedProbe) Readings() ([]*pb.GPUReading, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tel, err := p.step()
+	if err != nil || len(tel) == 0 {
+		return nil, err
+	}
+	out := make([]*pb.GPUReading, 0, len(tel))
+	for i, t := range tel {
+		g := p.hw.Gpus[i]
+		if p.temp[i] == 0 {
+			p.temp[i] = int(t.TemperatureC)
+		} else {
+			p.temp[i] += min(max(int(t.TemperatureC)-p.temp[i], -2), 2)
+		}
+		power, ok := simPower[g.Model]
+		if !ok {
+			power = [2]uint32{30_000, 300_000}
+		}
+		clocks, ok := simClocks[g.Model]
+		if !ok {
+			clocks = [2]uint32{1500, 1500}
+		}
+		out = append(out, &pb.GPUReading{
+			Name:                 g.Name,
+			Uuid:                 g.Uuid,
+			MemoryBytes:          g.MemoryBytes,
+			MemoryUsedBytes:      t.MemoryUsedBytes,
+			UtilizationPct:       t.UtilizationPct,
+			MemoryUtilizationPct: t.MemoryUtilizationPct,
+			PowerMw:              t.PowerMw,
+			PowerLimitMw:         power[1],
+			TemperatureC:         uint32(p.temp[i]),
+			// Idle GPUs clock down to about a third of their maximum.
+			GraphicsClockMhz:    clocks[0] * (35 + 65*t.UtilizationPct/100) / 100,
+			MaxGraphicsClockMhz: clocks[0],
+			MemoryClockMhz:      clocks[1],
+		})
+	}
+	return out, nil
+}
+
+// step advances the walk; the caller holds p.mu.
+func (p *SimulatedProbe) step() ([]*pb.GPUTelemetry, error) {
 	if p.closed {
 		return nil, ErrProbeClosed
 	}
@@ -143,7 +216,7 @@ func (p *SimulatedProbe) Telemetry() ([]*pb.GPUTelemetry, error) {
 	}
 	out := make([]*pb.GPUTelemetry, 0, len(p.hw.Gpus))
 	for i, g := range p.hw.Gpus {
-		load := min(max(p.load[i]+p.rng.IntN(31)-15, 0), 100)
+		load := min(max(p.load[i]+p.rng.IntN(11)-5, 0), simMaxLoad)
 		p.load[i] = load
 		power, ok := simPower[g.Model]
 		if !ok {

@@ -22,6 +22,9 @@ type Candidate struct {
 	Key        ed25519.PublicKey
 	Stake      *big.Int // base units
 	QualityPPM uint32
+	// Checker says the node holds a checker licence: it may check containers and attest. It does
+	// not change the node's weight in the indexer sortition.
+	Checker bool
 }
 
 // StakeSource says who may be drawn for an epoch. Every node must get the same answer for the same

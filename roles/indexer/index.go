@@ -102,6 +102,7 @@ type hot struct {
 	bookings      uint8 // how many, saturating; the first two are in book
 	encoder       bool
 	uniform       bool // every GPU has model and gpuMem (or there is none)
+	barred        bool // the checkers' ledger holds it out of scheduling
 	// Line 2: hardware and the first bookings.
 	cores    uint32
 	gpuCount uint32
@@ -121,8 +122,8 @@ func hotOf(e *entry) hot {
 		hwClass: int32(e.hwClass), quality: e.quality, load: uint16(e.load),
 		state: uint8(e.state), placed: e.placed, idBit: e.idBit,
 		bookings: uint8(min(len(e.bookings), 255)), encoder: e.encoder,
-		uniform: e.uniform && (e.gpuCount == 0 || e.modelID != 0),
-		cores:   e.cores, gpuCount: e.gpuCount, memBytes: e.memBytes, gpuMem: e.gpuMem, model: e.modelID,
+		uniform: e.uniform && (e.gpuCount == 0 || e.modelID != 0), barred: e.barred,
+		cores: e.cores, gpuCount: e.gpuCount, memBytes: e.memBytes, gpuMem: e.gpuMem, model: e.modelID,
 	}
 	copy(h.book[:], e.bookings)
 	return h
@@ -173,6 +174,7 @@ type entry struct {
 	bookings      []interval
 	hwClass       int64 // hardware part of the experience score (match.go)
 	quality       uint32
+	barred        bool // needs_recheck or excluded in the checkers' ledger: never matched
 
 	peer  string
 	shard *shard // nil: no record yet, not matchable
@@ -522,6 +524,14 @@ func (ix *Index) Hold(peer string, now, until time.Time) {
 // container starts at DefaultQualityPPM. Unknown peers are ignored.
 func (ix *Index) SetQuality(peer string, ppm uint32) {
 	ix.withEntry(peer, func(e *entry) { e.quality = min(ppm, PPM) })
+}
+
+// SetStanding applies the checkers' verdict on a container: its quality score in ppm (capped at
+// PPM) and whether it is barred from matches (its last check failed, or it was excluded) whatever
+// its heartbeats say. A container nobody checked has DefaultQualityPPM and is not barred. Unknown
+// peers are ignored: the caller applies the standing again when the container is first indexed.
+func (ix *Index) SetStanding(peer string, ppm uint32, barred bool) {
+	ix.withEntry(peer, func(e *entry) { e.quality, e.barred = min(ppm, PPM), barred })
 }
 
 // withEntry runs f on peer's entry with its live fields locked.

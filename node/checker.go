@@ -1,0 +1,693 @@
+package node
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	mrand "math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/render"
+	"github.com/rendermesh/rendermesh/roles/checker"
+	"github.com/rendermesh/rendermesh/roles/epoch"
+	"github.com/rendermesh/rendermesh/roles/indexer"
+)
+
+// checkerSvc is every elections-following node's part in checking: it validates the attestations
+// on rendermesh/attest/1, keeps them in a ledger (per-container summaries, standings, each epoch's
+// Merkle root) and acts on them: a container follows its own standing, an indexer folds the
+// scores into ranking and bars containers whose last check failed or that were excluded.
+//
+// A node with the checker role also checks containers. Which checkers check which container in
+// epoch e comes from the epoch's seed (rendezvous hashing over the licensed checkers: the
+// PerContainer checkers with the lowest SHA-256(seed(e) || container || checker)), so nobody knows
+// it before the epoch starts; when the first of them spot-checks a container in standby comes from
+// a secret of that checker (HMAC under a key derived from its identity), so the container cannot
+// know it at all. All assigned checkers check a container that awaits its registration check or
+// needs a recheck.
+type checkerSvc struct {
+	n      *Node
+	log    *slog.Logger
+	v      *p2p.AttestValidator
+	ledger *checker.Ledger
+	elig   *checkerEligibility
+	role   bool // runs the checker role
+	cfg    CheckerConfig
+	prf    []byte // the key of this checker's secret timing
+	sem    chan struct{}
+
+	mu         sync.Mutex
+	watched    map[string]watchedContainer
+	last       map[string]time.Time // when this checker last started a check of a container
+	running    map[string]bool
+	randomDone map[uint64]map[string]bool
+	ranks      map[uint64]map[string]int
+	excluded   map[string]checker.Decision // final: kept after the ledger forgets the epochs
+	delays     []time.Duration             // issue to arrival of accepted attestations (bounded)
+	stats      CheckerStats
+
+	checkStreams chan struct{} // the container's side: challenge sessions served at once
+}
+
+// watchedContainer is what the checker knows of a container from its heartbeats.
+type watchedContainer struct {
+	state pb.ContainerState
+	seen  time.Time
+}
+
+// CheckerStats count a checker's work.
+type CheckerStats struct {
+	Checks       int // checks published (one per method)
+	Passed       int
+	Failed       int
+	Inconclusive int // not attested: the container was busy, the checker stopped, ...
+	PublishErrs  int
+}
+
+// Checking parameters.
+const (
+	maxDelays = 4096 // attestation delays kept per node
+	// ledgerEpochs is how many epochs the ledger keeps (settlement reads them before).
+	ledgerEpochs = 8
+	// maxCheckStreams bounds the challenge sessions a container serves at once.
+	maxCheckStreams = 2
+	// telemetrySamples and telemetrySpacing shape a telemetry check's window.
+	telemetrySamples = 5
+	telemetrySpacing = 100 * time.Millisecond
+	// checkSetup bounds how long a challenge session may take to deliver its first frame.
+	checkSetup = 10 * time.Second
+	// refusedBusy is a container's answer when it serves as many checks as it can.
+	refusedBusy = "busy"
+)
+
+func (n *Node) newChecker() (*checkerSvc, error) {
+	ledger, err := checker.NewLedger(checker.LedgerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	elig := &checkerEligibility{tr: n.ep.tr, cache: map[uint64][]string{}}
+	v, err := p2p.NewAttestValidator(p2p.AttestConfig{
+		Schedule: n.ep.tr.Schedule(), Eligibility: elig, Clock: n.opts.Clock,
+		Metrics: p2p.NewAttestMetrics(n.opts.Registry),
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &checkerSvc{
+		n: n, log: n.log.With("role", "checker"), v: v, ledger: ledger, elig: elig,
+		role: n.cfg.HasRole(RoleChecker), cfg: n.cfg.Checker,
+		watched: map[string]watchedContainer{}, last: map[string]time.Time{}, running: map[string]bool{},
+		randomDone: map[uint64]map[string]bool{}, ranks: map[uint64]map[string]int{},
+		excluded: map[string]checker.Decision{}, checkStreams: make(chan struct{}, maxCheckStreams),
+	}
+	c.sem = make(chan struct{}, max(1, c.cfg.Concurrent))
+	if n.ep.sk != nil {
+		k := sha256.Sum256(append([]byte("rendermesh check timing\x00"), n.ep.sk.Seed()...))
+		c.prf = k[:]
+	} else {
+		c.prf = make([]byte, 32)
+		_, _ = rand.Read(c.prf)
+	}
+	return c, nil
+}
+
+// start joins the attestation topic and, with the checker role, follows every region's
+// heartbeats and runs the schedule.
+func (c *checkerSvc) start(ctx context.Context, wg *sync.WaitGroup) error {
+	if err := c.n.net.JoinAttestations(c.v, c.onValid); err != nil {
+		return err
+	}
+	if !c.role {
+		return nil
+	}
+	if !c.elig.Eligible(c.n.net.ID(), c.n.ep.tr.Schedule().Epoch(c.n.opts.Clock.Now())) {
+		c.log.Warn("this node runs the checker role without a checker licence in the network's allocation: its attestations will be rejected until it has one")
+	}
+	for _, r := range c.n.cfg.Network.Regions {
+		if err := c.n.net.SubscribeHeartbeatsUntil(ctx, r, c.onHeartbeat); err != nil {
+			return fmt.Errorf("checker: follow region %s: %w", r, err)
+		}
+	}
+	wg.Go(func() { c.loop(ctx, wg) })
+	return nil
+}
+
+// checkerEligibility is the attestation validator's CheckerEligibility: the candidates of the
+// epoch's stake source that hold a checker licence.
+type checkerEligibility struct {
+	tr *epoch.Tracker
+	mu sync.Mutex
+	// cache holds each epoch's licensed checkers, sorted (raw peer IDs).
+	cache map[uint64][]string
+}
+
+func (e *checkerEligibility) checkers(ep uint64) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cs, ok := e.cache[ep]; ok {
+		return cs
+	}
+	var cs []string
+	for _, cand := range e.tr.Candidates(ep) {
+		if cand.Checker {
+			cs = append(cs, cand.ID)
+		}
+	}
+	sort.Strings(cs)
+	for k := range e.cache {
+		if k+4 < ep || k > ep+4 {
+			delete(e.cache, k)
+		}
+	}
+	e.cache[ep] = cs
+	return cs
+}
+
+// Eligible implements p2p.CheckerEligibility.
+func (e *checkerEligibility) Eligible(p peer.ID, ep uint64) bool {
+	cs := e.checkers(ep)
+	i := sort.SearchStrings(cs, string(p))
+	return i < len(cs) && cs[i] == string(p)
+}
+
+// AssignedCheckers returns, best first, the k licensed checkers of epoch e that the epoch's seed
+// assigns to container (rendezvous hashing: the lowest SHA-256(seed || container || checker)).
+// Every node computes the same list.
+func AssignedCheckers(seed epoch.Seed, container string, licensed []string, k int) []string {
+	type scored struct {
+		id string
+		h  [32]byte
+	}
+	var all []scored
+	for _, id := range licensed {
+		if id == container {
+			continue // a node does not check itself
+		}
+		all = append(all, scored{id, rendezvous(seed, container, id)})
+	}
+	slices.SortFunc(all, func(a, b scored) int {
+		if c := strings.Compare(string(a.h[:]), string(b.h[:])); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	out := make([]string, 0, k)
+	for i := 0; i < len(all) && i < k; i++ {
+		out = append(out, all[i].id)
+	}
+	return out
+}
+
+func rendezvous(seed epoch.Seed, container, checkerID string) [32]byte {
+	h := sha256.New()
+	h.Write([]byte("rendermesh check assignment\x00"))
+	h.Write(seed[:])
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], uint32(len(container)))
+	h.Write(l[:])
+	h.Write([]byte(container))
+	h.Write([]byte(checkerID))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// rank is this checker's place among container's assigned checkers in epoch e, -1 if it is not
+// one of them.
+func (c *checkerSvc) rank(e uint64, seed epoch.Seed, container string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.ranks[e]
+	if m == nil {
+		m = map[string]int{}
+		c.ranks[e] = m
+	}
+	if r, ok := m[container]; ok {
+		return r
+	}
+	r := slices.Index(AssignedCheckers(seed, container, c.elig.checkers(e), c.cfg.PerContainer), string(c.n.net.ID()))
+	m[container] = r
+	return r
+}
+
+// randomDue says whether this checker's spot check of container falls in epoch e and, if so,
+// whether its secret time in the epoch (between 5% and 75% of it) has come.
+func (c *checkerSvc) randomDue(e uint64, container string, now time.Time) (due, this bool) {
+	mac := hmac.New(sha256.New, c.prf)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], e)
+	mac.Write(b[:])
+	mac.Write([]byte(container))
+	h := mac.Sum(nil)
+	if binary.BigEndian.Uint64(h[:8])%uint64(c.cfg.RandomEvery) != 0 {
+		return false, false
+	}
+	sched := c.n.ep.tr.Schedule()
+	span := sched.Length * 70 / 100
+	at := sched.Start(e).Add(sched.Length*5/100 + time.Duration(binary.BigEndian.Uint64(h[8:16])%uint64(max(1, span))))
+	return !now.Before(at), true
+}
+
+func (c *checkerSvc) onHeartbeat(hb *pb.Heartbeat) {
+	id := string(hb.PeerId)
+	if id == string(c.n.net.ID()) {
+		return
+	}
+	c.mu.Lock()
+	c.watched[id] = watchedContainer{state: hb.State, seen: c.n.opts.Clock.Now()}
+	c.mu.Unlock()
+}
+
+// loop runs the schedule: twice a second it looks at the containers it follows and starts the
+// checks that are due.
+func (c *checkerSvc) loop(ctx context.Context, wg *sync.WaitGroup) {
+	clk := c.n.opts.Clock
+	tick := clk.Ticker(500 * time.Millisecond)
+	defer tick.Stop()
+	sched := c.n.ep.tr.Schedule()
+	stale := staleAfter * time.Duration(c.n.cfg.Container.HeartbeatInterval)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := clk.Now()
+		e := sched.Epoch(now)
+		seed, ok := c.n.ep.tr.Seed(e)
+		if !ok {
+			continue // not caught up with the elections yet
+		}
+		c.prune(e)
+		c.mu.Lock()
+		ids := make([]string, 0, len(c.watched))
+		for id, w := range c.watched {
+			if now.Sub(w.seen) > stale {
+				delete(c.watched, id)
+				continue
+			}
+			ids = append(ids, id)
+		}
+		c.mu.Unlock()
+		sort.Strings(ids)
+		for _, id := range ids {
+			c.consider(ctx, wg, e, seed, id, now)
+		}
+	}
+}
+
+// consider starts the check of container id that is due now, if any.
+func (c *checkerSvc) consider(ctx context.Context, wg *sync.WaitGroup, e uint64, seed epoch.Seed, id string, now time.Time) {
+	d := c.standing(id)
+	if d.Standing == checker.StandingExcluded {
+		return // final: checking it again costs and changes nothing
+	}
+	r := c.rank(e, seed, id)
+	if r < 0 {
+		return
+	}
+	c.mu.Lock()
+	w := c.watched[id]
+	last, checked := c.last[id]
+	running := c.running[id]
+	c.mu.Unlock()
+	if running {
+		return
+	}
+	state := w.state
+	if d.Standing == checker.StandingNeedsRecheck && state == pb.ContainerState_CONTAINER_STATE_STANDBY {
+		state = pb.ContainerState_CONTAINER_STATE_NEEDS_RECHECK // its heartbeats ignore the verdict
+	}
+	switch state {
+	case pb.ContainerState_CONTAINER_STATE_AWAITING_CHECK, pb.ContainerState_CONTAINER_STATE_NEEDS_RECHECK:
+		if !checked || now.Sub(last) >= time.Duration(c.cfg.Recheck) {
+			c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_REGISTRATION, state, now)
+		}
+	case pb.ContainerState_CONTAINER_STATE_STANDBY:
+		if r != 0 {
+			return
+		}
+		c.mu.Lock()
+		done := c.randomDone[e][id]
+		c.mu.Unlock()
+		if done {
+			return
+		}
+		due, this := c.randomDue(e, id, now)
+		if !this {
+			c.markRandom(e, id)
+			return
+		}
+		if due && c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_RANDOM, state, now) {
+			c.markRandom(e, id)
+		}
+	}
+}
+
+func (c *checkerSvc) markRandom(e uint64, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.randomDone[e] == nil {
+		c.randomDone[e] = map[string]bool{}
+	}
+	c.randomDone[e][id] = true
+}
+
+// prune forgets the schedules of past epochs and the ledger's epochs beyond ledgerEpochs.
+func (c *checkerSvc) prune(e uint64) {
+	c.mu.Lock()
+	for k := range c.randomDone {
+		if k < e {
+			delete(c.randomDone, k)
+		}
+	}
+	for k := range c.ranks {
+		if k < e {
+			delete(c.ranks, k)
+		}
+	}
+	c.mu.Unlock()
+	if e > ledgerEpochs {
+		c.ledger.Forget(e - ledgerEpochs)
+	}
+}
+
+// launch starts a check in the background if a slot is free.
+func (c *checkerSvc) launch(ctx context.Context, wg *sync.WaitGroup, id string, kind pb.CheckKind, state pb.ContainerState, now time.Time) bool {
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		return false
+	}
+	c.mu.Lock()
+	c.running[id] = true
+	c.last[id] = now
+	c.mu.Unlock()
+	wg.Go(func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.running, id)
+			c.mu.Unlock()
+			<-c.sem
+		}()
+		c.check(ctx, peer.ID(id), kind, state)
+	})
+	return true
+}
+
+// errInconclusive marks a check that says nothing about the container (it was busy with other
+// checks, this node is stopping): nothing is attested.
+var errInconclusive = errors.New("checker: inconclusive")
+
+// check runs the configured methods on a container in order (telemetry, the cheap one, first),
+// stopping at the first failure, and then publishes: the failure alone, or one pass per method.
+// The container's standing follows its last verdict, so a check must not attest a pass and a
+// failure.
+func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, state pb.ContainerState) {
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	rec, err := c.n.net.ContainerRecord(fctx, pid, 1)
+	cancel()
+	if err != nil {
+		c.count(func(s *CheckerStats) { s.Inconclusive++ })
+		c.log.Debug("check: no record", "container", pid, "err", err)
+		return
+	}
+	type done struct {
+		method pb.CheckMethod
+		nonce  []byte
+		res    checker.Result
+	}
+	var passed []done
+	for _, m := range c.cfg.Methods {
+		nonce := make([]byte, checker.NonceSize)
+		_, _ = rand.Read(nonce)
+		var res checker.Result
+		method := pb.CheckMethod_CHECK_METHOD_TELEMETRY
+		switch m {
+		case MethodTelemetry:
+			res, err = c.telemetryCheck(ctx, pid, rec, nonce, state)
+		case MethodSimulation:
+			method = pb.CheckMethod_CHECK_METHOD_SIMULATION
+			res, err = c.simulationCheck(ctx, pid, nonce)
+		}
+		if err != nil || ctx.Err() != nil {
+			c.count(func(s *CheckerStats) { s.Inconclusive++ })
+			c.log.Debug("check inconclusive", "container", pid, "method", m, "err", err)
+			continue
+		}
+		if res.Verdict != checker.Pass {
+			// The check failed: only the failure is attested. Publishing the methods that passed
+			// before it would let the container's standing read standby for a moment, and
+			// indexers could match it in that moment.
+			c.publish(ctx, pid, rec, kind, method, nonce, res)
+			return
+		}
+		passed = append(passed, done{method, nonce, res})
+	}
+	for _, d := range passed {
+		c.publish(ctx, pid, rec, kind, d.method, d.nonce, d.res)
+	}
+}
+
+func (c *checkerSvc) count(f func(*CheckerStats)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.stats)
+}
+
+// failed is the result of a check the container did not answer as it must.
+func failed(check checker.Check, nonce []byte, reason string) checker.Result {
+	return checker.Result{Verdict: checker.Fail, Check: check, Reason: reason,
+		EvidenceHash: sha256.Sum256(append(append([]byte("rendermesh unanswered check\x00"), nonce...), reason...))}
+}
+
+// Checks of a container that did not answer.
+const (
+	CheckUnanswered checker.Check = "unanswered"
+)
+
+func (c *checkerSvc) telemetryCheck(ctx context.Context, pid peer.ID, rec *pb.ContainerRecord, nonce []byte, state pb.ContainerState) (checker.Result, error) {
+	if len(rec.GetHardware().GetGpus()) == 0 {
+		return checker.Result{}, fmt.Errorf("%w: a CPU-only container has no GPU readings to check", errInconclusive)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	t, _, err := c.n.RequestTelemetry(tctx, pid, nonce, telemetrySamples, telemetrySpacing)
+	switch {
+	case ctx.Err() != nil:
+		return checker.Result{}, errInconclusive
+	case errors.Is(err, ErrTelemetryRefused) && strings.Contains(err.Error(), refusedBusy):
+		return checker.Result{}, fmt.Errorf("%w: %v", errInconclusive, err)
+	case err != nil:
+		return failed(CheckUnanswered, nonce, "no telemetry report: "+err.Error()), nil
+	}
+	t.State = state
+	return checker.CheckTelemetry(rec, t), nil
+}
+
+func (c *checkerSvc) simulationCheck(ctx context.Context, pid peer.ID, nonce []byte) (checker.Result, error) {
+	cfg := c.cfg
+	ch := checker.Challenge{Nonce: nonce, Issued: time.Now(), Width: cfg.Width, Height: cfg.Height, FPS: cfg.FPS}
+	if err := ch.Validate(); err != nil {
+		return checker.Result{}, err
+	}
+	var key [32]byte
+	_, _ = rand.Read(key[:])
+	v, err := checker.NewVerifier(ch, checker.VerifierConfig{Rand: mrand.NewChaCha8(key)})
+	if err != nil {
+		return checker.Result{}, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	s, err := c.n.net.NewStream(sctx, pid, p2p.ProtoRender)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return checker.Result{}, errInconclusive
+		}
+		return failed(CheckUnanswered, nonce, "render stream: "+err.Error()), nil
+	}
+	defer s.Close()
+	// The stream is watched for CheckFor from its first frame; setting it up (ICE, DTLS, the
+	// first keyframe) may take checkSetup.
+	pctx, pcancel := context.WithTimeout(ctx, checkSetup+time.Duration(cfg.CheckFor))
+	defer pcancel()
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	var first sync.Once
+	o := render.PlayOptions{
+		PeerOptions: render.PeerOptions{Loopback: c.n.cfg.Render.Loopback},
+		Challenge:   nonce, Width: cfg.Width, Height: cfg.Height, FPS: cfg.FPS,
+		OnFrame: func(img *image.YCbCr, _ uint32, _ time.Duration, _ bool) {
+			first.Do(func() { time.AfterFunc(time.Duration(cfg.CheckFor), pcancel) })
+			v.Observe(checker.ReadFrame(img, time.Now()))
+		},
+	}
+	rep, err := render.Play(pctx, streamSignaller{s}, o)
+	end := time.Now()
+	switch {
+	case ctx.Err() != nil:
+		return checker.Result{}, errInconclusive
+	case errors.Is(err, render.ErrRefused) && strings.Contains(err.Error(), refusedBusy):
+		return checker.Result{}, fmt.Errorf("%w: %v", errInconclusive, err)
+	case err != nil && rep == nil:
+		return failed(CheckUnanswered, nonce, "render session: "+err.Error()), nil
+	}
+	st := checker.StreamStats{}
+	if rep != nil {
+		st.BitrateKbps, st.RTT = rep.BitrateKbps, rep.InputRTTP50
+	}
+	return v.Finish(end, st), nil
+}
+
+// publish signs and gossips a check's attestation.
+func (c *checkerSvc) publish(ctx context.Context, pid peer.ID, rec *pb.ContainerRecord, kind pb.CheckKind, method pb.CheckMethod, nonce []byte, res checker.Result) {
+	now := c.n.opts.Clock.Now()
+	info := checker.CheckInfo{
+		Checker: []byte(c.n.net.ID()), Container: []byte(pid), Epoch: c.n.ep.tr.Schedule().Epoch(now),
+		Kind: kind, Method: method, Nonce: nonce, Issued: now,
+	}
+	if gpus := rec.GetHardware().GetGpus(); len(gpus) > 0 {
+		info.GPUModel, info.GPUCount, info.Encoder = gpus[0].GetModel(), len(gpus), gpus[0].GetEncoder()
+	}
+	a := checker.NewAttestation(res, info)
+	if err := c.n.net.PublishAttestation(ctx, a); err != nil {
+		c.count(func(s *CheckerStats) { s.PublishErrs++ })
+		c.log.Warn("attestation not published", "container", pid, "err", err)
+		return
+	}
+	c.count(func(s *CheckerStats) {
+		s.Checks++
+		if res.Verdict == checker.Pass {
+			s.Passed++
+		} else {
+			s.Failed++
+		}
+	})
+	c.log.Info("checked", "container", pid, "kind", kind, "method", method, "verdict", res.Verdict, "check", res.Check, "reason", res.Reason)
+}
+
+// onValid takes every accepted attestation (this node's own included) into the ledger and acts
+// on the standing of the container it names.
+func (c *checkerSvc) onValid(a *pb.Attestation, raw []byte) {
+	now := c.n.opts.Clock.Now()
+	c.ledger.Add(a, raw)
+	c.mu.Lock()
+	if len(c.delays) < maxDelays {
+		c.delays = append(c.delays, now.Sub(time.UnixMilli(a.IssuedUnixMs)))
+	}
+	c.mu.Unlock()
+	if hook := c.n.opts.OnAttestation; hook != nil {
+		hook(a, checker.AttestationLeaf(raw), now)
+	}
+	c.act(string(a.Container), a.Epoch)
+}
+
+// standing is a container's standing: final exclusions first, then the ledger's.
+func (c *checkerSvc) standing(id string) checker.Decision {
+	c.mu.Lock()
+	d, ok := c.excluded[id]
+	c.mu.Unlock()
+	if ok {
+		return d
+	}
+	return c.ledger.Standing(id)
+}
+
+// act applies a container's standing: to this node's container, and to this node's index.
+func (c *checkerSvc) act(id string, e uint64) {
+	d := c.standing(id)
+	if d.Standing == checker.StandingExcluded {
+		c.mu.Lock()
+		_, known := c.excluded[id]
+		c.excluded[id] = d
+		c.mu.Unlock()
+		if !known {
+			leaves := make([]string, len(d.Evidence))
+			for i, l := range d.Evidence {
+				leaves[i] = fmt.Sprintf("%x", l[:8])
+			}
+			c.log.Warn("container excluded: slashing evidence recorded", "container", peer.ID(id), "trigger", d.Trigger, "evidence", leaves)
+		}
+	}
+	if c.n.cont != nil && id == string(c.n.net.ID()) {
+		switch d.Standing {
+		case checker.StandingStandby:
+			_, _ = c.n.cont.Checked(c.n.ctx, true)
+		case checker.StandingNeedsRecheck, checker.StandingExcluded:
+			_, _ = c.n.cont.Checked(c.n.ctx, false)
+		}
+	}
+	if c.n.idx != nil {
+		c.applyTo(c.n.idx.index(), id, e)
+	}
+}
+
+// applyTo sets a container's quality and bar in an index from its standing and its latest score.
+func (c *checkerSvc) applyTo(ix *indexer.Index, id string, e uint64) {
+	d := c.standing(id)
+	if d.Standing == checker.StandingUnchecked {
+		return
+	}
+	score := 0.5
+	for ep := e; ; ep-- {
+		if s, ok := c.ledger.Summary(ep, id); ok {
+			score = s.Score
+			break
+		}
+		if ep == 0 || e-ep >= ledgerEpochs {
+			break
+		}
+	}
+	barred := d.Standing == checker.StandingNeedsRecheck || d.Standing == checker.StandingExcluded
+	ix.SetStanding(id, uint32(score*float64(indexer.PPM)), barred)
+}
+
+// CheckerStatus is what a node knows about checks: its own work as a checker and the ledger it
+// keeps from the gossip.
+type CheckerStatus struct {
+	Role   bool
+	Stats  CheckerStats
+	Ledger *checker.Ledger
+	// Delays are the issue-to-arrival times of the attestations this node accepted (at most
+	// maxDelays, the first ones).
+	Delays []time.Duration
+	// Excluded lists the containers this node saw excluded (raw peer IDs), with their evidence.
+	Excluded map[string]checker.Decision
+}
+
+// Checks is the node's checking status; nil when it follows no elections.
+func (n *Node) Checks() *CheckerStatus {
+	if n.chk == nil {
+		return nil
+	}
+	c := n.chk
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ex := make(map[string]checker.Decision, len(c.excluded))
+	for k, v := range c.excluded {
+		ex[k] = v
+	}
+	return &CheckerStatus{Role: c.role, Stats: c.stats, Ledger: c.ledger, Delays: slices.Clone(c.delays), Excluded: ex}
+}
+
+// Standing is a container's standing in this node's ledger.
+func (n *Node) Standing(container peer.ID) checker.Decision {
+	if n.chk == nil {
+		return checker.Decision{Standing: checker.StandingUnchecked}
+	}
+	return n.chk.standing(string(container))
+}

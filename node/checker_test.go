@@ -1,0 +1,206 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/checker"
+	"github.com/rendermesh/rendermesh/roles/epoch"
+)
+
+// The assignment is a pure function of the seed: the same everywhere, k distinct checkers, never
+// the container itself, and spread evenly over the checkers.
+func TestAssignedCheckers(t *testing.T) {
+	var licensed []string
+	for i := range 20 {
+		licensed = append(licensed, fmt.Sprintf("checker-%02d", i))
+	}
+	count := map[string]int{}
+	const containers = 4000
+	for c := range containers {
+		id := fmt.Sprintf("container-%d", c)
+		seed := epoch.Seed(sha256.Sum256([]byte("epoch 7")))
+		a := AssignedCheckers(seed, id, licensed, 3)
+		b := AssignedCheckers(seed, id, licensed, 3)
+		if len(a) != 3 || fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("assignment %v then %v", a, b)
+		}
+		if a[0] == a[1] || a[1] == a[2] || a[0] == a[2] {
+			t.Fatalf("a checker twice: %v", a)
+		}
+		for _, x := range a {
+			count[x]++
+		}
+	}
+	// Each checker expects 4000*3/20 = 600 containers; binomial sd ~ 23.
+	for id, n := range count {
+		if n < 500 || n > 700 {
+			t.Errorf("%s checks %d containers, want about 600", id, n)
+		}
+	}
+	if got := AssignedCheckers(epoch.Seed{}, "checker-03", licensed, 20); len(got) != 19 {
+		t.Errorf("a checker's own container: %d checkers assigned, want 19 (not itself)", len(got))
+	}
+	other := AssignedCheckers(epoch.Seed{1}, "container-1", licensed, 3)
+	same := AssignedCheckers(epoch.Seed{1}, "container-1", licensed, 3)
+	if fmt.Sprint(other) != fmt.Sprint(same) {
+		t.Fatal("not deterministic")
+	}
+}
+
+// An attestation made by NewAttestation from any result, pass or fail, is one the network accepts
+// as well formed: it seals, and opens to the same fields.
+func TestNewAttestationIsWellFormed(t *testing.T) {
+	ck, _, _ := crypto.GenerateEd25519Key(nil)
+	_, cpub, _ := crypto.GenerateEd25519Key(nil)
+	checkerID, _ := peer.IDFromPrivateKey(ck)
+	containerID, _ := peer.IDFromPublicKey(cpub)
+	long := make([]byte, 300)
+	for i := range long {
+		long[i] = 'é' >> 1
+	}
+	for _, r := range []checker.Result{
+		{Verdict: checker.Pass, Measurements: checker.Measurements{FPS: 29.97, Width: 320, Height: 180, BitrateKbps: 812.4, PSNRMin: 31.2}},
+		{Verdict: checker.Fail, Check: checker.CheckFrameRate, Reason: "14.9 frames/s, asked for 30"},
+		{Verdict: checker.Fail, Check: CheckUnanswered, Reason: "ünïcödé " + string(long)},
+		{Verdict: checker.Fail},
+	} {
+		a := checker.NewAttestation(r, checker.CheckInfo{
+			Checker: []byte(checkerID), Container: []byte(containerID), Epoch: 3,
+			Kind: pb.CheckKind_CHECK_KIND_RANDOM, Method: pb.CheckMethod_CHECK_METHOD_SIMULATION,
+			Nonce: []byte("0123456789abcdef0123456789abcdef"), Issued: time.UnixMilli(1_700_000_000_000),
+			GPUModel: "H100 with a very long model name beyond thirty-two bytes",
+		})
+		raw, err := p2p.SealAttestation(a, ck)
+		if err != nil {
+			t.Fatalf("%+v: seal: %v", r, err)
+		}
+		got, signer, err := p2p.OpenAttestation(raw)
+		if err != nil || signer != checkerID {
+			t.Fatalf("open: %v (signer %s)", err, signer)
+		}
+		if got.Verdict != a.Verdict || got.Reason != a.Reason || got.GetM().GetFpsMilli() != a.GetM().GetFpsMilli() {
+			t.Fatalf("opened %+v, sealed %+v", got, a)
+		}
+	}
+}
+
+// A devnet with checkers and one cheater of each kind: honest containers pass their registration
+// checks and are scheduled; every cheater is caught by a failing attestation and barred; every node
+// accepts every attestation and computes the same Merkle root for each epoch.
+func TestCheckersCatchCheaters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 10 nodes with real challenge render sessions")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cc := DefaultChecker()
+	cc.CheckFor = Duration(2 * time.Second)
+	cc.Recheck = Duration(4 * time.Second)
+	if raceEnabled {
+		// Ten nodes, their checks and the race detector share two cores: honest streams reached
+		// 11-17 frames/s of 30 and failed. Ask for what such a machine can render.
+		cc.FPS, cc.CheckFor, cc.Concurrent = 10, Duration(3*time.Second), 1
+	}
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 10, Epoch: 10 * time.Second, Committee: 3, Checkers: 3, Cheaters: len(Cheats), Checker: &cc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cheaters := d.Cheaters()
+	if len(cheaters) != len(Cheats) {
+		t.Fatalf("%d cheaters, want %d", len(cheaters), len(Cheats))
+	}
+	var honest []string
+	for _, id := range d.containerIDs() {
+		if _, ok := cheaters[id]; !ok {
+			honest = append(honest, id)
+		}
+	}
+	ref := d.Nodes[0]
+	caught := func() (int, int) {
+		c, h := 0, 0
+		for id := range cheaters {
+			if s := ref.Standing(peer.ID(id)).Standing; s == checker.StandingNeedsRecheck || s == checker.StandingExcluded {
+				c++
+			}
+		}
+		for _, id := range honest {
+			if ref.Standing(peer.ID(id)).Standing == checker.StandingStandby {
+				h++
+			}
+		}
+		return c, h
+	}
+	for {
+		c, h := caught()
+		if c == len(cheaters) && h == len(honest) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			for _, id := range honest {
+				for _, e := range ref.Checks().Ledger.History(id) {
+					if e.Verdict != pb.Verdict_VERDICT_PASS {
+						t.Logf("honest %s failed: %s %s", peer.ID(id), e.Method, e.Msg.Reason)
+					}
+				}
+			}
+			t.Fatalf("%d of %d cheaters caught, %d of %d honest containers in standby: %+v", c, len(cheaters), h, len(honest), d.CheckOutcome())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	time.Sleep(time.Second) // let the last attestations reach every node
+	if err := d.WaitServing(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	rep := d.CheckOutcome()
+	t.Logf("%+v", rep)
+	if rep.CheatersCaught != len(cheaters) {
+		t.Errorf("cheaters caught %d of %d", rep.CheatersCaught, len(cheaters))
+	}
+	if rep.FalsePositives > 0 {
+		t.Logf("false positives: %d honest containers failed a check at least once (a loaded machine)", rep.FalsePositives)
+	}
+	if rep.DeliveryRatio < 0.99 {
+		t.Errorf("attestation delivery %.3f, want every node to accept every attestation", rep.DeliveryRatio)
+	}
+	if !rep.RootsAgree {
+		t.Error("nodes computed different Merkle roots for an epoch")
+	}
+	// The honest containers' own state follows the verdicts: they are in standby, and matches
+	// reach only them.
+	for _, n := range d.Nodes {
+		if n.cont == nil {
+			continue
+		}
+		id := string(n.Net().ID())
+		if _, cheat := cheaters[id]; !cheat && n.cont.State() != pb.ContainerState_CONTAINER_STATE_STANDBY && n.cont.State() != pb.ContainerState_CONTAINER_STATE_BUSY {
+			t.Errorf("honest container %s in %v", n.Net().ID(), n.cont.State())
+		}
+	}
+	// Matches go to honest containers only; once both are reserved, the standby filter empties.
+	for range 3 {
+		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
+		if err != nil {
+			t.Fatalf("match: %v", err)
+		}
+		if !res.Match.Matched {
+			if res.Match.Reason != "standby" {
+				t.Fatalf("refused: %s (%s)", res.Match.Reason, res.Match.Detail)
+			}
+			continue
+		}
+		if c, cheat := cheaters[res.Match.Container]; cheat {
+			t.Fatalf("matched a cheater (%s)", c)
+		}
+	}
+}

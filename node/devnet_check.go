@@ -1,0 +1,206 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/checker"
+)
+
+// CheckReport is what a network's nodes concluded from the checkers' attestations.
+type CheckReport struct {
+	// Attestations is how many distinct attestations (checks) some node accepted.
+	Attestations int
+	// DeliveryRatio is the share of (attestation, node) pairs delivered: each node that follows
+	// the elections should have accepted every attestation.
+	DeliveryRatio float64
+	// DelayP50 and DelayP99 are issue-to-acceptance times over every node.
+	DelayP50, DelayP99 time.Duration
+	// Cheaters and Honest count the containers; CheatersCaught the cheaters with at least one
+	// failing attestation, FalsePositives the honest containers with one; Excluded the containers
+	// the reference node (the one that accepted most) saw excluded.
+	Cheaters, Honest, CheatersCaught, FalsePositives, Excluded int
+	// RootsAgree says every node computes the same Merkle root for every epoch that is over
+	// (RootEpochs of them).
+	RootsAgree bool
+	RootEpochs int
+}
+
+// CheckOutcome computes a CheckReport over nodes: cheat says which containers cheat (raw peer ID
+// to its cheat), containers lists every container; current is the current epoch (its root is
+// not compared: attestations may still be on their way).
+func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, current uint64) CheckReport {
+	var rep CheckReport
+	type view struct {
+		st     *CheckerStatus
+		leaves map[[32]byte]bool
+	}
+	var views []view
+	all := map[[32]byte]bool{}
+	var delays []time.Duration
+	for _, n := range nodes {
+		st := n.Checks()
+		if st == nil {
+			continue
+		}
+		v := view{st: st, leaves: map[[32]byte]bool{}}
+		for _, e := range st.Ledger.Epochs() {
+			for _, l := range st.Ledger.Leaves(e) {
+				v.leaves[l] = true
+				all[l] = true
+			}
+		}
+		delays = append(delays, st.Delays...)
+		views = append(views, v)
+	}
+	rep.Attestations = len(all)
+	if len(all) > 0 && len(views) > 0 {
+		got := 0
+		for _, v := range views {
+			got += len(v.leaves)
+		}
+		rep.DeliveryRatio = float64(got) / float64(len(all)*len(views))
+	}
+	slices.Sort(delays)
+	rep.DelayP50, rep.DelayP99 = percentile(delays, 0.50), percentile(delays, 0.99)
+
+	var ref *CheckerStatus
+	refLeaves := -1
+	for _, v := range views {
+		if len(v.leaves) > refLeaves {
+			ref, refLeaves = v.st, len(v.leaves)
+		}
+	}
+	for _, id := range containers {
+		c, cheats := cheat[id]
+		cheats = cheats && c != CheatNone
+		if cheats {
+			rep.Cheaters++
+		} else {
+			rep.Honest++
+		}
+		if ref == nil {
+			continue
+		}
+		fails := 0
+		for _, e := range ref.Ledger.Epochs() {
+			if s, ok := ref.Ledger.Summary(e, id); ok {
+				fails += s.Fails
+			}
+		}
+		if d, ok := ref.Excluded[id]; ok && d.Standing == checker.StandingExcluded {
+			rep.Excluded++
+		}
+		switch {
+		case fails > 0 && cheats:
+			rep.CheatersCaught++
+		case fails > 0:
+			rep.FalsePositives++
+		}
+	}
+
+	rep.RootsAgree = true
+	epochs := map[uint64]bool{}
+	for _, v := range views {
+		for _, e := range v.st.Ledger.Epochs() {
+			if e+1 < current {
+				epochs[e] = true
+			}
+		}
+	}
+	rep.RootEpochs = len(epochs)
+	for e := range epochs {
+		var first [32]byte
+		for i, v := range views {
+			r := v.st.Ledger.Root(e)
+			if i == 0 {
+				first = r
+			} else if r != first {
+				rep.RootsAgree = false
+			}
+		}
+	}
+	return rep
+}
+
+// percentile of sorted durations (0 when empty).
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := int(p * float64(len(d)-1))
+	return d[i]
+}
+
+// Cheaters lists the devnet's cheating containers (raw peer ID to cheat).
+func (d *Devnet) Cheaters() map[string]Cheat {
+	out := map[string]Cheat{}
+	for i, n := range d.Nodes {
+		if c := d.cheat(i); c != CheatNone && n != nil {
+			out[string(n.Net().ID())] = c
+		}
+	}
+	return out
+}
+
+// CheckOutcome is CheckOutcome over the devnet's nodes and containers.
+func (d *Devnet) CheckOutcome() CheckReport {
+	containers := d.containerIDs()
+	cur := uint64(0)
+	if len(d.Nodes) > 0 && d.Nodes[0] != nil && d.Nodes[0].ep != nil {
+		cur = d.Nodes[0].ep.tr.Schedule().Epoch(time.Now())
+	}
+	return CheckOutcome(d.Nodes, containers, d.Cheaters(), cur)
+}
+
+// CheckerCount is how many of the devnet's nodes run the checker role.
+func (d *Devnet) CheckerCount() int {
+	k := 0
+	for i := range d.Nodes {
+		if d.isChecker(i) {
+			k++
+		}
+	}
+	return k
+}
+
+// WaitChecked waits until every container's registration check is done: no container's latest
+// heartbeat says awaiting_check. It returns the time since the devnet began.
+func (d *Devnet) WaitChecked(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	want := len(d.Containers())
+	for {
+		d.mu.Lock()
+		waiting, seen := 0, 0
+		for _, hb := range d.beats {
+			seen++
+			if hb.State == pb.ContainerState_CONTAINER_STATE_AWAITING_CHECK {
+				waiting++
+			}
+		}
+		d.mu.Unlock()
+		if seen >= want && waiting == 0 {
+			return time.Since(d.started), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("devnet: %d of %d containers still await their registration check: %w", waiting, want, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// containerIDs lists the devnet's containers (raw peer IDs).
+func (d *Devnet) containerIDs() []string {
+	var out []string
+	for i, n := range d.Nodes {
+		if d.isContainer(i) && n != nil {
+			out = append(out, string(n.Net().ID()))
+		}
+	}
+	return out
+}
