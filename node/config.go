@@ -184,7 +184,7 @@ func (c *Config) Validate() error {
 		if !c.Network.Elections() {
 			return fmt.Errorf("%w: the checker role needs the network's epochs: set network.genesis_time", ErrConfig)
 		}
-		if err := c.Checker.validate(); err != nil {
+		if err := c.Checker.Validate(); err != nil {
 			return err
 		}
 	}
@@ -463,7 +463,8 @@ func DefaultChecker() CheckerConfig {
 	}
 }
 
-func (c *CheckerConfig) validate() error {
+// Validate checks the checker role's configuration.
+func (c *CheckerConfig) Validate() error {
 	switch {
 	case c.PerContainer < 1 || c.PerContainer > 16:
 		return fmt.Errorf("%w: checker.per_container must be 1 to 16 (got %d)", ErrConfig, c.PerContainer)

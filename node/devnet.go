@@ -57,8 +57,10 @@ type DevnetConfig struct {
 	// first, then containers); 0: none, and containers pass their registration check by dev
 	// autocheck. With checkers, a container is scheduled only once a checker passed it.
 	Checkers int
-	// Cheaters is how many containers cheat their checks, dealt the kinds of Cheats in turn.
-	Cheaters int
+	// Cheaters is how many containers cheat their checks, dealt the kinds of CheatKinds (default
+	// Cheats) in turn.
+	Cheaters   int
+	CheatKinds []Cheat
 	// Checker overrides the checker role's configuration (nil: DefaultChecker with a 10 s
 	// recheck and a spot check every 3 epochs, fitting devnet's short epochs).
 	Checker *CheckerConfig
@@ -354,7 +356,11 @@ func (d *Devnet) cheat(i int) Cheat {
 	if k < 0 {
 		return CheatNone
 	}
-	return Cheats[k%len(Cheats)]
+	kinds := d.cfg.CheatKinds
+	if len(kinds) == 0 {
+		kinds = Cheats
+	}
+	return kinds[k%len(kinds)]
 }
 
 func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, error) {

@@ -32,6 +32,9 @@ type LightClient struct {
 	cached   []*epoch.Ticket // the committee verified last, of epoch cachedAt of network cacheKey
 	cachedAt uint64
 	cacheKey string
+	// sealed holds the sealed committee records fetched so far, of network sealedKey.
+	sealed    map[uint64][]epoch.ImportedTicket
+	sealedKey string
 }
 
 // LightOptions configure a light client.
@@ -135,6 +138,13 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 	if l.cacheKey == key && l.cachedAt == cur && len(l.cached) > 0 {
 		return l.cached, nil
 	}
+	// Sealed records are kept across calls: a later epoch costs the lookups of the epochs since
+	// the last call, not a walk from genesis again (the walk itself is replayed from them and
+	// verified again, which costs no network). The current epoch's record may be unsealed: it is
+	// used, never kept.
+	if l.sealedKey != key {
+		l.sealed, l.sealedKey = map[uint64][]epoch.ImportedTicket{}, key
+	}
 	tr, err := epoch.NewTracker(cfg, now)
 	if err != nil {
 		return nil, err
@@ -145,14 +155,22 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 		if !ok {
 			break
 		}
-		rec, tickets, err := l.net.Committee(ctx, e, l.quorum)
-		if err != nil {
-			return nil, fmt.Errorf("indexers: committee of epoch %d: %w", e, err)
+		tickets, ok := l.sealed[e]
+		if !ok {
+			rec, opened, err := l.net.Committee(ctx, e, l.quorum)
+			if err != nil {
+				return nil, fmt.Errorf("indexers: committee of epoch %d: %w", e, err)
+			}
+			if !rec.Sealed && e != cur {
+				return nil, fmt.Errorf("indexers: no sealed committee record for epoch %d", e)
+			}
+			tickets = imported(opened)
+			if rec.Sealed {
+				l.sealed[e] = tickets
+			}
 		}
-		if !rec.Sealed && e != cur {
-			return nil, fmt.Errorf("indexers: no sealed committee record for epoch %d", e)
-		}
-		if _, err := tr.ImportSealed(e, imported(tickets)); err != nil {
+		if _, err := tr.ImportSealed(e, tickets); err != nil {
+			delete(l.sealed, e)
 			return nil, err
 		}
 	}

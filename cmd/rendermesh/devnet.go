@@ -82,6 +82,8 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stream := fs.String("stream", "640x360", "the size each devnet session streams, e.g. 1280x720")
 	relay := fs.Bool("relay", true, "make node 0 a TURN relay; every third session is forced through it")
 	checkers := fs.Int("checkers", 4, "nodes running the checker role (0: none; containers then pass their registration check by dev autocheck)")
+	checkFPS := fs.Int("check-fps", 30, "the frame rate checkers ask of a challenge stream (lower it on a machine too slow to render many streams at once)")
+	checkMethods := fs.String("check-methods", "telemetry,simulation", "the checks' methods, in order: telemetry (signed NVML readings), simulation (a challenge render session)")
 	cheaters := fs.Int("cheaters", 4, "containers that cheat their checks (a better GPU claimed, half the frame rate, replayed frames, going silent), in turn")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
@@ -95,6 +97,14 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *checkers < 0 || *cheaters < 0 {
 		return fmt.Errorf("%w: --checkers and --cheaters must not be negative", errUsage)
+	}
+	cc := node.DefaultChecker()
+	cc.Recheck, cc.RandomEvery, cc.FPS = node.Duration(10*time.Second), 3, *checkFPS
+	cc.Methods = strings.Split(*checkMethods, ",")
+	if *checkers > 0 {
+		if err := cc.Validate(); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 	}
 	if *duration < 0 {
 		return fmt.Errorf("%w: --duration must not be negative", errUsage)
@@ -113,7 +123,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	began := time.Now()
 	progress(fmt.Sprintf("starting %d nodes on loopback", *nodes))
 	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web, StreamWidth: sw, StreamHeight: sh, Committee: uint32(*committee),
-		Checkers: *checkers, Cheaters: *cheaters})
+		Checkers: *checkers, Cheaters: *cheaters, Checker: &cc})
 	if err != nil {
 		return err
 	}
