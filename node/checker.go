@@ -108,7 +108,7 @@ func (n *Node) newChecker() (*checkerSvc, error) {
 		return nil, err
 	}
 	c := &checkerSvc{
-		n: n, log: n.log.With("role", "checker"), v: v, ledger: ledger, elig: elig,
+		n: n, log: n.log.With("sub", "checks"), v: v, ledger: ledger, elig: elig,
 		role: n.cfg.HasRole(RoleChecker), cfg: n.cfg.Checker,
 		watched: map[string]watchedContainer{}, last: map[string]time.Time{}, running: map[string]bool{},
 		randomDone: map[uint64]map[string]bool{}, ranks: map[uint64]map[string]int{},
@@ -287,6 +287,12 @@ func (c *checkerSvc) loop(ctx context.Context, wg *sync.WaitGroup) {
 		case <-tick.C:
 		}
 		now := clk.Now()
+		if now.Before(sched.Start(0)) {
+			// Checks start with the network: attestations gossiped before genesis would miss
+			// the nodes still joining, and every node must hold every epoch's attestations to
+			// compute its root.
+			continue
+		}
 		e := sched.Epoch(now)
 		seed, ok := c.n.ep.tr.Seed(e)
 		if !ok {
@@ -381,6 +387,12 @@ func (c *checkerSvc) prune(e uint64) {
 		}
 	}
 	c.mu.Unlock()
+	c.forget(e)
+}
+
+// forget drops the ledger's epochs older than ledgerEpochs before e (every node: its memory stays
+// bounded, and all nodes keep the same epochs).
+func (c *checkerSvc) forget(e uint64) {
 	if e > ledgerEpochs {
 		c.ledger.Forget(e - ledgerEpochs)
 	}
@@ -584,6 +596,7 @@ func (c *checkerSvc) publish(ctx context.Context, pid peer.ID, rec *pb.Container
 // on the standing of the container it names.
 func (c *checkerSvc) onValid(a *pb.Attestation, raw []byte) {
 	now := c.n.opts.Clock.Now()
+	c.forget(c.n.ep.tr.Schedule().Epoch(now))
 	c.ledger.Add(a, raw)
 	c.mu.Lock()
 	if len(c.delays) < maxDelays {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
@@ -23,6 +24,9 @@ type CheckReport struct {
 	// failing attestation, FalsePositives the honest containers with one; Excluded the containers
 	// the reference node (the one that accepted most) saw excluded.
 	Cheaters, Honest, CheatersCaught, FalsePositives, Excluded int
+	// FalsePositiveChecks counts the honest containers' failing attestations by the check that
+	// failed ("frame_rate", "unanswered", ...).
+	FalsePositiveChecks map[string]int
 	// RootsAgree says every node computes the same Merkle root for every epoch that is over
 	// (RootEpochs of them).
 	RootsAgree bool
@@ -89,6 +93,17 @@ func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, cu
 		for _, e := range ref.Ledger.Epochs() {
 			if s, ok := ref.Ledger.Summary(e, id); ok {
 				fails += s.Fails
+			}
+		}
+		if fails > 0 && !cheats {
+			for _, le := range ref.Ledger.History(id) {
+				if le.Verdict == pb.Verdict_VERDICT_FAIL {
+					if rep.FalsePositiveChecks == nil {
+						rep.FalsePositiveChecks = map[string]int{}
+					}
+					check, _, _ := strings.Cut(le.Msg.GetReason(), ":")
+					rep.FalsePositiveChecks[check]++
+				}
 			}
 		}
 		if d, ok := ref.Excluded[id]; ok && d.Standing == checker.StandingExcluded {

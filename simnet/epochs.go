@@ -26,7 +26,8 @@ func genesisSeed(seed int64) epoch.Seed {
 	return s
 }
 
-// allocation gives stake to a share of the honest peers, 1000 to 2500 tokens each.
+// allocation gives stake to a share of the honest peers, 1000 to 2500 tokens each, and a checker
+// licence to the checkers.
 func (s *sim) allocation() (epoch.Allocation, error) {
 	var a epoch.Allocation
 	for _, p := range s.plan.peers {
@@ -34,14 +35,19 @@ func (s *sim) allocation() (epoch.Allocation, error) {
 			continue
 		}
 		h := splitmix64(uint64(s.cfg.Seed) ^ uint64(p.index)*0x2545f4914f6cdd1d)
-		if unit(h) >= s.sc.Epochs.StakeShare {
+		staked := unit(h) < s.sc.Epochs.StakeShare
+		if !staked && !p.checker {
 			continue
 		}
-		tokens := int64(1000 + 500*(h>>32%4))
-		c, err := node.NewCandidate(p.id, new(big.Int).Mul(big.NewInt(tokens), big.NewInt(1e18)), 1_000_000)
+		stake := new(big.Int) // a checker without stake: licensed, never drawn as an indexer
+		if staked {
+			stake.Mul(big.NewInt(int64(1000+500*(h>>32%4))), big.NewInt(1e18))
+		}
+		c, err := node.NewCandidate(p.id, stake, 1_000_000)
 		if err != nil {
 			return nil, err
 		}
+		c.Checker = p.checker
 		a = append(a, c)
 	}
 	return node.SortAllocation(a)

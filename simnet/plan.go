@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rendermesh/rendermesh/node"
 	"github.com/rendermesh/rendermesh/roles/consumer"
 	"github.com/rendermesh/rendermesh/roles/container"
 )
@@ -50,6 +51,9 @@ type peerSpec struct {
 	gpus    []string
 	apps    []string
 	fee     uint64
+
+	checker bool       // runs the checker role, with a licence
+	cheat   node.Cheat // a cheating container's cheat
 }
 
 // settled reports whether the peer has been online for at least settle at t and stays to t+hold.
@@ -224,10 +228,83 @@ func makePlan(sc Scenario, peers int, seed int64) (*plan, error) {
 		}
 		p.events = append(p.events, Event{T: p.floodAt, Kind: "flood", Detail: fmt.Sprintf("%d attackers, %s", n, strings.Join(sc.Flood.Kinds, ","))})
 	}
+	if err := p.dealCheckers(); err != nil {
+		return nil, err
+	}
 	p.planQueries(r)
 	p.planMatches(r)
 	slices.SortStableFunc(p.events, func(a, b Event) int { return int(a.T - b.T) })
 	return p, nil
+}
+
+// simCheats are the cheats simnet deals, in turn: those a telemetry check can catch (the frame-rate
+// cheat needs a simulation test, which cannot run on simulated links).
+var simCheats = []node.Cheat{node.CheatGPU, node.CheatReplay, node.CheatSilent}
+
+// dealCheckers picks the checkers among the peers that are not containers (plain peers first,
+// bootstrap peers only if too few) and the cheaters among the containers that join during the
+// warm-up, so that the checks that begin with epoch 0 can catch them. A cheater has a GPU other
+// than an H100 (a CPU-only container has no telemetry to check; an H100 claiming an H100 tells no
+// lie). It draws from its own source, so scenarios without checkers keep their plans.
+func (p *plan) dealCheckers() error {
+	c := p.sc.Checkers
+	if c.Share <= 0 {
+		return nil
+	}
+	r := rand.New(rand.NewPCG(uint64(p.seed), 0x636865636b))
+	var plain, boot, conts []*peerSpec
+	for _, s := range p.peers {
+		switch s.role {
+		case rolePlain:
+			plain = append(plain, s)
+		case roleBootstrap:
+			boot = append(boot, s)
+		case roleContainer:
+			if s.join <= time.Duration(p.sc.Warmup) && s.profile != "cpu" && s.profile != "h100" {
+				conts = append(conts, s)
+			}
+		}
+	}
+	r.Shuffle(len(plain), func(i, j int) { plain[i], plain[j] = plain[j], plain[i] })
+	pool := append(plain, boot...)
+	n := max(1, int(math.Round(c.Share*float64(p.nInitial))))
+	if n > len(pool) {
+		return fmt.Errorf("%w: checkers: share %v of %d peers is %d checkers, but only %d peers are not containers: lower checkers.share or container_share",
+			ErrScenario, c.Share, p.nInitial, n, len(pool))
+	}
+	for _, s := range pool[:n] {
+		s.checker = true
+		p.tagJoin(s.index, "checker")
+	}
+	if c.Cheaters > 0 {
+		total := 0
+		for _, s := range p.peers {
+			if s.role == roleContainer {
+				total++
+			}
+		}
+		k := max(1, int(math.Round(c.Cheaters*float64(total))))
+		if k > len(conts) {
+			return fmt.Errorf("%w: checkers: %d cheaters wanted, but only %d containers joining in the warm-up have a GPU to cheat with: lower checkers.cheaters",
+				ErrScenario, k, len(conts))
+		}
+		r.Shuffle(len(conts), func(i, j int) { conts[i], conts[j] = conts[j], conts[i] })
+		for i, s := range conts[:k] {
+			s.cheat = simCheats[i%len(simCheats)]
+			p.tagJoin(s.index, "cheat="+string(s.cheat))
+		}
+	}
+	return nil
+}
+
+// tagJoin appends a word to peer i's join event.
+func (p *plan) tagJoin(i int, word string) {
+	for k := range p.events {
+		if e := &p.events[k]; e.Kind == "join" && e.Peer == i {
+			e.Detail += " " + word
+			return
+		}
+	}
 }
 
 // planQueries draws the consumers' queries: a Poisson process over the measured span, each from a

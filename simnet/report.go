@@ -196,6 +196,9 @@ func buildReportPage(r *Report) reportPage {
 	if s.Matches > 0 {
 		pg.Groups = append(pg.Groups, reportMatchGroup(s))
 	}
+	if s.Checkers > 0 {
+		pg.Groups = append(pg.Groups, reportCheckerGroup(s))
+	}
 	pg.Groups = append(pg.Groups, reportGroup{Title: "Resources", Fields: []reportField{
 		{Name: "peak RSS", Value: reportMiB(s.PeakRSSBytes), Hint: "the whole process"},
 		{Name: "heap per peer", Value: reportBytes(s.HeapBytesPerPeer), Hint: "at the end, per online peer"},
@@ -231,6 +234,29 @@ func buildReportPage(r *Report) reportPage {
 		reportPeersFigure(r.Samples, marks),
 	)
 	return pg
+}
+
+// reportCheckerGroup is the checkers' attestations and verdicts.
+func reportCheckerGroup(s *Summary) reportGroup {
+	roots, rootsClass := "–", ""
+	if s.AttestationRootsAgree != nil {
+		roots = "disagree"
+		rootsClass = "bad"
+		if *s.AttestationRootsAgree {
+			roots, rootsClass = "agree", ""
+		}
+		roots += " (" + reportInt(s.AttestationRootEpochs) + " epochs)"
+	}
+	return reportGroup{Title: "Checkers", Fields: []reportField{
+		{Name: "checkers", Value: reportInt(s.Checkers)},
+		{Name: "attestations", Value: reportInt(s.Attestations)},
+		{Name: "delivered within 1 s", Value: reportPct(s.AttestationDeliveryRatio), Class: reportRatioClass(s.AttestationDeliveryRatio)},
+		{Name: "latency p50 / p99", Value: reportNum(s.AttestationMsP50) + " / " + reportMs(s.AttestationMsP99)},
+		{Name: "cheaters caught", Value: reportInt(s.CheatersCaught) + " of " + reportInt(s.Cheaters),
+			Hint: "a failing attestation within " + reportSeconds(s.CaughtWithinS) + " of epoch 0"},
+		{Name: "false positives", Value: reportInt(s.FalsePositives) + " (" + reportPct(s.FalsePositiveRatio) + ")"},
+		{Name: "ledger roots", Value: roots, Class: rootsClass},
+	}}
 }
 
 // reportMatchGroup is the consumers' matches and sessions.

@@ -50,7 +50,54 @@ type Scenario struct {
 	Flood     Flood     `toml:"flood"`
 	Epochs    Epochs    `toml:"epochs"`
 	Consumers Consumers `toml:"consumers"`
+	Checkers  Checkers  `toml:"checkers"`
 	Topology  *Topology `toml:"topology"` // nil: DefaultTopology
+}
+
+// Checkers: a share of the peers that are not containers run the checker role with a checker
+// licence (in the allocation, with or without stake), and a share of the containers cheat their
+// checks. Checks use the telemetry method only (docs/SIMNET.md says why). With checkers,
+// containers wait for their registration check before they can be scheduled.
+type Checkers struct {
+	Share    float64 `toml:"share"`    // share of all peers running the checker role (0: none)
+	Cheaters float64 `toml:"cheaters"` // share of containers that cheat: gpu, replay, silent in turn
+	// PerContainer, RandomEvery and Recheck are node.CheckerConfig's.
+	PerContainer int      `toml:"per_container"`
+	RandomEvery  int      `toml:"random_every"`
+	Recheck      Duration `toml:"recheck"`
+	// CaughtWithin: a cheater counts as caught when a failing attestation about it was issued
+	// within this long of the start of epoch 0, when checks begin (0: one epoch length).
+	CaughtWithin Duration `toml:"caught_within"`
+}
+
+// caughtWithin is CaughtWithin with its default.
+func (c Checkers) caughtWithin(sc *Scenario) time.Duration {
+	if c.CaughtWithin > 0 {
+		return time.Duration(c.CaughtWithin)
+	}
+	return time.Duration(sc.Epochs.Length)
+}
+
+func (c Checkers) validate() error {
+	switch {
+	case c.Share < 0 || c.Share >= 1:
+		return fmt.Errorf("share %v: want [0, 1)", c.Share)
+	case c.Cheaters < 0 || c.Cheaters > 0.5:
+		return fmt.Errorf("cheaters %v: want [0, 0.5]", c.Cheaters)
+	case c.Cheaters > 0 && c.Share == 0:
+		return errors.New("cheaters need checkers: set share above 0")
+	case c.Share == 0:
+		return nil
+	case c.PerContainer < 1 || c.PerContainer > 16:
+		return fmt.Errorf("per_container %d: want 1 to 16", c.PerContainer)
+	case c.RandomEvery < 1:
+		return fmt.Errorf("random_every %d: want at least 1", c.RandomEvery)
+	case c.Recheck < Duration(time.Second):
+		return fmt.Errorf("recheck %v: want at least 1s", time.Duration(c.Recheck))
+	case c.CaughtWithin < 0:
+		return fmt.Errorf("caught_within %v: want not negative (0: one epoch length)", time.Duration(c.CaughtWithin))
+	}
+	return nil
 }
 
 // Epochs are the indexer elections: every honest peer follows them; a share of peers hold stake and
@@ -169,6 +216,7 @@ func ParseScenario(b []byte) (Scenario, error) {
 			AgreementAfter: Duration(10 * time.Second)},
 		Consumers: Consumers{Hold: Duration(30 * time.Second), App: "demo", Rankings: slices.Clone(Rankings),
 			Timeout: Duration(10 * time.Second)},
+		Checkers: Checkers{PerContainer: 2, RandomEvery: 1, Recheck: Duration(30 * time.Second)},
 	}
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&s)
 	if err != nil {
@@ -233,6 +281,12 @@ func (s *Scenario) Validate() error {
 	}
 	if err := s.Consumers.validate(); err != nil {
 		return fmt.Errorf("%w: consumers: %v", ErrScenario, err)
+	}
+	if err := s.Checkers.validate(); err != nil {
+		return fmt.Errorf("%w: checkers: %v", ErrScenario, err)
+	}
+	if s.Checkers.Cheaters > 0 && s.ContainerShare == 0 {
+		return bad("checkers: cheaters need containers: container_share is 0")
 	}
 	for _, g := range s.Partition.Groups {
 		for _, r := range g {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func TestBuiltinScenarios(t *testing.T) {
 	for _, s := range all {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "churn,epochs,flood,match,partition,steady" {
+	if got := strings.Join(names, ","); got != "checkers,churn,epochs,flood,match,partition,steady" {
 		t.Fatalf("built-ins %s", got)
 	}
 }
@@ -37,6 +38,11 @@ func TestParseScenarioErrors(t *testing.T) {
 		"asymmetric rtt": "name = \"x\"\n[topology]\nregions = [{name=\"a\",geohash=\"u0\",weight=1},{name=\"b\",geohash=\"u1\",weight=1}]\nrtt_ms = [[1,2],[3,1]]\naccess_mbps=[10]\naccess_weights=[1]\n",
 		"loss":           "name = \"x\"\n[topology]\nregions = [{name=\"a\",geohash=\"u0\",weight=1}]\nrtt_ms = [[1]]\naccess_mbps=[10]\naccess_weights=[1]\nloss = 0.9\n",
 		"heartbeat":      "name = \"x\"\nheartbeat_interval = \"1ms\"\n",
+		"checker share":  "name = \"x\"\n[checkers]\nshare = 1.5\n",
+		"cheaters alone": "name = \"x\"\n[checkers]\ncheaters = 0.1\n",
+		"too many cheat": "name = \"x\"\n[checkers]\nshare = 0.1\ncheaters = 0.9\n",
+		"per_container":  "name = \"x\"\n[checkers]\nshare = 0.1\nper_container = 0\n",
+		"recheck":        "name = \"x\"\n[checkers]\nshare = 0.1\nrecheck = \"10ms\"\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseScenario([]byte(src))
@@ -44,6 +50,58 @@ func TestParseScenarioErrors(t *testing.T) {
 				t.Fatalf("err %v: want ErrScenario", err)
 			}
 		})
+	}
+}
+
+// TestPlanDealsCheckers: checkers are non-container peers, cheaters are containers that joined in
+// the warm-up with a GPU to lie about, dealt the telemetry cheats in turn, and the same seed deals
+// the same roles.
+func TestPlanDealsCheckers(t *testing.T) {
+	sc, err := LoadScenario("checkers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deal := func() (checkers, cheats []string) {
+		p, err := makePlan(sc, 100, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range p.peers {
+			if s.checker {
+				if s.role == roleContainer {
+					t.Errorf("peer %d: a container dealt the checker role", s.index)
+				}
+				checkers = append(checkers, s.id.String())
+			}
+			if s.cheat != "" {
+				if s.role != roleContainer || s.profile == "cpu" || s.profile == "h100" || s.join > time.Duration(sc.Warmup) {
+					t.Errorf("peer %d (%s, %s, joins %v) dealt cheat %s", s.index, s.role, s.profile, s.join, s.cheat)
+				}
+				cheats = append(cheats, s.id.String()+"="+string(s.cheat))
+			}
+		}
+		return checkers, cheats
+	}
+	c1, x1 := deal()
+	c2, x2 := deal()
+	if len(c1) != 10 || len(x1) < 3 {
+		t.Fatalf("%d checkers, %d cheaters at 100 peers: want 10 and at least 3", len(c1), len(x1))
+	}
+	if !slices.Equal(c1, c2) || !slices.Equal(x1, x2) {
+		t.Error("the same seed dealt different roles")
+	}
+	for _, want := range []string{"gpu", "replay", "silent"} {
+		if !slices.ContainsFunc(x1, func(x string) bool { return strings.HasSuffix(x, "="+want) }) {
+			t.Errorf("no %s cheater in %v", want, x1)
+		}
+	}
+	// A scenario without checkers draws nothing more: its plan is what it was.
+	steady, _ := LoadScenario("steady")
+	p, _ := makePlan(steady, 30, 1)
+	for _, s := range p.peers {
+		if s.checker || s.cheat != "" {
+			t.Fatalf("steady dealt peer %d a checker role or a cheat", s.index)
+		}
 	}
 }
 

@@ -156,6 +156,7 @@ type sim struct {
 	stakes   epoch.Allocation
 	epochObs map[uint64]*epochObs
 	cons     consumerStats
+	chk      checkerStats
 }
 
 type pubKey struct {
@@ -214,6 +215,13 @@ func run(cfg Config) (*Result, error) {
 	if s.stakes, err = s.allocation(); err != nil {
 		return nil, err
 	}
+	if s.checking() {
+		s.chk.ids = make(map[string]int, len(pl.peers))
+		for _, p := range pl.peers {
+			s.chk.ids[string(p.id)] = p.index
+		}
+		s.chk.atts = map[[32]byte]*attestation{}
+	}
 	s.reg = prometheus.NewRegistry()
 	s.mets = p2p.NewMetrics(s.reg)
 	s.links = newLinks(sc.Topology, uint64(cfg.Seed), pl.peers)
@@ -260,6 +268,9 @@ func run(cfg Config) (*Result, error) {
 	nodes := slices.Clone(s.nodes)
 	s.nodes = make([]*node.Node, len(s.nodes))
 	s.mu.Unlock()
+	if s.checking() {
+		s.compareRoots(nodes)
+	}
 	var closers sync.WaitGroup
 	for _, n := range nodes {
 		if n != nil {
@@ -332,8 +343,17 @@ func (s *sim) nodeConfig(p *peerSpec) (node.Config, node.Options) {
 		cfg.Container.Region, cfg.Container.Geohash = region.Name, region.Geohash
 		cfg.Container.Apps = p.apps
 		cfg.Container.SessionFee = node.FormatAmount(p.fee)
-		cfg.Container.DevAutoCheck = true // no checkers yet: registration checks pass at once
+		// Without checkers, registration checks pass at once; with them, they gate scheduling.
+		cfg.Container.DevAutoCheck = !s.checking()
 		opts.Probe = simulatedProbe(p)
+		opts.Cheat = p.cheat
+	}
+	if p.checker {
+		cfg.Roles = append(cfg.Roles, node.RoleChecker)
+		cfg.Checker = s.checkerConfig()
+	}
+	if s.checking() {
+		opts.OnAttestation = func(a *pb.Attestation, leaf [32]byte, at time.Time) { s.attested(p.index, a, leaf, at) }
 	}
 	return cfg, opts
 }
@@ -592,6 +612,7 @@ func (s *sim) result() *Result {
 	h := sha256.Sum256(trace)
 	sum.TraceSHA256 = hex.EncodeToString(h[:])
 	s.epochSummary(&sum)
+	s.checkerSummary(&sum)
 	rep := &Report{Description: sc.Description, WindowSeconds: time.Duration(sc.Window).Seconds()}
 	nWin := int(math.Ceil(float64(pl.end-pl.start) / float64(sc.Window)))
 	rep.Windows = make([]Window, nWin)

@@ -89,6 +89,30 @@ type Summary struct {
 	// second) of the share of its live containers whose newest heartbeat says busy or reserved.
 	UtilizationByRegion map[string]float64 `json:"utilization_by_region,omitempty"`
 
+	// Checkers (scenario [checkers]; absent without): peers running the checker role; distinct
+	// attestations some node accepted; the share of (attestation, node) pairs accepted within 1 s
+	// of issue, over every node other than its checker that was settled at issue, stayed online
+	// 1 s more and was on the checker's side of any cut; issue-to-acceptance percentiles over
+	// those nodes' acceptances. A cheater is caught when a failing attestation about it was issued within
+	// caught_within_s of the start of epoch 0 (cheaters_missed lists the others by peer index); a
+	// false positive is an honest container with any failing attestation. The ledgers' Merkle
+	// roots are compared at the end between the nodes still online, for every epoch that ended at
+	// least one grace before (attestation_root_epochs of them).
+	Checkers                 int     `json:"checkers,omitempty"`
+	Attestations             int     `json:"attestations,omitempty"`
+	AttestationDeliveryRatio float64 `json:"attestation_delivery_ratio,omitempty"`
+	AttestationMsP50         float64 `json:"attestation_ms_p50,omitempty"`
+	AttestationMsP99         float64 `json:"attestation_ms_p99,omitempty"`
+	Cheaters                 int     `json:"cheaters,omitempty"`
+	CheatersCaught           int     `json:"cheaters_caught,omitempty"`
+	CheatersCaughtRatio      float64 `json:"cheaters_caught_ratio,omitempty"`
+	CheatersMissed           []int   `json:"cheaters_missed,omitempty"`
+	CaughtWithinS            float64 `json:"caught_within_s,omitempty"`
+	FalsePositives           int     `json:"false_positives,omitempty"`
+	FalsePositiveRatio       float64 `json:"false_positive_ratio,omitempty"`
+	AttestationRootEpochs    int     `json:"attestation_root_epochs,omitempty"`
+	AttestationRootsAgree    *bool   `json:"attestation_roots_agree,omitempty"`
+
 	// Memory and goroutines per online peer, at the end (peak RSS is the whole process).
 	HeapBytesPerPeer  uint64  `json:"heap_bytes_per_peer"`
 	GoroutinesPerPeer float64 `json:"goroutines_per_peer"`

@@ -54,17 +54,18 @@ type devnetSummary struct {
 	RelaySessions   int            `json:"relay_sessions"`
 	RenderFailures  map[string]int `json:"render_failures,omitempty"`
 	// Checkers (issue 7): checker nodes, the attestations they gossiped and what came of them.
-	Checkers                 int     `json:"checkers"`
-	Attestations             int     `json:"attestations"`
-	AttestationDeliveryRatio float64 `json:"attestation_delivery_ratio"`
-	AttestationMSP50         float64 `json:"attestation_ms_p50"`
-	AttestationMSP99         float64 `json:"attestation_ms_p99"`
-	Cheaters                 int     `json:"cheaters"`
-	CheatersCaught           int     `json:"cheaters_caught"`
-	FalsePositives           int     `json:"false_positives"`
-	Excluded                 int     `json:"excluded"`
-	AttestationRootsAgree    bool    `json:"attestation_roots_agree"`
-	CheckedMS                float64 `json:"checked_ms"` // start to every container's registration check done (-1: not all)
+	Checkers                 int            `json:"checkers"`
+	Attestations             int            `json:"attestations"`
+	AttestationDeliveryRatio float64        `json:"attestation_delivery_ratio"`
+	AttestationMSP50         float64        `json:"attestation_ms_p50"`
+	AttestationMSP99         float64        `json:"attestation_ms_p99"`
+	Cheaters                 int            `json:"cheaters"`
+	CheatersCaught           int            `json:"cheaters_caught"`
+	FalsePositives           int            `json:"false_positives"`
+	FalsePositiveChecks      map[string]int `json:"false_positive_checks,omitempty"`
+	Excluded                 int            `json:"excluded"`
+	AttestationRootsAgree    bool           `json:"attestation_roots_agree"`
+	CheckedMS                float64        `json:"checked_ms"` // start to every container's registration check done (-1: not all)
 }
 
 func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -237,6 +238,7 @@ loop:
 	sum.Checkers, sum.Attestations, sum.AttestationDeliveryRatio = d.CheckerCount(), cr.Attestations, cr.DeliveryRatio
 	sum.AttestationMSP50, sum.AttestationMSP99 = ms(cr.DelayP50), ms(cr.DelayP99)
 	sum.Cheaters, sum.CheatersCaught, sum.FalsePositives, sum.Excluded = cr.Cheaters, cr.CheatersCaught, cr.FalsePositives, cr.Excluded
+	sum.FalsePositiveChecks = cr.FalsePositiveChecks
 	sum.AttestationRootsAgree = cr.RootsAgree
 	sum.RSSBytes = node.RSSBytes()
 	sum.RSSPerNode = sum.RSSBytes / uint64(*nodes)
