@@ -102,7 +102,6 @@ type hot struct {
 	bookings      uint8 // how many, saturating; the first two are in book
 	encoder       bool
 	uniform       bool // every GPU has model and gpuMem (or there is none)
-	barred        bool // the checkers' ledger holds it out of scheduling
 	// Line 2: hardware and the first bookings.
 	cores    uint32
 	gpuCount uint32
@@ -122,10 +121,13 @@ func hotOf(e *entry) hot {
 		hwClass: int32(e.hwClass), quality: e.quality, load: uint16(e.load),
 		state: uint8(e.state), placed: e.placed, idBit: e.idBit,
 		bookings: uint8(min(len(e.bookings), 255)), encoder: e.encoder,
-		uniform: e.uniform && (e.gpuCount == 0 || e.modelID != 0), barred: e.barred,
-		cores: e.cores, gpuCount: e.gpuCount, memBytes: e.memBytes, gpuMem: e.gpuMem, model: e.modelID,
+		uniform: e.uniform && (e.gpuCount == 0 || e.modelID != 0),
+		cores:   e.cores, gpuCount: e.gpuCount, memBytes: e.memBytes, gpuMem: e.gpuMem, model: e.modelID,
 	}
 	copy(h.book[:], e.bookings)
+	if e.barred { // the checkers' verdict rules over the heartbeat's: out of every filter's standby
+		h.state = uint8(pb.ContainerState_CONTAINER_STATE_NEEDS_RECHECK)
+	}
 	return h
 }
 

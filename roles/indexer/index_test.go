@@ -414,6 +414,29 @@ func TestSetQuality(t *testing.T) {
 	}
 }
 
+// A container the checkers barred is not matched, whatever its heartbeats say; lifting the bar
+// brings it back, and its score ranks it.
+func TestSetStanding(t *testing.T) {
+	ix := NewIndex(Config{})
+	put(ix, recSpec{peer: "a", fee: 100}, recSpec{peer: "b", fee: 100})
+	ix.SetStanding("b", PPM, true)
+	c, _ := ix.Match(req("demo"), t0, 2)
+	if !slices.Equal(peers(c), []string{"a"}) {
+		t.Fatalf("matched %v: a barred container was matched", peers(c))
+	}
+	ix.SetStanding("a", PPM, true)
+	if c, r := ix.Match(req("demo"), t0, 2); len(c) != 0 || r == nil || r.Filter != FilterStandby {
+		t.Fatalf("matched %v (refusal %v), want the standby filter to refuse", peers(c), r)
+	}
+	ix.SetStanding("a", 100_000, false)
+	ix.SetStanding("b", 900_000, false)
+	c, _ = ix.Match(req("demo"), t0, 2)
+	if !slices.Equal(peers(c), []string{"b", "a"}) {
+		t.Fatalf("order %v after the bars were lifted", peers(c))
+	}
+	checkInvariants(t, ix)
+}
+
 func TestRegions(t *testing.T) {
 	ix := NewIndex(Config{})
 	put(ix,

@@ -391,7 +391,7 @@ type cand struct {
 
 // standby is the standby filter.
 func (q *query) standby(h *hot) bool {
-	if h.holdUntil > q.nowMs || h.barred {
+	if h.holdUntil > q.nowMs {
 		return false
 	}
 	switch pb.ContainerState(h.state) {
