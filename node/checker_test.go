@@ -116,7 +116,7 @@ func TestCheckersCatchCheaters(t *testing.T) {
 		cc.Methods = []string{MethodTelemetry}
 		kinds, nodes, checkers = []Cheat{CheatGPU, CheatReplay, CheatSilent}, 8, 2
 	}
-	d, err := StartDevnet(ctx, DevnetConfig{Nodes: nodes, Epoch: 10 * time.Second, Committee: 3, Checkers: checkers,
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: nodes, Epoch: 10 * time.Second, Committee: 6, Checkers: checkers,
 		Cheaters: len(kinds), CheatKinds: kinds, Checker: &cc})
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +227,7 @@ func TestChallengeCatchesFrameRateCheat(t *testing.T) {
 	if raceEnabled {
 		cc.FPS = 10 // what two cores under the race detector render for sure
 	}
-	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 3, Checkers: 1,
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 6, Checkers: 1,
 		Cheaters: 1, CheatKinds: []Cheat{CheatFrameRate}, Checker: &cc})
 	if err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ type DevnetConfig struct {
 	Heartbeat      time.Duration
 	Logger         *slog.Logger // nodes' logs
 	// Epoch is the epoch length (default 10 s, so that a 30-second run sees several); Committee the
-	// expected indexer seats per epoch (default: a sixth of the nodes, at least 3).
+	// expected indexer seats per epoch (default: a fifth of the nodes, at least 6).
 	Epoch     time.Duration
 	Committee uint32
 	// Progress, if set, receives one line per phase.
@@ -134,7 +134,9 @@ func StartDevnet(ctx context.Context, cfg DevnetConfig) (_ *Devnet, err error) {
 		cfg.Epoch = 10 * time.Second
 	}
 	if cfg.Committee == 0 {
-		cfg.Committee = uint32(max(3, cfg.Nodes/6))
+		// Seats are drawn as a Poisson process: an epoch draws nobody with probability e^-k, and
+		// then nobody matches for a whole epoch. Six seats make that one epoch in 400.
+		cfg.Committee = uint32(max(6, cfg.Nodes/5))
 	}
 	if cfg.Progress == nil {
 		cfg.Progress = func(string) {}

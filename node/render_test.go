@@ -16,7 +16,7 @@ func TestRenderReconnectsWithinTheSession(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 3})
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 6})
 	if err != nil {
 		t.Fatal(err)
 	}

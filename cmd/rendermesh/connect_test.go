@@ -203,7 +203,7 @@ func TestConnect(t *testing.T) {
 	defer cancel()
 	// 10-second epochs: under the race detector and a loaded machine, shorter ones end before
 	// late tickets and imports settle.
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 8, Epoch: 10 * time.Second, Committee: 3})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 8, Epoch: 10 * time.Second, Committee: 6})
 	if err != nil {
 		t.Fatal(err)
 	}

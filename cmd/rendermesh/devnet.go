@@ -79,7 +79,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	converge := fs.Duration("converge-timeout", 2*time.Minute, "give up waiting for convergence after this long")
 	epochLen := fs.Duration("epoch", 10*time.Second, "epoch length (indexer elections)")
 	web := fs.String("web", "", "serve the web client from node 0 here, e.g. 127.0.0.1:8080 (empty: off)")
-	committee := fs.Uint("committee", 0, "expected indexer seats per epoch (default: a sixth of the nodes, at least 3)")
+	committee := fs.Uint("committee", 0, "expected indexer seats per epoch (default: a fifth of the nodes, at least 6: an epoch draws nobody with probability e^-seats)")
 	stream := fs.String("stream", "640x360", "the size each devnet session streams, e.g. 1280x720")
 	relay := fs.Bool("relay", true, "make node 0 a TURN relay; every third session is forced through it")
 	checkers := fs.Int("checkers", 4, "nodes running the checker role (0: none; containers then pass their registration check by dev autocheck)")

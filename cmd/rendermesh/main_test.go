@@ -278,7 +278,7 @@ func TestIndexersVerifiesTheCommittee(t *testing.T) {
 	clearEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 8, Epoch: 5 * time.Second, Committee: 3})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 8, Epoch: 5 * time.Second, Committee: 6})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestRelaySession(t *testing.T) {
 	clearEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 3, Relay: true})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 6, Relay: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +378,7 @@ func TestResumeAfterContainerDies(t *testing.T) {
 	clearEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 7, Epoch: 10 * time.Second, Committee: 3})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 7, Epoch: 10 * time.Second, Committee: 6})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func TestWebClient(t *testing.T) {
 	clearEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 3, Relay: true, Web: "127.0.0.1:0"})
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 6, Relay: true, Web: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
