@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,24 @@ type Status struct {
 	Peers        int               `json:"peers"`
 	RoutingTable int               `json:"routing_table"`
 	Container    *container.Status `json:"container,omitempty"`
+	Checks       *ChecksStatus     `json:"checks,omitempty"`
+}
+
+// ChecksStatus is what /v1/status says about checks: this node's work as a checker and the
+// attestation ledger it keeps.
+type ChecksStatus struct {
+	Checker      bool   `json:"checker"` // runs the checker role
+	Licensed     bool   `json:"licensed"`
+	Checks       int    `json:"checks"` // attestations published
+	Passed       int    `json:"passed"`
+	Failed       int    `json:"failed"`
+	Inconclusive int    `json:"inconclusive"`
+	Epoch        uint64 `json:"epoch"`
+	Attestations int    `json:"epoch_attestations"` // counted in the current epoch
+	PrevRoot     string `json:"previous_epoch_root"`
+	Excluded     int    `json:"excluded_containers"`
+	// Standing is this container's standing in the ledger (containers only).
+	Standing string `json:"standing,omitempty"`
 }
 
 // Status reports the node's state.
@@ -43,6 +62,20 @@ func (n *Node) Status() Status {
 	if n.cont != nil {
 		cs := n.cont.Status()
 		st.Container = &cs
+	}
+	if c := n.Checks(); c != nil {
+		e := n.ep.tr.Schedule().Epoch(n.opts.Clock.Now())
+		cs := &ChecksStatus{Checker: c.Role, Licensed: n.chk.elig.Eligible(n.net.ID(), e),
+			Checks: c.Stats.Checks, Passed: c.Stats.Passed, Failed: c.Stats.Failed, Inconclusive: c.Stats.Inconclusive,
+			Epoch: e, Attestations: len(c.Ledger.Leaves(e)), Excluded: len(c.Excluded)}
+		if e > 0 {
+			r := c.Ledger.Root(e - 1)
+			cs.PrevRoot = hex.EncodeToString(r[:])
+		}
+		if n.cont != nil {
+			cs.Standing = string(n.Standing(n.net.ID()).Standing)
+		}
+		st.Checks = cs
 	}
 	return st
 }

@@ -194,6 +194,19 @@ func TestCheckersCatchCheaters(t *testing.T) {
 			t.Errorf("honest container %s in %v", n.Net().ID(), n.cont.State())
 		}
 	}
+	// /v1/status says what each node did and knows.
+	for i, n := range d.Nodes {
+		st := n.Status().Checks
+		if st == nil {
+			t.Fatalf("node %d: no checks in its status", i)
+		}
+		if d.isChecker(i) && (!st.Checker || !st.Licensed || st.Checks == 0) {
+			t.Errorf("checker %d: status %+v, want a licensed checker that published checks", i, st)
+		}
+		if c, cheat := cheaters[string(n.Net().ID())]; cheat && st.Standing == string(checker.StandingStandby) {
+			t.Errorf("cheater %d (%s) reads its own standing as %s", i, c, st.Standing)
+		}
+	}
 	// Matches go to honest containers only; once both are reserved, the standby filter empties.
 	for range 3 {
 		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
