@@ -257,7 +257,14 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 	if !s.serving(now) {
 		return refuse("not_indexer", fmt.Sprintf("this node is not on epoch %d's indexer committee", s.es.tr.Schedule().Epoch(now)))
 	}
-	s.relays.ensure(s.n.ctx, s.n, s.es.tr.Schedule().Epoch(now)) // in the background, once per epoch
+	// Relay grants are per indexer and epoch: during the grace after its epoch, an indexer of the
+	// last committee mints from its grant of that epoch (a relay accepts the credentials of any
+	// epoch's grant until they expire).
+	grantEpoch := s.es.tr.Schedule().Epoch(now)
+	if !s.member(grantEpoch) && grantEpoch > 0 {
+		grantEpoch--
+	}
+	s.relays.ensure(s.n.ctx, s.n, grantEpoch) // in the background, once per epoch
 	ix := s.index()
 	cands, st, ref := ix.MatchWithStats(req, now, reserveAttempts)
 	if ref != nil {
@@ -308,7 +315,7 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 			return refuse("overloaded", err.Error())
 		}
 		resp.Matched, resp.Ticket = true, raw
-		resp.IceServers = s.relays.servers(rr.Epoch, sid, time.Duration(units)*sessionUnit+relayMargin, clk.Now())
+		resp.IceServers = s.relays.servers(grantEpoch, sid, time.Duration(units)*sessionUnit+relayMargin, clk.Now())
 		return resp
 	}
 	resp.Refused, resp.Detail = "reservation", fmt.Sprintf("%d candidates, none could be reserved; last: %s", len(cands), last)

@@ -323,10 +323,15 @@ func fetchGrants(ctx context.Context, n *Node, epoch uint64) []*pb.RelayGrant {
 	return out
 }
 
-// servers mints TURN credentials for one session from every grant of epoch.
+// servers mints TURN credentials for one session from every grant of epoch, or, while those are
+// still being fetched (the first matches of an epoch), of the epoch before, if this indexer held
+// one: relays accept an earlier epoch's credentials until they expire.
 func (g *relayGrants) servers(epoch uint64, session []byte, ttl time.Duration, now time.Time) []*pb.IceServer {
 	g.mu.Lock()
 	grants := g.byEpoch[epoch]
+	if len(grants) == 0 && epoch > 0 {
+		grants = g.byEpoch[epoch-1]
+	}
 	g.mu.Unlock()
 	var out []*pb.IceServer
 	for _, gr := range grants {
