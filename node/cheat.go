@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"image"
 	"sync"
 	"time"
@@ -39,16 +38,6 @@ const cheatStall = 20 * time.Second
 
 // Cheats lists every kind of cheater, in the order devnet and simnet deal them out.
 var Cheats = []Cheat{CheatGPU, CheatFrameRate, CheatReplay, CheatSilent}
-
-// ParseCheat reads a cheat's name.
-func ParseCheat(s string) (Cheat, error) {
-	for _, c := range Cheats {
-		if string(c) == s {
-			return c, nil
-		}
-	}
-	return CheatNone, fmt.Errorf("%w: unknown cheat %q", ErrConfig, s)
-}
 
 // cheatProbe is the probe of a container cheating with c on top of its real one: CheatGPU claims
 // an H100.

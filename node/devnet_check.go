@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -68,8 +67,7 @@ func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, cu
 		}
 		rep.DeliveryRatio = float64(got) / float64(len(all)*len(views))
 	}
-	slices.Sort(delays)
-	rep.DelayP50, rep.DelayP99 = percentile(delays, 0.50), percentile(delays, 0.99)
+	rep.DelayP50, rep.DelayP99 = Percentile(delays, 50), Percentile(delays, 99)
 
 	var ref *CheckerStatus
 	refLeaves := -1
@@ -139,15 +137,6 @@ func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, cu
 		}
 	}
 	return rep
-}
-
-// percentile of sorted durations (0 when empty).
-func percentile(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	i := int(p * float64(len(d)-1))
-	return d[i]
 }
 
 // Cheaters lists the devnet's cheating containers (raw peer ID to cheat).

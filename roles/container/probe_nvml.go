@@ -68,28 +68,17 @@ func (p *NVMLProbe) Hardware() (*pb.Hardware, error) {
 // Telemetry reads utilisation, memory in use, temperature and power of each GPU, in the order of
 // Hardware().Gpus. Readings a GPU does not support are zero. Without GPUs it returns nothing.
 func (p *NVMLProbe) Telemetry() ([]*pb.GPUTelemetry, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.start(); err != nil {
-		return nil, err
-	}
-	if !p.inited || len(p.devices) == 0 {
-		return nil, nil
-	}
-	out := make([]*pb.GPUTelemetry, 0, len(p.devices))
-	for i, d := range p.devices {
-		t, err := readTelemetry(i, d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, nil
+	return eachGPU(p, readTelemetry)
 }
 
 // Readings reads each GPU's description and live readings for a telemetry report, in the order of
 // Hardware().Gpus. Readings a GPU does not support are zero. Without GPUs it returns nothing.
 func (p *NVMLProbe) Readings() ([]*pb.GPUReading, error) {
+	return eachGPU(p, readReading)
+}
+
+// eachGPU reads every GPU with read, in the order of Hardware().Gpus; nothing without GPUs.
+func eachGPU[T any](p *NVMLProbe, read func(int, nvml.Device) (T, error)) ([]T, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.start(); err != nil {
@@ -98,9 +87,9 @@ func (p *NVMLProbe) Readings() ([]*pb.GPUReading, error) {
 	if !p.inited || len(p.devices) == 0 {
 		return nil, nil
 	}
-	out := make([]*pb.GPUReading, 0, len(p.devices))
+	out := make([]T, 0, len(p.devices))
 	for i, d := range p.devices {
-		r, err := readReading(i, d)
+		r, err := read(i, d)
 		if err != nil {
 			return nil, err
 		}
@@ -235,21 +224,13 @@ func readTelemetry(i int, d nvml.Device) (*pb.GPUTelemetry, error) {
 // readReading reads everything a telemetry report gives of GPU i: the NVML calls named in
 // checker.GPUReading's fields.
 func readReading(i int, d nvml.Device) (*pb.GPUReading, error) {
-	t, err := readTelemetry(i, d)
+	g, err := readGPU(i, d)
 	if err != nil {
 		return nil, err
 	}
-	name, ret := supported(d.GetName())
-	if ret != nvml.SUCCESS {
-		return nil, gpuError(i, "GetName", ret)
-	}
-	uuid, ret := supported(d.GetUUID())
-	if ret != nvml.SUCCESS {
-		return nil, gpuError(i, "GetUUID", ret)
-	}
-	mem, ret := supported(d.GetMemoryInfo())
-	if ret != nvml.SUCCESS {
-		return nil, gpuError(i, "GetMemoryInfo", ret)
+	t, err := readTelemetry(i, d)
+	if err != nil {
+		return nil, err
 	}
 	limit, ret := supported(d.GetEnforcedPowerLimit())
 	if ret != nvml.SUCCESS {
@@ -275,9 +256,9 @@ func readReading(i int, d nvml.Device) (*pb.GPUReading, error) {
 		return nil, gpuError(i, "GetEncoderStats", ret)
 	}
 	return &pb.GPUReading{
-		Name:                 name,
-		Uuid:                 uuid,
-		MemoryBytes:          mem.Total,
+		Name:                 g.Name,
+		Uuid:                 g.Uuid,
+		MemoryBytes:          g.MemoryBytes,
 		MemoryUsedBytes:      t.MemoryUsedBytes,
 		UtilizationPct:       t.UtilizationPct,
 		MemoryUtilizationPct: t.MemoryUtilizationPct,

@@ -73,16 +73,14 @@ var simPower = map[string][2]uint32{
 }
 
 // simClocks are a model's highest graphics clock and its memory clock, in MHz, as NVML reports
-// them for HBM boards. GDDR boards report the memory's effective data rate (RTX 4090: 10501 MHz),
-// above what checker.TelemetryLimits accepts by default (4000 MHz), so the simulation gives their
-// command clock, a quarter of it.
+// them: GDDR boards report the memory's effective data rate (RTX 4090: 10501 MHz).
 var simClocks = map[string][2]uint32{
 	"H100":    {1980, 2619},
 	"A100":    {1410, 1593},
-	"L40S":    {2520, 2250},
-	"RTX4090": {2790, 2625},
-	"RTX3080": {2100, 2375},
-	"T4":      {1590, 1250},
+	"L40S":    {2520, 9001},
+	"RTX4090": {2790, 10501},
+	"RTX3080": {2100, 9501},
+	"T4":      {1590, 5001},
 }
 
 // simMaxLoad bounds a simulated GPU's utilisation, in percent: below what checker.CheckTelemetry
