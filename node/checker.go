@@ -61,6 +61,9 @@ type checkerSvc struct {
 	stats      CheckerStats
 
 	checkStreams chan struct{} // the container's side: challenge sessions served at once
+
+	ctx          context.Context // the node's, set by start
+	sessionStats sessionStatsState
 }
 
 // watchedContainer is what the checker knows of a container from its heartbeats.
@@ -76,6 +79,10 @@ type CheckerStats struct {
 	Failed       int
 	Inconclusive int // not attested: the container was busy, the checker stopped, ...
 	PublishErrs  int
+	// SessionSamples counts consumers' session samples taken (judged; failures attested),
+	// SessionRefused those refused (docs/CHECKERS.md, "Checks during sessions").
+	SessionSamples int
+	SessionRefused int
 }
 
 // Checking parameters.
@@ -128,12 +135,14 @@ func (n *Node) newChecker() (*checkerSvc, error) {
 // start joins the attestation topic and, with the checker role, follows every region's
 // heartbeats and runs the schedule.
 func (c *checkerSvc) start(ctx context.Context, wg *sync.WaitGroup) error {
+	c.ctx = ctx
 	if err := c.n.net.JoinAttestations(c.v, c.onValid); err != nil {
 		return err
 	}
 	if !c.role {
 		return nil
 	}
+	c.n.net.Handle(p2p.ProtoSessionStats, statsTimeout, c.serveSessionStats)
 	if !c.elig.Eligible(c.n.net.ID(), c.n.ep.tr.Schedule().Epoch(c.n.opts.Clock.Now())) {
 		c.log.Warn("this node runs the checker role without a checker licence in the network's allocation: its attestations will be rejected until it has one")
 	}
@@ -161,19 +170,25 @@ func (e *checkerEligibility) checkers(ep uint64) []string {
 	if cs, ok := e.cache[ep]; ok {
 		return cs
 	}
-	var cs []string
-	for _, cand := range e.tr.Candidates(ep) {
-		if cand.Checker {
-			cs = append(cs, cand.ID)
-		}
-	}
-	sort.Strings(cs)
+	cs := licensedCheckers(e.tr.Candidates(ep))
 	for k := range e.cache {
 		if k+4 < ep || k > ep+4 {
 			delete(e.cache, k)
 		}
 	}
 	e.cache[ep] = cs
+	return cs
+}
+
+// licensedCheckers are the candidates that hold a checker licence, sorted (raw peer IDs).
+func licensedCheckers(cands []epoch.Candidate) []string {
+	var cs []string
+	for _, cand := range cands {
+		if cand.Checker {
+			cs = append(cs, cand.ID)
+		}
+	}
+	sort.Strings(cs)
 	return cs
 }
 

@@ -35,6 +35,14 @@ type ConnectOptions struct {
 	// Resume gets a new match when the container dies mid-session and goes on with the rest of
 	// the hold there (at most maxResumes times).
 	Resume bool
+	// ShareStats is the consumer's consent to checks during its played session: every StatsEvery
+	// (DefaultStatsEvery; at least MinStatsEvery) and when the session ends, a sample of the
+	// stream's statistics goes, signed, to a checker the epoch's seed assigns to the container.
+	// It needs Render.Play and Render.FPS (the rate the samples are judged against).
+	ShareStats bool
+	StatsEvery time.Duration
+
+	statsRoute func(container string) (peer.ID, error) // set by Connect: the assigned checker
 }
 
 // ConnectResult is what LightClient.Connect did.
@@ -49,6 +57,10 @@ type ConnectResult struct {
 	Resumed []string
 	// ResumeErr is why the last new match after a container died failed, if it did.
 	ResumeErr error
+	// StatsShared counts the session samples checkers took (ShareStats); StatsErr is why the
+	// last one that was not taken was not.
+	StatsShared int
+	StatsErr    error
 }
 
 // maxResumes bounds the new matches one Connect takes after containers die; maxReconnects the
@@ -90,6 +102,7 @@ func (l *LightClient) Connect(ctx context.Context, req *pb.MatchRequest, o Conne
 	}
 	// first_frame_ms counts from the match request: finding and verifying the committee (cached
 	// for the epoch after the first time) comes before it.
+	o.statsRoute = l.assignedChecker
 	runPlayedSession(ctx, l.net, l.clock, m, o, began.Add(mn.took), res)
 	resume(ctx, l.net, l.clock, req, o, began, res, func(ctx context.Context, req *pb.MatchRequest) (*consumer.Match, error) {
 		return consumer.Connect(ctx, mn, req, o.Attempt)
@@ -117,6 +130,7 @@ func (n *Node) Connect(ctx context.Context, req *pb.MatchRequest, o ConnectOptio
 	if err != nil || !m.Matched || o.Hold < 0 {
 		return res, err
 	}
+	o.statsRoute = n.assignedChecker
 	runPlayedSession(ctx, n.net, n.opts.Clock, m, o, began, res)
 	resume(ctx, n.net, n.opts.Clock, req, o, began, res, func(ctx context.Context, req *pb.MatchRequest) (*consumer.Match, error) {
 		return consumer.Connect(ctx, mn, req, o.Attempt)
@@ -189,6 +203,18 @@ func runPlayedSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *con
 	}
 	var wg sync.WaitGroup
 	playCtx, stopPlay := context.WithCancel(ctx)
+	ended := make(chan struct{})
+	if o.ShareStats && o.statsRoute != nil && o.Render.FPS > 0 {
+		smp := &statsSampler{}
+		o.Render.onFrame = smp.frame
+		wg.Go(func() {
+			shared, err := shareStats(ctx, net, clk, m.TicketRaw, m.Container, o.statsRoute, o, smp, ended)
+			res.StatsShared += shared
+			if err != nil {
+				res.StatsErr = err
+			}
+		})
+	}
 	accepted := func() {
 		wg.Go(func() {
 			// A stream that breaks while the session lives is reopened (the container replaces it).
@@ -218,6 +244,7 @@ func runPlayedSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *con
 	}
 	res.Session, res.SessionErr = runSession(ctx, net, clk, m, o, accepted)
 	stopPlay()
+	close(ended)
 	wg.Wait()
 }
 
@@ -330,5 +357,9 @@ func resume(ctx context.Context, net *p2p.Net, clk clock.Clock, req *pb.MatchReq
 			res.Render.Merge(sub.Render)
 		}
 		res.RenderErr = sub.RenderErr
+		res.StatsShared += sub.StatsShared
+		if sub.StatsErr != nil {
+			res.StatsErr = sub.StatsErr
+		}
 	}
 }

@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"log/slog"
 	"sync"
 	"time"
@@ -32,6 +34,12 @@ type LightClient struct {
 	cached   []*epoch.Ticket // the committee verified last, of epoch cachedAt of network cacheKey
 	cachedAt uint64
 	cacheKey string
+	// seed and checkers are epoch cachedAt's verified beacon seed and licensed checkers (sorted raw
+	// peer IDs): a consumer that shares its session statistics sends them to the container's
+	// assigned checker.
+	seed     epoch.Seed
+	seeded   bool
+	checkers []string
 	// sealed holds the sealed committee records fetched so far, of network sealedKey.
 	sealed    map[uint64][]epoch.ImportedTicket
 	sealedKey string
@@ -175,7 +183,24 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 		}
 	}
 	l.cached, l.cachedAt, l.cacheKey = tr.Committee(cur), cur, key
+	l.seed, l.seeded = tr.Seed(cur)
+	l.checkers = licensedCheckers(tr.Candidates(cur))
 	return l.cached, nil
+}
+
+// assignedChecker is the first checker the epoch's seed assigns to container, for the epoch whose
+// committee the client verified last (Indexers must have run).
+func (l *LightClient) assignedChecker(container string) (peer.ID, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.seeded {
+		return "", errors.New("no verified epoch seed: find the indexers first")
+	}
+	a := AssignedCheckers(l.seed, container, l.checkers, 1)
+	if len(a) == 0 {
+		return "", fmt.Errorf("no licensed checker in epoch %d", l.cachedAt)
+	}
+	return peer.ID(a[0]), nil
 }
 
 // Epoch is the network's current epoch on the client's clock (0 without a valid genesis).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"image"
 	"sync"
 	"time"
 
@@ -249,6 +250,8 @@ type RenderOptions struct {
 	FPS       int
 	Pointer   bool
 	Loopback  bool
+	// onFrame, when set, sees every decoded frame (the session statistics sampler).
+	onFrame func(img *image.YCbCr, frame uint32, latency time.Duration, ok bool)
 }
 
 // playRender opens the render stream to the matched container and plays it until ctx ends.
@@ -265,6 +268,7 @@ func playRender(ctx context.Context, net *p2p.Net, tk *pb.SessionTicket, ticketR
 		PeerOptions: render.PeerOptions{ICEServers: ice, RelayOnly: ro.RelayOnly, Loopback: ro.Loopback},
 		Ticket:      ticketRaw, Width: ro.Width, Height: ro.Height, FPS: ro.FPS, Began: began, Pointer: ro.Pointer,
 		WatchNetwork: 2 * time.Second, // a new address (another network) restarts ICE at once
+		OnFrame:      ro.onFrame,
 	}
 	return render.Play(ctx, streamSignaller{s}, o)
 }

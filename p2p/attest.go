@@ -147,7 +147,9 @@ func decodeAttestation(data []byte) (openedAttestation, AttestReason) {
 func checkAttestationFields(a *pb.Attestation) AttestReason {
 	switch {
 	case a.Kind <= pb.CheckKind_CHECK_KIND_UNSPECIFIED || a.Kind > pb.CheckKind_CHECK_KIND_SESSION,
-		a.Method <= pb.CheckMethod_CHECK_METHOD_UNSPECIFIED || a.Method > pb.CheckMethod_CHECK_METHOD_SIMULATION,
+		a.Method <= pb.CheckMethod_CHECK_METHOD_UNSPECIFIED || a.Method > pb.CheckMethod_CHECK_METHOD_SESSION_STATS,
+		// A consumer's session statistics are judged during its session only.
+		a.Method == pb.CheckMethod_CHECK_METHOD_SESSION_STATS && a.Kind != pb.CheckKind_CHECK_KIND_SESSION,
 		a.Verdict != pb.Verdict_VERDICT_PASS && a.Verdict != pb.Verdict_VERDICT_FAIL,
 		len(a.EvidenceHash) != EvidenceHashSize,
 		len(a.Nonce) == 0 || len(a.Nonce) > MaxAttestNonce,

@@ -54,6 +54,8 @@ type connectJSON struct {
 	Resumed         []string           `json:"resumed_on,omitempty"` // containers that took over after one died
 	ResumeErr       string             `json:"resume_error,omitempty"`
 	RenderErr       string             `json:"render_error,omitempty"`
+	StatsShared     *int               `json:"stats_shared,omitempty"` // session samples a checker took (--share-stats)
+	StatsErr        string             `json:"stats_error,omitempty"`
 }
 
 func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -81,6 +83,8 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	size := fs.String("size", "", "ask for this stream size, e.g. 1280x720 (default the container's)")
 	fps := fs.Uint("fps", 0, "ask for this frame rate (default the container's)")
 	loopback := fs.Bool("loopback", false, "offer loopback ICE candidates (a container on this machine)")
+	shareStats := fs.Bool("share-stats", false, "consent to checks during the session: send samples of the stream's statistics, signed, to the container's assigned checker (asks for 30 frames/s unless --fps says otherwise)")
+	statsEvery := fs.Duration("stats-every", node.DefaultStatsEvery, "with --share-stats, sample the stream this often (at least 5s)")
 	matchOnly := fs.Bool("match-only", false, "get matched and stop: no session, the reservation lapses")
 	dataDir := fs.String("data-dir", defaultConsumerDir(), "where the consumer keeps its co-signed usage receipts")
 	attemptTimeout := fs.Duration("attempt-timeout", consumer.DefaultAttemptTimeout, "give up on an indexer after this long and ask the next")
@@ -153,6 +157,15 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Attempt: consumer.ConnectOptions{AttemptTimeout: *attemptTimeout, MaxAttempts: *attempts},
 		Resume:  true,
 		Render:  node.RenderOptions{Play: *play && *hold > 0, RelayOnly: *relayOnly, FPS: int(*fps), Loopback: *loopback, Pointer: true}}
+	if *shareStats {
+		if *statsEvery < node.MinStatsEvery {
+			return fmt.Errorf("%w: --stats-every %v: at least %v", errUsage, *statsEvery, node.MinStatsEvery)
+		}
+		o.ShareStats, o.StatsEvery = true, *statsEvery
+		if o.Render.FPS == 0 {
+			o.Render.FPS = 30 // samples are judged against the rate asked
+		}
+	}
 	if *size != "" {
 		if _, err := fmt.Sscanf(*size, "%dx%d", &o.Render.Width, &o.Render.Height); err != nil || o.Render.Width < 16 || o.Render.Height < 16 {
 			return fmt.Errorf("%w: --size %q: want WIDTHxHEIGHT, e.g. 1280x720", errUsage, *size)
@@ -222,6 +235,12 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if res.ResumeErr != nil {
 		out.ResumeErr = res.ResumeErr.Error()
+	}
+	if o.ShareStats {
+		out.StatsShared = &res.StatsShared
+		if res.StatsErr != nil {
+			out.StatsErr = res.StatsErr.Error()
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -84,9 +84,10 @@ func (CheckKind) EnumDescriptor() ([]byte, []int) {
 type CheckMethod int32
 
 const (
-	CheckMethod_CHECK_METHOD_UNSPECIFIED CheckMethod = 0
-	CheckMethod_CHECK_METHOD_TELEMETRY   CheckMethod = 1 // the container's NVML readings, judged against its record
-	CheckMethod_CHECK_METHOD_SIMULATION  CheckMethod = 2 // the checker acted as a consumer and rendered a challenge scene
+	CheckMethod_CHECK_METHOD_UNSPECIFIED   CheckMethod = 0
+	CheckMethod_CHECK_METHOD_TELEMETRY     CheckMethod = 1 // the container's NVML readings, judged against its record
+	CheckMethod_CHECK_METHOD_SIMULATION    CheckMethod = 2 // the checker acted as a consumer and rendered a challenge scene
+	CheckMethod_CHECK_METHOD_SESSION_STATS CheckMethod = 3 // a consumer's measurements of its session's stream, signed by
 )
 
 // Enum value maps for CheckMethod.
@@ -95,11 +96,13 @@ var (
 		0: "CHECK_METHOD_UNSPECIFIED",
 		1: "CHECK_METHOD_TELEMETRY",
 		2: "CHECK_METHOD_SIMULATION",
+		3: "CHECK_METHOD_SESSION_STATS",
 	}
 	CheckMethod_value = map[string]int32{
-		"CHECK_METHOD_UNSPECIFIED": 0,
-		"CHECK_METHOD_TELEMETRY":   1,
-		"CHECK_METHOD_SIMULATION":  2,
+		"CHECK_METHOD_UNSPECIFIED":   0,
+		"CHECK_METHOD_TELEMETRY":     1,
+		"CHECK_METHOD_SIMULATION":    2,
+		"CHECK_METHOD_SESSION_STATS": 3,
 	}
 )
 
@@ -518,11 +521,12 @@ const file_p2p_pb_attest_proto_rawDesc = "" +
 	"\x16CHECK_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CHECK_KIND_REGISTRATION\x10\x01\x12\x15\n" +
 	"\x11CHECK_KIND_RANDOM\x10\x02\x12\x16\n" +
-	"\x12CHECK_KIND_SESSION\x10\x03*d\n" +
+	"\x12CHECK_KIND_SESSION\x10\x03*\x84\x01\n" +
 	"\vCheckMethod\x12\x1c\n" +
 	"\x18CHECK_METHOD_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CHECK_METHOD_TELEMETRY\x10\x01\x12\x1b\n" +
-	"\x17CHECK_METHOD_SIMULATION\x10\x02*F\n" +
+	"\x17CHECK_METHOD_SIMULATION\x10\x02\x12\x1e\n" +
+	"\x1aCHECK_METHOD_SESSION_STATS\x10\x03*F\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fVERDICT_PASS\x10\x01\x12\x10\n" +

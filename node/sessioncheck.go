@@ -1,0 +1,327 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"image"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/filecoin-project/go-clock"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/checker"
+	"github.com/rendermesh/rendermesh/roles/epoch"
+)
+
+// Checks during sessions (docs/CHECKERS.md, "Checks during sessions"). A consumer that consents
+// (ConnectOptions.ShareStats) samples its render session's stream and, every StatsEvery and when
+// the session ends, sends the sample, signed, to the first checker the epoch's seed assigns to the
+// container. The checker verifies the sample, its session ticket and its own assignment, judges it
+// (checker.JudgeSession) and attests a failure as a SESSION check (method SESSION_STATS).
+//
+// Passing samples are counted, not attested: a consumer's measurements cannot be verified, and a
+// pass would set the container's standing back to standby, so a container colluding with a consumer
+// could wash out a failure. A failure sends the container to needs_recheck, where its assigned
+// checkers' own checks decide; a checker attests at most one session failure per container per
+// epoch, so a consumer that lies costs an honest container one recheck an epoch at most.
+
+// Session statistics parameters.
+const (
+	// DefaultStatsEvery is how often a consenting consumer samples its session.
+	DefaultStatsEvery = time.Minute
+	// MinStatsEvery is the shortest sampling interval (checker.DefaultSessionRule judges windows of
+	// 3 s or more: the first window starts at the first frame, the last ends with the session).
+	MinStatsEvery = 5 * time.Second
+	// statsSkew bounds how far a sample's time may be from the checker's clock.
+	statsSkew = 30 * time.Second
+	// statsTimeout bounds sending one sample and serving one.
+	statsTimeout = 10 * time.Second
+	// maxStatsSessions bounds the sessions a checker follows per epoch; maxSessionSamples the
+	// samples it takes from one session per epoch.
+	maxStatsSessions  = 4096
+	maxSessionSamples = 256
+)
+
+// sessionStatsState is a checker's memory of the samples it took, per epoch.
+type sessionStatsState struct {
+	seq    map[uint64]map[string]uint32 // epoch -> session ID -> last sample number taken
+	failed map[uint64]map[string]bool   // epoch -> container -> a session failure attested
+	taken  map[uint64]map[string]int    // epoch -> session ID -> samples taken
+}
+
+// serveSessionStats takes one sample from a consumer and answers whether it was taken.
+func (c *checkerSvc) serveSessionStats(ctx context.Context, remote peer.ID, rw io.ReadWriter) error {
+	raw, err := p2p.ReadSessionStats(rw)
+	if err != nil {
+		return err
+	}
+	ack := &pb.SessionStatsAck{Accepted: true}
+	if reason := c.takeSessionStats(remote, raw); reason != "" {
+		ack.Accepted, ack.Reason = false, truncate(reason, p2p.MaxSessionStatsReason)
+		c.count(func(s *CheckerStats) { s.SessionRefused++ })
+		c.log.Debug("session statistics refused", "consumer", remote, "reason", reason)
+	}
+	return p2p.WriteMsg(rw, ack)
+}
+
+// takeSessionStats checks a sample and acts on it; it returns why it was not taken ("" when it was).
+func (c *checkerSvc) takeSessionStats(remote peer.ID, raw []byte) string {
+	s, tk, consumer, err := p2p.OpenSessionStats(raw)
+	if err != nil {
+		return err.Error()
+	}
+	if consumer != remote {
+		return "the sample's consumer did not send it"
+	}
+	now := c.n.opts.Clock.Now()
+	if d := now.Sub(time.UnixMilli(s.SentUnixMs)); d > statsSkew || d < -statsSkew {
+		return fmt.Sprintf("sent %v away from this checker's clock", d.Round(time.Millisecond))
+	}
+	sched := c.n.ep.tr.Schedule()
+	e := sched.Epoch(now)
+	if tk.Epoch > e {
+		return fmt.Sprintf("a ticket of epoch %d, after the current epoch %d", tk.Epoch, e)
+	}
+	if !slices.ContainsFunc(c.n.ep.tr.Committee(tk.Epoch), func(t *epoch.Ticket) bool { return t.ID == string(tk.Indexer) }) {
+		return fmt.Sprintf("the ticket's indexer %s is not on epoch %d's committee", peer.ID(tk.Indexer), tk.Epoch)
+	}
+	container := string(tk.Container)
+	assigned := c.assigned(e, container)
+	if !assigned && e > 0 && now.Before(sched.Start(e).Add(min(sched.Length/10, 30*time.Second))) {
+		assigned = c.assigned(e-1, container) // the consumer's clock may still read the last epoch
+	}
+	if !assigned {
+		return fmt.Sprintf("this checker is not assigned to container %s in epoch %d", peer.ID(container), e)
+	}
+	if reason := c.admitSample(e, string(tk.SessionId), s.Seq); reason != "" {
+		return reason
+	}
+	c.count(func(st *CheckerStats) { st.SessionSamples++ })
+	res, ok := checker.JudgeSession(sessionSampleOf(s), checker.SessionRule{}, raw)
+	if !ok || res.Verdict == checker.Pass {
+		return "" // taken; only failures are attested
+	}
+	if !c.firstSessionFailure(e, container) {
+		return ""
+	}
+	nonce := binary.BigEndian.AppendUint32(slices.Clone(tk.SessionId), s.Seq)
+	c.publish(c.ctx, peer.ID(container), nil, pb.CheckKind_CHECK_KIND_SESSION, pb.CheckMethod_CHECK_METHOD_SESSION_STATS, nonce, res)
+	return ""
+}
+
+// assignedChecker is the first checker the current epoch's seed assigns to container, as this
+// full node's election tracker knows it.
+func (n *Node) assignedChecker(container string) (peer.ID, error) {
+	e := n.ep.tr.Schedule().Epoch(n.opts.Clock.Now())
+	seed, ok := n.ep.tr.Seed(e)
+	if !ok {
+		return "", fmt.Errorf("no seed of epoch %d yet", e)
+	}
+	a := AssignedCheckers(seed, container, licensedCheckers(n.ep.tr.Candidates(e)), 1)
+	if len(a) == 0 {
+		return "", fmt.Errorf("no licensed checker in epoch %d", e)
+	}
+	return peer.ID(a[0]), nil
+}
+
+// assigned says whether this checker is one of container's assigned checkers in epoch e.
+func (c *checkerSvc) assigned(e uint64, container string) bool {
+	seed, ok := c.n.ep.tr.Seed(e)
+	return ok && c.rank(e, seed, container) >= 0
+}
+
+// admitSample takes sample seq of a session once, in order, up to maxSessionSamples per epoch.
+func (c *checkerSvc) admitSample(e uint64, session string, seq uint32) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := &c.sessionStats
+	if st.seq == nil {
+		st.seq, st.failed, st.taken = map[uint64]map[string]uint32{}, map[uint64]map[string]bool{}, map[uint64]map[string]int{}
+	}
+	for k := range st.seq {
+		if k+1 < e {
+			delete(st.seq, k)
+			delete(st.failed, k)
+			delete(st.taken, k)
+		}
+	}
+	if st.seq[e] == nil {
+		st.seq[e], st.failed[e], st.taken[e] = map[string]uint32{}, map[string]bool{}, map[string]int{}
+	}
+	last, known := st.seq[e][session]
+	switch {
+	case known && seq <= last:
+		return fmt.Sprintf("sample %d of this session again (the last taken was %d)", seq, last)
+	case !known && len(st.seq[e]) >= maxStatsSessions:
+		return "following too many sessions this epoch"
+	case st.taken[e][session] >= maxSessionSamples:
+		return "too many samples of this session this epoch"
+	}
+	st.seq[e][session] = seq
+	st.taken[e][session]++
+	return ""
+}
+
+// firstSessionFailure records a session failure of container in epoch e and says whether it is
+// the first: the only one attested.
+func (c *checkerSvc) firstSessionFailure(e uint64, container string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sessionStats.failed[e][container] {
+		return false
+	}
+	c.sessionStats.failed[e][container] = true
+	return true
+}
+
+// sessionSampleOf turns a wire sample into what checker.JudgeSession judges.
+func sessionSampleOf(s *pb.SessionStats) checker.SessionSample {
+	return checker.SessionSample{
+		Window: time.Duration(s.WindowMs) * time.Millisecond, FPSAsked: int(s.FpsAsked),
+		Frames: int(s.Frames), FramesLost: int(s.FramesLost), FPS: float64(s.FpsMilli) / 1000,
+		Width: int(s.Width), Height: int(s.Height),
+		LatencyP50: time.Duration(s.LatencyUsP50) * time.Microsecond, LatencyP99: time.Duration(s.LatencyUsP99) * time.Microsecond,
+		LongestGap: time.Duration(s.LongestGapMs) * time.Millisecond, Relay: s.Relay,
+	}
+}
+
+// truncate cuts s to at most n bytes.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// statsSampler measures a session's stream for the consumer's samples: the frames the player
+// decodes (from every render stream of the session, reconnects included), per window.
+type statsSampler struct {
+	mu        sync.Mutex
+	start     time.Time // the window's start: the first frame, then the last flush
+	last      time.Time // the last frame's arrival
+	lastNum   uint32
+	frames    int
+	lost      int
+	gap       time.Duration
+	latencies []time.Duration
+	sizes     map[[2]int]int
+	seq       uint32
+}
+
+// frame counts one decoded frame (render.PlayOptions.OnFrame).
+func (s *statsSampler) frame(img *image.YCbCr, num uint32, latency time.Duration, ok bool) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.start.IsZero() {
+		s.start, s.last = now, now
+	}
+	s.gap = max(s.gap, now.Sub(s.last))
+	s.last = now
+	s.frames++
+	if ok {
+		if s.lastNum != 0 && num > s.lastNum+1 {
+			s.lost += int(num - s.lastNum - 1)
+		}
+		s.lastNum = num // a new stream numbers from 1 again: nothing counted lost
+		s.latencies = append(s.latencies, latency)
+	}
+	if s.sizes == nil {
+		s.sizes = map[[2]int]int{}
+	}
+	s.sizes[[2]int{img.Rect.Dx(), img.Rect.Dy()}]++
+}
+
+// flush ends the window at now (final: at the last frame, the session having ended) and returns
+// its sample (without ticket and time), or nil when the stream has not started or the window is
+// shorter than the wire allows.
+func (s *statsSampler) flush(now time.Time, final bool, fpsAsked int, relay bool) *pb.SessionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if final && !s.last.IsZero() {
+		now = s.last
+	}
+	if s.start.IsZero() || now.Sub(s.start) < p2p.MinSessionStatsWindowMs*time.Millisecond {
+		return nil
+	}
+	window := min(now.Sub(s.start), p2p.MaxSessionStatsWindowMs*time.Millisecond)
+	s.gap = max(s.gap, now.Sub(s.last))
+	s.seq++
+	out := &pb.SessionStats{
+		Seq: s.seq, WindowMs: uint32(window.Milliseconds()), FpsAsked: uint32(fpsAsked),
+		Frames: uint32(s.frames), FramesLost: uint32(s.lost),
+		FpsMilli:     uint32(float64(s.frames) / window.Seconds() * 1000),
+		LongestGapMs: uint32(min(s.gap, window).Milliseconds()), Relay: relay,
+	}
+	best := 0
+	for wh, n := range s.sizes {
+		if n > best || (n == best && wh[0]*wh[1] > int(out.Width*out.Height)) {
+			best, out.Width, out.Height = n, uint32(wh[0]), uint32(wh[1])
+		}
+	}
+	if len(s.latencies) > 0 {
+		out.LatencyUsP50 = uint32(Percentile(s.latencies, 50).Microseconds())
+		out.LatencyUsP99 = uint32(Percentile(s.latencies, 99).Microseconds())
+	}
+	s.start, s.last = now, now
+	s.frames, s.lost, s.gap, s.latencies, s.sizes = 0, 0, 0, s.latencies[:0], nil
+	return out
+}
+
+// shareStats samples a played session every o.StatsEvery and sends each sample to the container's
+// assigned checker, until done closes; then it sends the last window. It returns how many samples
+// the checkers took and the last error.
+func shareStats(ctx context.Context, net *p2p.Net, clk clock.Clock, ticketRaw []byte, container string,
+	route func(container string) (peer.ID, error), o ConnectOptions, smp *statsSampler, done <-chan struct{}) (int, error) {
+	every := o.StatsEvery
+	if every <= 0 {
+		every = DefaultStatsEvery
+	}
+	every = max(every, MinStatsEvery)
+	shared := 0
+	var lastErr error
+	send := func(final bool) {
+		s := smp.flush(time.Now(), final, o.Render.FPS, o.Render.RelayOnly)
+		if s == nil {
+			return
+		}
+		s.Ticket, s.SentUnixMs = ticketRaw, clk.Now().UnixMilli()
+		chk, err := route(container)
+		if err == nil {
+			var raw []byte
+			if raw, err = net.SealSessionStats(s); err == nil {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statsTimeout)
+				var ack *pb.SessionStatsAck
+				ack, err = net.SendSessionStats(sctx, chk, raw)
+				cancel()
+				if err == nil && !ack.Accepted {
+					err = fmt.Errorf("checker %s did not take sample %d: %s", chk, s.Seq, ack.Reason)
+				}
+			}
+		}
+		if err != nil {
+			lastErr = err
+			return
+		}
+		shared++
+	}
+	t := clk.Ticker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			send(false)
+		case <-done:
+			send(true)
+			return shared, lastErr
+		case <-ctx.Done():
+			return shared, lastErr
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package node
+
+import (
+	"context"
+	"image"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/checker"
+)
+
+// Consumers that consent share their sessions' statistics with the containers' assigned checker,
+// which catches a container streaming half the frame rate asked for, during an ordinary session
+// that its registration check (telemetry) could not tell from an honest one. One session per
+// container, all at once; the checker refuses a sample sent twice and one that is not its own
+// consumer's.
+func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 6 nodes with render sessions")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cc := DefaultChecker()
+	cc.Methods, cc.PerContainer, cc.Recheck = []string{MethodTelemetry}, 1, Duration(4*time.Second)
+	fps := 30
+	if raceEnabled {
+		fps = 10 // what two cores under the race detector stream to four consumers for sure
+	}
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 6, Checkers: 1,
+		Cheaters: 1, CheatKinds: []Cheat{CheatFrameRate}, Checker: &cc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.WaitChecked(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WaitServing(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	var cheater string
+	for id := range d.Cheaters() {
+		cheater = id
+	}
+	var chk *Node
+	for i, n := range d.Nodes {
+		if d.isChecker(i) {
+			chk = n
+		}
+	}
+	// One consumer per container at once, in rounds, until the cheater and an honest container
+	// have served one (a container may be between a reservation and a recheck when asked).
+	conts := d.containerIDs()
+	served := map[string]*ConnectResult{}
+	for round := 0; round < 4 && (served[cheater] == nil || len(served) < 2); round++ {
+		results := make([]*ConnectResult, len(conts)-len(served))
+		var wg sync.WaitGroup
+		for i := range results {
+			wg.Go(func() {
+				res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, ConnectOptions{Network: d.Network(), Stakes: d.Stakes(),
+					Hold: 8 * time.Second, ShareStats: true, StatsEvery: MinStatsEvery,
+					Render: RenderOptions{Play: true, Width: 320, Height: 180, FPS: fps, Loopback: true}})
+				if err != nil {
+					t.Errorf("consumer %d: %v", i, err)
+				}
+				results[i] = res
+			})
+		}
+		wg.Wait()
+		for i, res := range results {
+			if res == nil || res.Match == nil || !res.Match.Matched {
+				if res != nil && res.Match != nil {
+					t.Logf("round %d, consumer %d: not matched: %s (%s)", round, i, res.Match.Reason, res.Match.Detail)
+				}
+				continue
+			}
+			if served[res.Match.Container] == nil {
+				served[res.Match.Container] = res
+			}
+			t.Logf("round %d, consumer %d: container %s (cheater %v), %d samples taken (err %v), render %.1f frames/s",
+				round, i, peer.ID(res.Match.Container), res.Match.Container == cheater, res.StatsShared, res.StatsErr, renderFPS(res))
+		}
+	}
+	res, ok := served[cheater]
+	if !ok {
+		t.Fatalf("no consumer was matched with the cheater (%d of %d containers served)", len(served), len(conts))
+	}
+	if res.StatsShared == 0 {
+		t.Fatalf("the cheater's consumer shared no sample: %v", res.StatsErr)
+	}
+	// The failure reaches every node's ledger: a SESSION check by the consumer's statistics.
+	ref := d.Nodes[0]
+	var failed *pb.Attestation
+	for failed == nil {
+		for _, e := range ref.Checks().Ledger.History(cheater) {
+			if e.Msg.Kind == pb.CheckKind_CHECK_KIND_SESSION && e.Method == pb.CheckMethod_CHECK_METHOD_SESSION_STATS && e.Verdict == pb.Verdict_VERDICT_FAIL {
+				failed = e.Msg
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no session failure attested about the cheater")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if !strings.HasPrefix(failed.Reason, string(checker.CheckFrameRate)) || string(failed.Checker) != string(chk.Net().ID()) {
+		t.Errorf("the cheater failed %q, attested by %s; want %s by the checker", failed.Reason, peer.ID(failed.Checker), checker.CheckFrameRate)
+	}
+	t.Logf("cheater: %s (%.1f frames/s measured)", failed.Reason, float64(failed.GetM().GetFpsMilli())/1000)
+	// Honest sessions were sampled too, and (only failures being attested) left no session
+	// attestation, unless the machine could not stream what was asked.
+	honestTaken := 0
+	for id, res := range served {
+		if id == cheater {
+			continue
+		}
+		honestTaken += res.StatsShared
+		for _, e := range ref.Checks().Ledger.History(id) {
+			if e.Msg.Kind == pb.CheckKind_CHECK_KIND_SESSION {
+				if raceEnabled {
+					t.Logf("honest container %s failed a session check (a loaded machine): %s", peer.ID(id), e.Msg.Reason)
+				} else {
+					t.Errorf("honest container %s failed a session check: %s", peer.ID(id), e.Msg.Reason)
+				}
+			}
+		}
+	}
+	if honestTaken == 0 {
+		t.Error("no honest session's samples were taken")
+	}
+	if st := chk.Checks().Stats; st.SessionSamples < honestTaken+res.StatsShared {
+		t.Errorf("the checker counts %d samples taken, the consumers %d", st.SessionSamples, honestTaken+res.StatsShared)
+	}
+
+	// The checker refuses a sample sent again, and one its consumer did not send.
+	m := res.Match
+	again := &pb.SessionStats{Ticket: m.TicketRaw, Seq: 1, WindowMs: 5000, FpsAsked: uint32(fps), Frames: 10, FpsMilli: 2000,
+		Width: 320, Height: 180, SentUnixMs: time.Now().UnixMilli()}
+	raw, err := d.Light.Net().SealSessionStats(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := d.Light.Net().SendSessionStats(ctx, chk.Net().ID(), raw)
+	if err != nil || ack.Accepted || !strings.Contains(ack.Reason, "again") {
+		t.Errorf("a sample number sent twice: %+v, %v", ack, err)
+	}
+	ack, err = ref.Net().SendSessionStats(ctx, chk.Net().ID(), raw) // forwarded by another peer
+	if err != nil || ack.Accepted || !strings.Contains(ack.Reason, "did not send") {
+		t.Errorf("a sample forwarded by another peer: %+v, %v", ack, err)
+	}
+	if _, err := ref.Net().SendSessionStats(ctx, d.Nodes[1].Net().ID(), raw); err == nil {
+		t.Error("a node without the checker role took session statistics")
+	}
+}
+
+func renderFPS(res *ConnectResult) float64 {
+	if res.Render == nil {
+		return 0
+	}
+	return res.Render.FPS
+}
+
+// The sampler counts frames, skipped frame numbers and the longest gap per window, and a new
+// stream (numbers from 1 again) loses nothing.
+func TestStatsSampler(t *testing.T) {
+	img := image.NewYCbCr(image.Rect(0, 0, 320, 180), image.YCbCrSubsampleRatio420)
+	s := &statsSampler{}
+	if got := s.flush(time.Now(), false, 30, false); got != nil {
+		t.Fatalf("a sample before the first frame: %v", got)
+	}
+	for _, n := range []uint32{1, 2, 3, 6, 7, 1, 2} { // 4 and 5 skipped, then a new stream
+		s.frame(img, n, 5*time.Millisecond, true)
+	}
+	s.mu.Lock()
+	s.start = s.start.Add(-2 * time.Second) // the window began two seconds ago
+	s.mu.Unlock()
+	got := s.flush(time.Now(), false, 30, true)
+	if got == nil || got.Seq != 1 || got.Frames != 7 || got.FramesLost != 2 || got.Width != 320 || got.Height != 180 ||
+		got.FpsAsked != 30 || !got.Relay || got.WindowMs < 2000 || got.LatencyUsP50 != 5000 {
+		t.Fatalf("sample %v", got)
+	}
+	if got := s.flush(time.Now(), true, 30, false); got != nil {
+		t.Fatalf("a window under a second was sampled: %v", got)
+	}
+	got.Ticket, got.SentUnixMs = []byte("not checked here"), 1
+	if _, err := p2p.SealSessionStats(got, nil); err == nil {
+		t.Error("sealed a sample without a valid ticket")
+	}
+}

@@ -1,0 +1,197 @@
+package p2p
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+)
+
+// Session statistics (docs/CHECKERS.md, "Checks during sessions"): with its consent, a consumer
+// sends samples of its render session's stream, sealed as KindSessionStats, to a checker assigned
+// to the container, on ProtoSessionStats; the checker answers with a SessionStatsAck.
+const (
+	// MaxSessionStatsSize bounds a whole SessionStats envelope: the session ticket inside it takes
+	// about 400 bytes with a few container addresses, the sample's own fields under 60.
+	MaxSessionStatsSize = 4 << 10
+	// MaxSessionStatsAckSize bounds the checker's answer.
+	MaxSessionStatsAckSize = 256
+
+	// Bounds of a sample.
+	MinSessionStatsWindowMs = 1000
+	MaxSessionStatsWindowMs = 15 * 60 * 1000
+	MaxSessionStatsFPS      = 240
+	MaxSessionStatsSide     = 8192
+	MaxSessionStatsReason   = 128
+)
+
+// ProtoSessionStats carries a consumer's session statistics to a checker.
+var ProtoSessionStats = ProtocolID("session-stats", "1.0.0")
+
+// KindSessionStats is a consumer's signed sample of its session's stream.
+var KindSessionStats = Kind{Domain: "rendermesh-session-stats", Codec: []byte("/rendermesh/session-stats/1")}
+
+// ErrBadSessionStats is wrapped by every error of SealSessionStats and OpenSessionStats.
+var ErrBadSessionStats = errors.New("p2p: invalid session statistics")
+
+// SealSessionStats checks s's fields and signs it with key, which must be the key of the consumer
+// its ticket names.
+func SealSessionStats(s *pb.SessionStats, key crypto.PrivKey) ([]byte, error) {
+	tk, err := checkSessionStats(s)
+	if err != nil {
+		return nil, err
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: seal session statistics: %w", err)
+	}
+	if peer.ID(tk.Consumer) != id {
+		return nil, fmt.Errorf("%w: the ticket's consumer is %s, the signer %s", ErrBadSessionStats, peer.ID(tk.Consumer), id)
+	}
+	data, err := Seal(KindSessionStats, s, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxSessionStatsSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBadSessionStats, len(data), MaxSessionStatsSize)
+	}
+	return data, nil
+}
+
+// OpenSessionStats verifies a session statistics envelope: its size, its signature, its fields and
+// the session ticket inside it (signed by the indexer it names, for the consumer that signed the
+// sample). It returns the sample, its ticket and the consumer. Whether the ticket's indexer sat on
+// its epoch's committee, and whether the checker is assigned to the container, are the receiver's
+// to check: they need the epoch's state.
+func OpenSessionStats(raw []byte) (*pb.SessionStats, *pb.SessionTicket, peer.ID, error) {
+	if len(raw) > MaxSessionStatsSize {
+		return nil, nil, "", fmt.Errorf("%w: %d bytes, limit %d", ErrBadSessionStats, len(raw), MaxSessionStatsSize)
+	}
+	s := new(pb.SessionStats)
+	signer, err := Open(KindSessionStats, raw, s)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("%w: %w", ErrBadSessionStats, err)
+	}
+	tk, err := checkSessionStats(s)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if peer.ID(tk.Consumer) != signer {
+		return nil, nil, "", fmt.Errorf("%w: the ticket's consumer is %s, the signer %s", ErrBadSessionStats, peerString(tk.Consumer), signer)
+	}
+	return s, tk, signer, nil
+}
+
+// checkSessionStats checks what a sample says on its own, and opens its ticket.
+func checkSessionStats(s *pb.SessionStats) (*pb.SessionTicket, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadSessionStats, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case s == nil:
+		return nil, bad("no sample")
+	case s.Seq == 0:
+		return nil, bad("sample number 0 (they count from 1)")
+	case s.WindowMs < MinSessionStatsWindowMs || s.WindowMs > MaxSessionStatsWindowMs:
+		return nil, bad("window of %d ms, want %d to %d", s.WindowMs, MinSessionStatsWindowMs, MaxSessionStatsWindowMs)
+	case s.FpsAsked == 0 || s.FpsAsked > MaxSessionStatsFPS:
+		return nil, bad("%d frames/s asked, want 1 to %d", s.FpsAsked, MaxSessionStatsFPS)
+	case s.FpsMilli > MaxSessionStatsFPS*1000:
+		return nil, bad("%d.%03d frames/s, limit %d", s.FpsMilli/1000, s.FpsMilli%1000, MaxSessionStatsFPS)
+	case uint64(s.Frames) > uint64(s.WindowMs)*MaxSessionStatsFPS/1000+1:
+		return nil, bad("%d frames in %d ms", s.Frames, s.WindowMs)
+	case s.Width > MaxSessionStatsSide || s.Height > MaxSessionStatsSide:
+		return nil, bad("size %dx%d, limit %d", s.Width, s.Height, MaxSessionStatsSide)
+	case s.LatencyUsP99 < s.LatencyUsP50:
+		return nil, bad("latency p99 %d us below p50 %d us", s.LatencyUsP99, s.LatencyUsP50)
+	case s.LongestGapMs > s.WindowMs:
+		return nil, bad("a gap of %d ms in a window of %d ms", s.LongestGapMs, s.WindowMs)
+	case s.SentUnixMs <= 0:
+		return nil, bad("no time")
+	}
+	tk, _, err := OpenSessionTicket(s.Ticket)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadSessionStats, err)
+	}
+	return tk, nil
+}
+
+// SealSessionStats signs a sample of this node's session (the node must be the ticket's consumer).
+func (n *Net) SealSessionStats(s *pb.SessionStats) ([]byte, error) {
+	return SealSessionStats(s, n.host.Peerstore().PrivKey(n.host.ID()))
+}
+
+// ReadSessionStats reads one sealed sample, written as one length-prefixed message (a uvarint
+// length, then the envelope), and returns its bytes unopened: the checker keeps them as evidence.
+// A length above MaxSessionStatsSize fails with an error wrapping ErrMsgTooLarge before the body is
+// read.
+func ReadSessionStats(r io.Reader) ([]byte, error) {
+	br, ok := r.(io.ByteReader)
+	if !ok {
+		br = byteReader{r}
+	}
+	size, err := binary.ReadUvarint(br)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: read session statistics length: %w", err)
+	}
+	if size > MaxSessionStatsSize {
+		return nil, fmt.Errorf("%w: session statistics of %d bytes, limit %d", ErrMsgTooLarge, size, MaxSessionStatsSize)
+	}
+	raw := make([]byte, size)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return nil, fmt.Errorf("p2p: read session statistics: %w", err)
+	}
+	return raw, nil
+}
+
+// SendSessionStats sends a sealed sample to a checker and returns its answer. The checker is
+// found through the DHT when this node knows no address of it.
+func (n *Net) SendSessionStats(ctx context.Context, checker peer.ID, raw []byte) (*pb.SessionStatsAck, error) {
+	if err := n.Reach(ctx, checker); err != nil {
+		return nil, err
+	}
+	s, err := n.host.NewStream(ctx, checker, ProtoSessionStats)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: open %s stream to %s: %w", ProtoSessionStats, checker, err)
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(deadline)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	buf := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(raw)), uint64(len(raw)))
+	if _, err := s.Write(append(buf, raw...)); err != nil {
+		_ = s.Reset()
+		return nil, fmt.Errorf("p2p: send session statistics to %s: %w", checker, err)
+	}
+	_ = s.CloseWrite()
+	ack := &pb.SessionStatsAck{}
+	if err := ReadMsg(s, ack, MaxSessionStatsAckSize); err != nil {
+		_ = s.Reset()
+		return nil, fmt.Errorf("p2p: session statistics answer from %s: %w", checker, err)
+	}
+	_ = s.Close()
+	return ack, nil
+}
+
+// Reach makes sure this node can open streams to p: connected already, an address known, or one
+// found in the DHT.
+func (n *Net) Reach(ctx context.Context, p peer.ID) error {
+	if n.host.Network().Connectedness(p) == network.Connected || len(n.host.Peerstore().Addrs(p)) > 0 {
+		return nil
+	}
+	ai, err := n.dht.FindPeer(ctx, p)
+	if err != nil {
+		return fmt.Errorf("p2p: find %s: %w", p, err)
+	}
+	n.host.Peerstore().AddAddrs(p, ai.Addrs, peerstore.TempAddrTTL)
+	return nil
+}
