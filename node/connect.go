@@ -147,7 +147,8 @@ func (m *nodeMatchNet) Indexers(context.Context) ([]string, uint64, error) {
 	now := m.n.opts.Clock.Now()
 	e := m.n.ep.tr.Schedule().Epoch(now)
 	var ids []string
-	for _, t := range m.n.ep.tr.Committee(e) {
+	serving, _ := m.n.ep.tr.Serving(e) // an epoch that drew nobody: the last committee serves on
+	for _, t := range serving {
 		ids = append(ids, t.ID)
 		m.n.net.AddAddrs(peer.ID(t.ID), t.Msg.GetAddrs(), time.Hour)
 	}

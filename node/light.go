@@ -182,7 +182,8 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 			return nil, err
 		}
 	}
-	l.cached, l.cachedAt, l.cacheKey = tr.Committee(cur), cur, key
+	serving, _ := tr.Serving(cur) // an epoch that drew nobody: the last committee serves on
+	l.cached, l.cachedAt, l.cacheKey = serving, cur, key
 	l.seed, l.seeded = tr.Seed(cur)
 	l.checkers = licensedCheckers(tr.Candidates(cur))
 	return l.cached, nil

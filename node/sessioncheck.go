@@ -88,8 +88,14 @@ func (c *checkerSvc) takeSessionStats(remote peer.ID, raw []byte) string {
 	if tk.Epoch > e {
 		return fmt.Sprintf("a ticket of epoch %d, after the current epoch %d", tk.Epoch, e)
 	}
-	if !slices.ContainsFunc(c.n.ep.tr.Committee(tk.Epoch), func(t *epoch.Ticket) bool { return t.ID == string(tk.Indexer) }) {
-		return fmt.Sprintf("the ticket's indexer %s is not on epoch %d's committee", peer.ID(tk.Indexer), tk.Epoch)
+	// The indexer served the ticket's epoch: its committee (or the one carried into an epoch that
+	// drew nobody), or the previous epoch's during the grace after it.
+	isIndexer := func(e uint64) bool {
+		serving, _ := c.n.ep.tr.Serving(e)
+		return slices.ContainsFunc(serving, func(t *epoch.Ticket) bool { return t.ID == string(tk.Indexer) })
+	}
+	if !isIndexer(tk.Epoch) && (tk.Epoch == 0 || !isIndexer(tk.Epoch-1)) {
+		return fmt.Sprintf("the ticket's indexer %s did not serve epoch %d", peer.ID(tk.Indexer), tk.Epoch)
 	}
 	container := string(tk.Container)
 	assigned := c.assigned(e, container)

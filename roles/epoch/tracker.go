@@ -579,7 +579,7 @@ func (t *Tracker) retryPending(now time.Time) []*Ticket {
 
 // prune forgets epochs no longer needed: older than the recency window and the grace epoch.
 func (t *Tracker) prune(cur uint64) {
-	keep := uint64(t.cfg.Params.RecencyWindow) + 2
+	keep := uint64(max(int(t.cfg.Params.RecencyWindow), MaxCarry)) + 2
 	if cur < keep {
 		return
 	}
@@ -671,13 +671,35 @@ func (t *Tracker) Sealed(e uint64) ([]*Ticket, bool) {
 	return out, true
 }
 
-// Active is the committee that serves matches at now: the current epoch's, and the previous one's
-// during the grace window after it ended.
+// MaxCarry is how many epochs back a committee may serve an epoch that drew nobody.
+const MaxCarry = 4
+
+// Serving is the committee that serves epoch e, and the epoch it was drawn for: e's own or, when e
+// drew nobody, the committee of the nearest earlier epoch that drew someone, at most MaxCarry
+// epochs back. Seats are drawn as a Poisson process, so an epoch draws nobody with probability
+// e^-k for an expected committee of k (e^-16 in production, but 0.25% an epoch for a devnet's 6);
+// without a carried committee such an epoch would match nobody for its whole length. Every node
+// that holds the same committees computes the same answer. (Until epoch e's tickets reach a node,
+// e looks empty to it and the last committee serves; its grace window covers that moment anyway.)
+func (t *Tracker) Serving(e uint64) ([]*Ticket, uint64) {
+	for back := uint64(0); back <= MaxCarry && back <= e; back++ {
+		if c := t.Committee(e - back); len(c) > 0 {
+			return c, e - back
+		}
+	}
+	return nil, e
+}
+
+// Active is the committee that serves matches at now: the current epoch's (Serving: an earlier
+// one when the current epoch drew nobody), and the previous epoch's during the grace window after
+// it ended.
 func (t *Tracker) Active(now time.Time) []*Ticket {
 	cur := t.cfg.Schedule.Epoch(now)
-	out := t.Committee(cur)
+	out, from := t.Serving(cur)
 	if cur > 0 && now.Before(t.cfg.Schedule.Start(cur).Add(t.cfg.Grace)) {
-		out = append(out, t.Committee(cur-1)...)
+		if prev, pfrom := t.Serving(cur - 1); pfrom != from {
+			out = append(out, prev...)
+		}
 	}
 	return out
 }

@@ -215,8 +215,8 @@ func TestTrackerNetworkAgrees(t *testing.T) {
 			if e > 0 && len(during) != len(cur)+len(prev) {
 				t.Fatalf("tracker %d, epoch %d: %d active in the grace window, want %d + %d", i, e, len(during), len(cur), len(prev))
 			}
-			if len(after) != len(cur) {
-				t.Fatalf("tracker %d, epoch %d: %d active after the grace window, want %d", i, e, len(after), len(cur))
+			if serving, _ := tr.Serving(e); len(after) != len(serving) || (len(cur) > 0 && len(serving) != len(cur)) {
+				t.Fatalf("tracker %d, epoch %d: %d active after the grace window, want %d (its committee: %d)", i, e, len(after), len(serving), len(cur))
 			}
 		}
 	}
@@ -237,6 +237,45 @@ func TestTrackerNetworkAgrees(t *testing.T) {
 	}
 	if seats < epochs || empty > epochs/2 {
 		t.Errorf("%d seats over %d epochs, %d empty committees; want about 4 seats an epoch", seats, epochs, empty)
+	}
+}
+
+// An epoch that draws nobody is served by the last committee that drew someone (at most MaxCarry
+// epochs back), during its grace window and after it, without counting it twice; an epoch that
+// draws someone again is served by its own.
+func TestTrackerCarriesCommitteeOverEmptyEpochs(t *testing.T) {
+	s := newSim(t, 3, 10)
+	sched := s.cfg.Schedule
+	grace := s.trackers[0].cfg.Grace
+	s.draw(0, genesis.Add(-30*time.Second))
+	s.advance(0)
+	if s.draw(1, sched.Start(0).Add(time.Millisecond)) == 0 {
+		t.Fatal("epoch 1 drew nobody: pick candidates that draw someone")
+	}
+	s.advance(1)
+	// Nobody publishes for epochs 2 to 2+MaxCarry: they draw nobody.
+	last := uint64(2 + MaxCarry)
+	for e := uint64(2); e <= last; e++ {
+		s.advance(e)
+	}
+	for i, tr := range s.trackers {
+		c1 := tr.Committee(1)
+		for e := uint64(2); e <= last; e++ {
+			serving, from := tr.Serving(e)
+			switch {
+			case len(tr.Committee(e)) != 0:
+				t.Fatalf("tracker %d: epoch %d drew %d", i, e, len(tr.Committee(e)))
+			case e <= 1+MaxCarry && (from != 1 || len(serving) != len(c1)):
+				t.Fatalf("tracker %d: epoch %d served by %d members of epoch %d, want the %d of epoch 1", i, e, len(serving), from, len(c1))
+			case e > 1+MaxCarry && len(serving) != 0:
+				t.Fatalf("tracker %d: epoch %d served by epoch %d's committee, %d epochs back (MaxCarry %d)", i, e, from, e-from, MaxCarry)
+			}
+		}
+		for _, at := range []time.Time{sched.Start(2).Add(grace / 2), sched.Start(2).Add(grace), sched.Start(3).Add(grace / 2)} {
+			if got := tr.Active(at); len(got) != len(c1) {
+				t.Fatalf("tracker %d at %v: %d active, want epoch 1's %d once", i, at.Sub(genesis), len(got), len(c1))
+			}
+		}
 	}
 }
 
