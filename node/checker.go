@@ -87,7 +87,10 @@ type CheckerStats struct {
 
 // Checking parameters.
 const (
-	maxDelays = 4096 // attestation delays kept per node
+	// MaxPerContainer bounds checker.per_container: a container admits challenges from the first
+	// MaxPerContainer checkers the epoch's seed assigns to it, whatever the checkers' setting.
+	MaxPerContainer = 16
+	maxDelays       = 4096 // attestation delays kept per node
 	// ledgerEpochs is how many epochs the ledger keeps (settlement reads them before).
 	ledgerEpochs = 8
 	// maxCheckStreams bounds the challenge sessions a container serves at once.
@@ -197,6 +200,26 @@ func (e *checkerEligibility) Eligible(p peer.ID, ep uint64) bool {
 	cs := e.checkers(ep)
 	i := sort.SearchStrings(cs, string(p))
 	return i < len(cs) && cs[i] == string(p)
+}
+
+// mayChallenge says whether container admits a challenge session from checker at now: checker
+// holds a licence in the current epoch and is one of the first MaxPerContainer checkers the epoch's
+// seed assigns to container (or the previous epoch's, during the grace after it).
+func (e *checkerEligibility) mayChallenge(container string, checker peer.ID, now time.Time) error {
+	sched := e.tr.Schedule()
+	cur := sched.Epoch(now)
+	if !e.Eligible(checker, cur) {
+		return fmt.Errorf("%s holds no checker licence in epoch %d", checker, cur)
+	}
+	assigned := func(ep uint64) bool {
+		seed, ok := e.tr.Seed(ep)
+		return ok && slices.Contains(AssignedCheckers(seed, container, e.checkers(ep), MaxPerContainer), string(checker))
+	}
+	grace := cur > 0 && now.Before(sched.Start(cur).Add(min(sched.Length/10, 30*time.Second)))
+	if !assigned(cur) && !(grace && assigned(cur-1)) {
+		return fmt.Errorf("%s is not among the checkers epoch %d's seed assigns to this container", checker, cur)
+	}
+	return nil
 }
 
 // AssignedCheckers returns, best first, the k licensed checkers of epoch e that the epoch's seed

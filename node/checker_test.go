@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -280,5 +281,37 @@ func TestChallengeCatchesFrameRateCheat(t *testing.T) {
 			t.Fatalf("cheater failed: %v; honest passes: %d", failed != nil, passes)
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// A container admits a challenge only from a licensed checker among the first MaxPerContainer the
+// epoch's seed assigns to it: of 20 licensed checkers, 16; an unlicensed peer never.
+func TestMayChallenge(t *testing.T) {
+	genesis := time.Unix(1_700_000_000, 0)
+	var alloc epoch.Allocation
+	for i := range 20 {
+		alloc = append(alloc, epoch.Candidate{ID: fmt.Sprintf("checker-%02d", i), Checker: true})
+	}
+	alloc = append(alloc, epoch.Candidate{ID: "staked, unlicensed", Stake: big.NewInt(1000)})
+	tr, err := epoch.NewTracker(epoch.Config{Schedule: epoch.Schedule{Genesis: genesis, Length: time.Minute},
+		GenesisSeed: epoch.Seed{7}, Params: epoch.Params{Expected: 4}, Stakes: alloc}, genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := &checkerEligibility{tr: tr, cache: map[uint64][]string{}}
+	now := genesis.Add(10 * time.Second)
+	seed, ok := tr.Seed(0)
+	if !ok {
+		t.Fatal("no seed of epoch 0")
+	}
+	order := AssignedCheckers(seed, "container", el.checkers(0), 20)
+	for i, id := range order {
+		err := el.mayChallenge("container", peer.ID(id), now)
+		if (i < MaxPerContainer) != (err == nil) {
+			t.Errorf("checker ranked %d: %v", i, err)
+		}
+	}
+	if err := el.mayChallenge("container", "staked, unlicensed", now); err == nil || !strings.Contains(err.Error(), "licence") {
+		t.Errorf("an unlicensed peer: %v", err)
 	}
 }

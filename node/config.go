@@ -466,8 +466,8 @@ func DefaultChecker() CheckerConfig {
 // Validate checks the checker role's configuration.
 func (c *CheckerConfig) Validate() error {
 	switch {
-	case c.PerContainer < 1 || c.PerContainer > 16:
-		return fmt.Errorf("%w: checker.per_container must be 1 to 16 (got %d)", ErrConfig, c.PerContainer)
+	case c.PerContainer < 1 || c.PerContainer > MaxPerContainer:
+		return fmt.Errorf("%w: checker.per_container must be 1 to %d (got %d)", ErrConfig, MaxPerContainer, c.PerContainer)
 	case c.RandomEvery < 1:
 		return fmt.Errorf("%w: checker.random_every must be at least 1 (got %d)", ErrConfig, c.RandomEvery)
 	case len(c.Methods) == 0:

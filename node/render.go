@@ -191,14 +191,16 @@ func (n *Node) authoriseRender(remote peer.ID, offer *pb.RenderOffer) (*pb.Sessi
 }
 
 // authoriseCheck admits a checker's challenge session: the remote peer must hold a checker
-// licence in the current epoch, and the container serves at most maxCheckStreams at once (beyond,
-// it answers "busy", which the checker does not count against it).
+// licence in the current epoch and be one of the first MaxPerContainer checkers the epoch's seed
+// assigns to this container (or the previous epoch's, during its grace): a licensed checker cannot
+// drain the encoders of containers it was not assigned. The container serves at most
+// maxCheckStreams at once (beyond, it answers "busy", which the checker does not count against it).
 func (n *Node) authoriseCheck(remote peer.ID) (release func(), err error) {
 	if n.chk == nil {
 		return nil, fmt.Errorf("this container follows no elections: it cannot tell checkers")
 	}
-	if e := n.ep.tr.Schedule().Epoch(n.opts.Clock.Now()); !n.chk.elig.Eligible(remote, e) {
-		return nil, fmt.Errorf("a challenge without a ticket: %s holds no checker licence in epoch %d", remote, e)
+	if err := n.chk.elig.mayChallenge(string(n.net.ID()), remote, n.opts.Clock.Now()); err != nil {
+		return nil, fmt.Errorf("a challenge without a ticket: %w", err)
 	}
 	select {
 	case n.chk.checkStreams <- struct{}{}:
