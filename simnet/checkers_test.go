@@ -100,3 +100,33 @@ func TestCheckersSameSeed(t *testing.T) {
 		}
 	}
 }
+
+// TestFloodAttestationsSmall: attackers gossip attestations that fail honest containers in their
+// own name (no licence), date them in another epoch, replay honest ones and break their
+// signatures, while checkers work. Honest validators reject them, the attackers' scores fall, no
+// honest container reads as failed, every cheater is still caught and honest attestations still
+// reach every node within a second.
+func TestFloodAttestationsSmall(t *testing.T) {
+	needSim(t, false)
+	sc := checkersScenario(t)
+	sc.Flood.Share, sc.Flood.Rate, sc.Flood.Kinds = 0.1, 4, []string{"attestation"}
+	sc.Flood.Start = Duration(20 * time.Second)
+	s := simulate(t, sc, 30, 19)
+	if s.Attackers == 0 || s.FloodSent == 0 || s.FloodRejected == 0 {
+		t.Fatalf("attackers %d sent %d, rejected %d: want a flood of attestations that is rejected", s.Attackers, s.FloodSent, s.FloodRejected)
+	}
+	if s.FalsePositives != 0 {
+		t.Errorf("%d honest containers read as failed under a flood of forged failures", s.FalsePositives)
+	}
+	if s.CheatersCaught != s.Cheaters || s.Cheaters == 0 {
+		t.Errorf("caught %d of %d cheaters under the flood", s.CheatersCaught, s.Cheaters)
+	}
+	if s.AttestationDeliveryRatio < 0.99 {
+		t.Errorf("honest attestations delivered within 1 s: %v under the flood, want at least 0.99", s.AttestationDeliveryRatio)
+	}
+	if s.AttackerScoreMean >= 0 || s.HonestScoreMean < 0 {
+		t.Errorf("attackers scored %v, honest peers %v: want attackers negative, honest not", s.AttackerScoreMean, s.HonestScoreMean)
+	}
+	t.Logf("%d attestations sent by %d attackers, %d rejections; attackers scored %.1f; %d honest attestations, delivery %v",
+		s.FloodSent, s.Attackers, s.FloodRejected, s.AttackerScoreMean, s.Attestations, s.AttestationDeliveryRatio)
+}

@@ -41,6 +41,11 @@ type attacker struct {
 	ticketSub    *pubsub.Subscription
 	mu           sync.Mutex
 	capturedTkts [][]byte
+
+	// The attestation topic, for the "attestation" kind: captured attestations to replay and break.
+	attests      *pubsub.Topic
+	attestSub    *pubsub.Subscription
+	capturedAtts [][]byte
 }
 
 type floodStats struct {
@@ -73,6 +78,7 @@ func (s *sim) runFlood() {
 		s.mu.Unlock()
 		s.wg.Go(func() { a.capture(s.ctx) })
 		s.wg.Go(func() { a.captureTickets(s.ctx) })
+		s.wg.Go(func() { a.captureAttestations(s.ctx) })
 		s.goAt(pl.floodAt, func() { s.attack(a) })
 	}
 }
@@ -138,6 +144,16 @@ func (s *sim) newAttacker(p *peerSpec, k int) (*attacker, error) {
 		a.close()
 		return nil, err
 	}
+	if containsKind(s.sc.Flood.Kinds, "attestation") && !a.unsigned {
+		if a.attests, err = a.ps.Join(p2p.AttestTopic); err != nil {
+			a.close()
+			return nil, err
+		}
+		if a.attestSub, err = a.attests.Subscribe(); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
 	if containsKind(s.sc.Flood.Kinds, "ticket") && !a.unsigned {
 		if a.tickets, err = a.ps.Join(p2p.IndexerTopic); err != nil {
 			a.close()
@@ -162,6 +178,69 @@ func containsKind(kinds []string, k string) bool {
 		}
 	}
 	return false
+}
+
+// captureAttestations keeps the last honest attestations the attacker sees.
+func (a *attacker) captureAttestations(ctx context.Context) {
+	if a.attestSub == nil {
+		return
+	}
+	for {
+		msg, err := a.attestSub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if msg.ReceivedFrom == a.h.ID() {
+			continue
+		}
+		a.mu.Lock()
+		if len(a.capturedAtts) == 16 {
+			a.capturedAtts = a.capturedAtts[1:]
+		}
+		a.capturedAtts = append(a.capturedAtts, msg.Data)
+		a.mu.Unlock()
+	}
+}
+
+// forgedAttestation is an attestation an attacker can make: a failure of an honest container in its
+// own name (it holds no checker licence: ineligible), the same dated in another epoch (wrong
+// epoch), a captured honest one replayed (a duplicate, ignored without penalty), or a captured one
+// with its signature broken.
+func (s *sim) forgedAttestation(a *attacker, r *rand.Rand, i int) []byte {
+	a.mu.Lock()
+	captured := slices.Clone(a.capturedAtts)
+	a.mu.Unlock()
+	switch {
+	case i%4 == 2 && len(captured) > 0:
+		return captured[r.IntN(len(captured))]
+	case i%4 == 3 && len(captured) > 0:
+		data := append([]byte(nil), captured[r.IntN(len(captured))]...)
+		data[len(data)-1] ^= 0xff
+		return data
+	}
+	victim := s.randomVictim(r)
+	if victim == nil {
+		return nil
+	}
+	sched := epoch.Schedule{Genesis: s.genesis(), Length: time.Duration(s.sc.Epochs.Length)}
+	now := time.Now()
+	e := sched.Epoch(now)
+	if i%4 == 1 {
+		e += 5
+	}
+	nonce := make([]byte, 16)
+	for j := range nonce {
+		nonce[j] = byte(r.Uint32())
+	}
+	att := &pb.Attestation{Checker: []byte(a.h.ID()), Container: []byte(victim.id), Epoch: e,
+		Kind: pb.CheckKind_CHECK_KIND_RANDOM, Method: pb.CheckMethod_CHECK_METHOD_SIMULATION, Verdict: pb.Verdict_VERDICT_FAIL,
+		M: &pb.Measurements{FpsMilli: 1000}, EvidenceHash: make([]byte, p2p.EvidenceHashSize), Reason: "frame_rate: forged",
+		IssuedUnixMs: now.UnixMilli(), Nonce: nonce}
+	data, err := p2p.SealAttestation(att, a.h.Peerstore().PrivKey(a.h.ID()))
+	if err != nil {
+		return nil
+	}
+	return data
 }
 
 // captureTickets keeps the last honest tickets the attacker sees.
@@ -280,6 +359,18 @@ func (s *sim) attack(a *attacker) {
 			} else {
 				continue
 			}
+		case "attestation":
+			if a.attests == nil {
+				continue
+			}
+			if data = s.forgedAttestation(a, r, i/len(kinds)); data == nil {
+				continue
+			}
+			s.mu.Lock()
+			s.flood.sent[kind]++
+			s.mu.Unlock()
+			a.attests.Publish(s.ctx, data)
+			continue
 		case "ticket":
 			if a.tickets == nil {
 				continue
@@ -340,6 +431,12 @@ func (s *sim) randomVictim(r *rand.Rand) *peerSpec {
 }
 
 func (a *attacker) close() {
+	if a.attestSub != nil {
+		a.attestSub.Cancel()
+	}
+	if a.attests != nil {
+		a.attests.Close()
+	}
 	if a.ticketSub != nil {
 		a.ticketSub.Cancel()
 	}
@@ -417,7 +514,7 @@ func (s *sim) floodSummary(sum *Summary) {
 	}
 	if len(s.flood.attackers) > 0 {
 		sum.FloodRejected = int(s.counter("rendermesh_gossip_heartbeat_rejected_total") + s.counter("rendermesh_dht_record_rejected_total") +
-			s.counter("rendermesh_indexer_ticket_rejected_total"))
+			s.counter("rendermesh_indexer_ticket_rejected_total") + s.counter("rendermesh_gossip_attestation_rejected_total"))
 	}
 	sum.AttackerScoreMean = mean(s.flood.scores)
 	sum.HonestScoreMean = mean(s.flood.honest)
@@ -469,7 +566,8 @@ func (s *sim) counter(name string) float64 {
 }
 
 var honestReasons = []string{p2p.HBIgnoreStale, p2p.HBIgnoreReplayed, p2p.ReasonReplayed, p2p.ReasonExpired,
-	epoch.TicketDuplicate, epoch.TicketUnknownSeed, epoch.TicketOtherSeed}
+	epoch.TicketDuplicate, epoch.TicketUnknownSeed, epoch.TicketOtherSeed,
+	string(p2p.AttestDuplicate), string(p2p.AttestLate), string(p2p.AttestFromFuture)}
 
 func counterValue(m *dto.Metric) float64 {
 	if c := m.GetCounter(); c != nil {
