@@ -38,16 +38,20 @@ type Status struct {
 // ChecksStatus is what /v1/status says about checks: this node's work as a checker and the
 // attestation ledger it keeps.
 type ChecksStatus struct {
-	Checker      bool   `json:"checker"` // runs the checker role
-	Licensed     bool   `json:"licensed"`
-	Checks       int    `json:"checks"` // attestations published
-	Passed       int    `json:"passed"`
-	Failed       int    `json:"failed"`
-	Inconclusive int    `json:"inconclusive"`
-	Epoch        uint64 `json:"epoch"`
-	Attestations int    `json:"epoch_attestations"` // counted in the current epoch
-	PrevRoot     string `json:"previous_epoch_root"`
-	Excluded     int    `json:"excluded_containers"`
+	Checker      bool `json:"checker"` // runs the checker role
+	Licensed     bool `json:"licensed"`
+	Checks       int  `json:"checks"` // attestations published
+	Passed       int  `json:"passed"`
+	Failed       int  `json:"failed"`
+	Inconclusive int  `json:"inconclusive"`
+	// SessionSamples and SessionRefused count consumers' session statistics samples taken and
+	// refused (docs/CHECKERS.md, "Checks during sessions").
+	SessionSamples int    `json:"session_samples"`
+	SessionRefused int    `json:"session_samples_refused"`
+	Epoch          uint64 `json:"epoch"`
+	Attestations   int    `json:"epoch_attestations"` // counted in the current epoch
+	PrevRoot       string `json:"previous_epoch_root"`
+	Excluded       int    `json:"excluded_containers"`
 	// Standing is this container's standing in the ledger (containers only).
 	Standing string `json:"standing,omitempty"`
 }
@@ -67,6 +71,7 @@ func (n *Node) Status() Status {
 		e := n.ep.tr.Schedule().Epoch(n.opts.Clock.Now())
 		cs := &ChecksStatus{Checker: c.Role, Licensed: n.chk.elig.Eligible(n.net.ID(), e),
 			Checks: c.Stats.Checks, Passed: c.Stats.Passed, Failed: c.Stats.Failed, Inconclusive: c.Stats.Inconclusive,
+			SessionSamples: c.Stats.SessionSamples, SessionRefused: c.Stats.SessionRefused,
 			Epoch: e, Attestations: len(c.Ledger.Leaves(e)), Excluded: len(c.Excluded)}
 		if e > 0 {
 			r := c.Ledger.Root(e - 1)

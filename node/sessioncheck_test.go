@@ -134,8 +134,8 @@ func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 	if honestTaken == 0 {
 		t.Error("no honest session's samples were taken")
 	}
-	if st := chk.Checks().Stats; st.SessionSamples < honestTaken+res.StatsShared {
-		t.Errorf("the checker counts %d samples taken, the consumers %d", st.SessionSamples, honestTaken+res.StatsShared)
+	if st := chk.Status().Checks; st.SessionSamples < honestTaken+res.StatsShared {
+		t.Errorf("the checker's status counts %d samples taken, the consumers %d", st.SessionSamples, honestTaken+res.StatsShared)
 	}
 
 	// The checker refuses a sample sent again, and one its consumer did not send.
