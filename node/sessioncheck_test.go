@@ -59,7 +59,7 @@ func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 	conts := d.containerIDs()
 	served := map[string]*ConnectResult{}
 	for round := 0; round < 4 && (served[cheater] == nil || len(served) < 2); round++ {
-		results := make([]*ConnectResult, len(conts)-len(served))
+		results := make([]*ConnectResult, len(conts)) // as many consumers as containers: each free one is matched
 		var wg sync.WaitGroup
 		for i := range results {
 			wg.Go(func() {
