@@ -31,6 +31,11 @@ const (
 	// CheatSilent goes silent mid-session: ten frames, then nothing while the connection stays up;
 	// it leaves telemetry requests unanswered.
 	CheatSilent Cheat = "silent"
+	// CheatStall answers telemetry honestly, but a second into every render session, a
+	// consumer's as a checker's, it goes silent: nothing more while the connection stays up. A
+	// registration check by telemetry alone lets it through; a challenge, or its consumers'
+	// session statistics, catch it.
+	CheatStall Cheat = "stall"
 )
 
 // cheatStall bounds how long a silent cheater's source stays silent before it fails.
@@ -58,6 +63,27 @@ func cheatStream(ctx context.Context, c Cheat, offer *pb.RenderOffer, o *render.
 			fps = o.FPS
 		}
 		offer.Fps = uint32(max(1, fps/2))
+	case CheatStall:
+		fps := int(offer.GetFps())
+		if fps <= 0 || fps > 120 {
+			fps = o.FPS
+		}
+		w, h := int(offer.GetWidth()), int(offer.GetHeight())
+		if w < 16 || h < 16 || w > o.Width || h > o.Height || w%2 != 0 || h%2 != 0 {
+			w, h = o.Width, o.Height
+		}
+		seed := offer.GetChallenge()
+		if len(seed) > 0 {
+			offer.Challenge = nil // the challenge's scene, rendered by the source below
+		} else {
+			seed = o.Seed
+		}
+		if o.Source != nil {
+			_ = o.Source.Close()
+		}
+		o.Source = &cheatSource{ctx: ctx, scene: scene.New(w, h, seed), w: w, h: h, stop: make(chan struct{}),
+			content: func(k uint32) uint32 { return k }, stallAfter: uint32(max(1, fps))}
+		o.Width, o.Height = w, h
 	case CheatReplay, CheatSilent:
 		nonce := offer.GetChallenge()
 		if len(nonce) == 0 {

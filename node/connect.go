@@ -208,8 +208,9 @@ func runPlayedSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *con
 	if o.ShareStats && o.statsRoute != nil && o.Render.FPS > 0 {
 		smp := &statsSampler{}
 		o.Render.onFrame = smp.frame
+		endAt := time.Now().Add(o.Hold) // the render stream runs on the wall clock
 		wg.Go(func() {
-			shared, err := shareStats(ctx, net, clk, m.TicketRaw, m.Container, o.statsRoute, o, smp, ended)
+			shared, err := shareStats(ctx, net, clk, m.TicketRaw, m.Container, o.statsRoute, o, smp, endAt, ended)
 			res.StatsShared += shared
 			if err != nil {
 				res.StatsErr = err

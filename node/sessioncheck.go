@@ -244,15 +244,11 @@ func (s *statsSampler) frame(img *image.YCbCr, num uint32, latency time.Duration
 	s.sizes[[2]int{img.Rect.Dx(), img.Rect.Dy()}]++
 }
 
-// flush ends the window at now (final: at the last frame, the session having ended) and returns
-// its sample (without ticket and time), or nil when the stream has not started or the window is
-// shorter than the wire allows.
-func (s *statsSampler) flush(now time.Time, final bool, fpsAsked int, relay bool) *pb.SessionStats {
+// flush ends the window at now and returns its sample (without ticket and time), or nil when the
+// stream has not started or the window is shorter than the wire allows.
+func (s *statsSampler) flush(now time.Time, fpsAsked int, relay bool) *pb.SessionStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if final && !s.last.IsZero() {
-		now = s.last
-	}
 	if s.start.IsZero() || now.Sub(s.start) < p2p.MinSessionStatsWindowMs*time.Millisecond {
 		return nil
 	}
@@ -281,10 +277,11 @@ func (s *statsSampler) flush(now time.Time, final bool, fpsAsked int, relay bool
 }
 
 // shareStats samples a played session every o.StatsEvery and sends each sample to the container's
-// assigned checker, until done closes; then it sends the last window. It returns how many samples
-// the checkers took and the last error.
+// assigned checker, until done closes; then it sends the last window, which ends when the consumer
+// asks to end the session (endAt, the end of its hold: the container streams until then) or when
+// done closes, whichever is first. It returns how many samples the checkers took and the last error.
 func shareStats(ctx context.Context, net *p2p.Net, clk clock.Clock, ticketRaw []byte, container string,
-	route func(container string) (peer.ID, error), o ConnectOptions, smp *statsSampler, done <-chan struct{}) (int, error) {
+	route func(container string) (peer.ID, error), o ConnectOptions, smp *statsSampler, endAt time.Time, done <-chan struct{}) (int, error) {
 	every := o.StatsEvery
 	if every <= 0 {
 		every = DefaultStatsEvery
@@ -292,8 +289,8 @@ func shareStats(ctx context.Context, net *p2p.Net, clk clock.Clock, ticketRaw []
 	every = max(every, MinStatsEvery)
 	shared := 0
 	var lastErr error
-	send := func(final bool) {
-		s := smp.flush(time.Now(), final, o.Render.FPS, o.Render.RelayOnly)
+	send := func(end time.Time) {
+		s := smp.flush(end, o.Render.FPS, o.Render.RelayOnly)
 		if s == nil {
 			return
 		}
@@ -322,9 +319,13 @@ func shareStats(ctx context.Context, net *p2p.Net, clk clock.Clock, ticketRaw []
 	for {
 		select {
 		case <-t.C:
-			send(false)
+			send(time.Now())
 		case <-done:
-			send(true)
+			end := time.Now()
+			if endAt.Before(end) {
+				end = endAt
+			}
+			send(end)
 			return shared, lastErr
 		case <-ctx.Done():
 			return shared, lastErr

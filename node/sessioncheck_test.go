@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"image"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,13 +14,14 @@ import (
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/checker"
+	"github.com/rendermesh/rendermesh/roles/consumer"
 )
 
 // Consumers that consent share their sessions' statistics with the containers' assigned checker,
-// which catches a container streaming half the frame rate asked for, during an ordinary session
-// that its registration check (telemetry) could not tell from an honest one. One session per
-// container, all at once; the checker refuses a sample sent twice and one that is not its own
-// consumer's.
+// which catches, during ordinary sessions, a container streaming half the frame rate asked for and
+// one that goes silent mid-session: cheats their registration checks (telemetry) could not tell
+// from honest containers. One session per container, all at once; the checker refuses a sample
+// sent twice and one that is not its own consumer's.
 func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a devnet of 6 nodes with render sessions")
@@ -33,7 +35,7 @@ func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 		fps = 10 // what two cores under the race detector stream to four consumers for sure
 	}
 	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 6, Checkers: 1,
-		Cheaters: 1, CheatKinds: []Cheat{CheatFrameRate}, Checker: &cc})
+		Cheaters: 2, CheatKinds: []Cheat{CheatFrameRate, CheatStall}, Checker: &cc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,9 +46,9 @@ func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 	if err := d.WaitServing(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	var cheater string
-	for id := range d.Cheaters() {
-		cheater = id
+	cheaters := d.Cheaters()
+	if len(cheaters) != 2 {
+		t.Fatalf("%d cheaters, want 2", len(cheaters))
 	}
 	var chk *Node
 	for i, n := range d.Nodes {
@@ -54,17 +56,25 @@ func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 			chk = n
 		}
 	}
-	// One consumer per container at once, in rounds, until the cheater and an honest container
+	// One consumer per container at once, in rounds, until every cheater and an honest container
 	// have served one (a container may be between a reservation and a recheck when asked).
 	conts := d.containerIDs()
 	served := map[string]*ConnectResult{}
-	for round := 0; round < 4 && (served[cheater] == nil || len(served) < 2); round++ {
+	allServed := func() bool {
+		for id := range cheaters {
+			if served[id] == nil {
+				return false
+			}
+		}
+		return len(served) > len(cheaters)
+	}
+	for round := 0; round < 4 && !allServed(); round++ {
 		results := make([]*ConnectResult, len(conts)) // as many consumers as containers: each free one is matched
 		var wg sync.WaitGroup
 		for i := range results {
 			wg.Go(func() {
 				res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, ConnectOptions{Network: d.Network(), Stakes: d.Stakes(),
-					Hold: 8 * time.Second, ShareStats: true, StatsEvery: MinStatsEvery,
+					Hold: 12 * time.Second, ShareStats: true, StatsEvery: 6 * time.Second,
 					Render: RenderOptions{Play: true, Width: 320, Height: 180, FPS: fps, Loopback: true}})
 				if err != nil {
 					t.Errorf("consumer %d: %v", i, err)
@@ -83,41 +93,52 @@ func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 			if served[res.Match.Container] == nil {
 				served[res.Match.Container] = res
 			}
-			t.Logf("round %d, consumer %d: container %s (cheater %v), %d samples taken (err %v), render %.1f frames/s",
-				round, i, peer.ID(res.Match.Container), res.Match.Container == cheater, res.StatsShared, res.StatsErr, renderFPS(res))
+			t.Logf("round %d, consumer %d: container %s (cheat %q), %d samples taken (err %v), render %.1f frames/s",
+				round, i, peer.ID(res.Match.Container), cheaters[res.Match.Container], res.StatsShared, res.StatsErr, renderFPS(res))
 		}
 	}
-	res, ok := served[cheater]
-	if !ok {
-		t.Fatalf("no consumer was matched with the cheater (%d of %d containers served)", len(served), len(conts))
-	}
-	if res.StatsShared == 0 {
-		t.Fatalf("the cheater's consumer shared no sample: %v", res.StatsErr)
-	}
-	// The failure reaches every node's ledger: a SESSION check by the consumer's statistics.
+	// Each cheater's failure reaches every node's ledger: a SESSION check by the consumer's
+	// statistics. Half the frame rate fails frame_rate; a stream gone silent fails continuity
+	// (or frame_rate, when its first window held too little silence to fail continuity).
 	ref := d.Nodes[0]
-	var failed *pb.Attestation
-	for failed == nil {
-		for _, e := range ref.Checks().Ledger.History(cheater) {
-			if e.Msg.Kind == pb.CheckKind_CHECK_KIND_SESSION && e.Method == pb.CheckMethod_CHECK_METHOD_SESSION_STATS && e.Verdict == pb.Verdict_VERDICT_FAIL {
-				failed = e.Msg
+	cheatersShared := 0
+	for id, cheat := range cheaters {
+		res, ok := served[id]
+		if !ok {
+			t.Fatalf("no consumer was matched with the %s cheater (%d of %d containers served)", cheat, len(served), len(conts))
+		}
+		if res.StatsShared == 0 {
+			t.Fatalf("the %s cheater's consumer shared no sample: %v", cheat, res.StatsErr)
+		}
+		cheatersShared += res.StatsShared
+		var failed *pb.Attestation
+		for failed == nil {
+			for _, e := range ref.Checks().Ledger.History(id) {
+				if e.Msg.Kind == pb.CheckKind_CHECK_KIND_SESSION && e.Method == pb.CheckMethod_CHECK_METHOD_SESSION_STATS && e.Verdict == pb.Verdict_VERDICT_FAIL {
+					failed = e.Msg
+				}
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no session failure attested about the %s cheater", cheat)
+			case <-time.After(200 * time.Millisecond):
 			}
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("no session failure attested about the cheater")
-		case <-time.After(200 * time.Millisecond):
+		want := []checker.Check{checker.CheckFrameRate}
+		if cheat == CheatStall {
+			want = append(want, checker.CheckContinuity)
 		}
+		if !slices.ContainsFunc(want, func(c checker.Check) bool { return strings.HasPrefix(failed.Reason, string(c)) }) ||
+			string(failed.Checker) != string(chk.Net().ID()) {
+			t.Errorf("the %s cheater failed %q, attested by %s; want %v by the checker", cheat, failed.Reason, peer.ID(failed.Checker), want)
+		}
+		t.Logf("%s cheater: %s (%.1f frames/s measured)", cheat, failed.Reason, float64(failed.GetM().GetFpsMilli())/1000)
 	}
-	if !strings.HasPrefix(failed.Reason, string(checker.CheckFrameRate)) || string(failed.Checker) != string(chk.Net().ID()) {
-		t.Errorf("the cheater failed %q, attested by %s; want %s by the checker", failed.Reason, peer.ID(failed.Checker), checker.CheckFrameRate)
-	}
-	t.Logf("cheater: %s (%.1f frames/s measured)", failed.Reason, float64(failed.GetM().GetFpsMilli())/1000)
 	// Honest sessions were sampled too, and (only failures being attested) left no session
 	// attestation, unless the machine could not stream what was asked.
 	honestTaken := 0
 	for id, res := range served {
-		if id == cheater {
+		if _, cheat := cheaters[id]; cheat {
 			continue
 		}
 		honestTaken += res.StatsShared
@@ -134,12 +155,15 @@ func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 	if honestTaken == 0 {
 		t.Error("no honest session's samples were taken")
 	}
-	if st := chk.Status().Checks; st.SessionSamples < honestTaken+res.StatsShared {
-		t.Errorf("the checker's status counts %d samples taken, the consumers %d", st.SessionSamples, honestTaken+res.StatsShared)
+	if st := chk.Status().Checks; st.SessionSamples < honestTaken+cheatersShared {
+		t.Errorf("the checker's status counts %d samples taken, the consumers %d", st.SessionSamples, honestTaken+cheatersShared)
 	}
 
 	// The checker refuses a sample sent again, and one its consumer did not send.
-	m := res.Match
+	var m *consumer.Match
+	for id := range cheaters {
+		m = served[id].Match
+	}
 	again := &pb.SessionStats{Ticket: m.TicketRaw, Seq: 1, WindowMs: 5000, FpsAsked: uint32(fps), Frames: 10, FpsMilli: 2000,
 		Width: 320, Height: 180, SentUnixMs: time.Now().UnixMilli()}
 	raw, err := d.Light.Net().SealSessionStats(again)
@@ -171,7 +195,7 @@ func renderFPS(res *ConnectResult) float64 {
 func TestStatsSampler(t *testing.T) {
 	img := image.NewYCbCr(image.Rect(0, 0, 320, 180), image.YCbCrSubsampleRatio420)
 	s := &statsSampler{}
-	if got := s.flush(time.Now(), false, 30, false); got != nil {
+	if got := s.flush(time.Now(), 30, false); got != nil {
 		t.Fatalf("a sample before the first frame: %v", got)
 	}
 	for _, n := range []uint32{1, 2, 3, 6, 7, 1, 2} { // 4 and 5 skipped, then a new stream
@@ -180,12 +204,12 @@ func TestStatsSampler(t *testing.T) {
 	s.mu.Lock()
 	s.start = s.start.Add(-2 * time.Second) // the window began two seconds ago
 	s.mu.Unlock()
-	got := s.flush(time.Now(), false, 30, true)
+	got := s.flush(time.Now(), 30, true)
 	if got == nil || got.Seq != 1 || got.Frames != 7 || got.FramesLost != 2 || got.Width != 320 || got.Height != 180 ||
 		got.FpsAsked != 30 || !got.Relay || got.WindowMs < 2000 || got.LatencyUsP50 != 5000 {
 		t.Fatalf("sample %v", got)
 	}
-	if got := s.flush(time.Now(), true, 30, false); got != nil {
+	if got := s.flush(time.Now(), 30, false); got != nil {
 		t.Fatalf("a window under a second was sampled: %v", got)
 	}
 	got.Ticket, got.SentUnixMs = []byte("not checked here"), 1
