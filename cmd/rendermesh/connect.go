@@ -97,6 +97,9 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if req.App == "" {
 		return fmt.Errorf("%w: --app is required, e.g. --app demo", errUsage)
 	}
+	if *shareStats && *statsEvery < node.MinStatsEvery {
+		return fmt.Errorf("%w: --stats-every %v: at least %v", errUsage, *statsEvery, node.MinStatsEvery)
+	}
 	nc, err := loadElections(*config)
 	if err != nil {
 		return err
@@ -158,9 +161,6 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Resume:  true,
 		Render:  node.RenderOptions{Play: *play && *hold > 0, RelayOnly: *relayOnly, FPS: int(*fps), Loopback: *loopback, Pointer: true}}
 	if *shareStats {
-		if *statsEvery < node.MinStatsEvery {
-			return fmt.Errorf("%w: --stats-every %v: at least %v", errUsage, *statsEvery, node.MinStatsEvery)
-		}
 		o.ShareStats, o.StatsEvery = true, *statsEvery
 		if o.Render.FPS == 0 {
 			o.Render.FPS = 30 // samples are judged against the rate asked
