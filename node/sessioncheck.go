@@ -48,11 +48,19 @@ const (
 	maxSessionSamples = 256
 )
 
-// sessionStatsState is a checker's memory of the samples it took, per epoch.
+// sessionStatsState is a checker's memory of the samples it took.
 type sessionStatsState struct {
-	seq    map[uint64]map[string]uint32 // epoch -> session ID -> last sample number taken
-	failed map[uint64]map[string]bool   // epoch -> container -> a session failure attested
-	taken  map[uint64]map[string]int    // epoch -> session ID -> samples taken
+	// seq holds each session's last sample number taken and when, across epochs: a replayed
+	// sample must not count again in the next epoch. A session is forgotten once its last sample
+	// is older than twice statsSkew, when a replay of it is refused as stale anyway.
+	seq    map[string]seenSample
+	failed map[uint64]map[string]bool // epoch -> container -> a session failure attested
+	taken  map[uint64]map[string]int  // epoch -> session ID -> samples taken
+}
+
+type seenSample struct {
+	seq uint32
+	at  time.Time
 }
 
 // serveSessionStats takes one sample from a consumer and answers whether it was taken.
@@ -105,7 +113,7 @@ func (c *checkerSvc) takeSessionStats(remote peer.ID, raw []byte) string {
 	if !assigned {
 		return fmt.Sprintf("this checker is not assigned to container %s in epoch %d", peer.ID(container), e)
 	}
-	if reason := c.admitSample(e, string(tk.SessionId), s.Seq); reason != "" {
+	if reason := c.admitSample(e, string(tk.SessionId), s.Seq, now); reason != "" {
 		return reason
 	}
 	c.count(func(st *CheckerStats) { st.SessionSamples++ })
@@ -142,34 +150,41 @@ func (c *checkerSvc) assigned(e uint64, container string) bool {
 	return ok && c.rank(e, seed, container) >= 0
 }
 
-// admitSample takes sample seq of a session once, in order, up to maxSessionSamples per epoch.
-func (c *checkerSvc) admitSample(e uint64, session string, seq uint32) string {
+// admitSample takes sample seq of a session once and in order (whatever the epoch), up to
+// maxSessionSamples per session per epoch, following at most maxStatsSessions sessions.
+func (c *checkerSvc) admitSample(e uint64, session string, seq uint32, now time.Time) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := &c.sessionStats
 	if st.seq == nil {
-		st.seq, st.failed, st.taken = map[uint64]map[string]uint32{}, map[uint64]map[string]bool{}, map[uint64]map[string]int{}
+		st.seq, st.failed, st.taken = map[string]seenSample{}, map[uint64]map[string]bool{}, map[uint64]map[string]int{}
 	}
-	for k := range st.seq {
+	for k := range st.failed {
 		if k+1 < e {
-			delete(st.seq, k)
 			delete(st.failed, k)
 			delete(st.taken, k)
 		}
 	}
-	if st.seq[e] == nil {
-		st.seq[e], st.failed[e], st.taken[e] = map[string]uint32{}, map[string]bool{}, map[string]int{}
+	if st.failed[e] == nil {
+		st.failed[e], st.taken[e] = map[string]bool{}, map[string]int{}
 	}
-	last, known := st.seq[e][session]
+	last, known := st.seq[session]
+	if !known && len(st.seq) >= maxStatsSessions {
+		for id, x := range st.seq {
+			if now.Sub(x.at) > 2*statsSkew {
+				delete(st.seq, id)
+			}
+		}
+	}
 	switch {
-	case known && seq <= last:
-		return fmt.Sprintf("sample %d of this session again (the last taken was %d)", seq, last)
-	case !known && len(st.seq[e]) >= maxStatsSessions:
-		return "following too many sessions this epoch"
+	case known && seq <= last.seq:
+		return fmt.Sprintf("sample %d of this session again (the last taken was %d)", seq, last.seq)
+	case !known && len(st.seq) >= maxStatsSessions:
+		return "following too many sessions"
 	case st.taken[e][session] >= maxSessionSamples:
 		return "too many samples of this session this epoch"
 	}
-	st.seq[e][session] = seq
+	st.seq[session] = seenSample{seq: seq, at: now}
 	st.taken[e][session]++
 	return ""
 }

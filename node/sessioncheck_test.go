@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"image"
 	"slices"
 	"strings"
@@ -215,5 +216,41 @@ func TestStatsSampler(t *testing.T) {
 	got.Ticket, got.SentUnixMs = []byte("not checked here"), 1
 	if _, err := p2p.SealSessionStats(got, nil); err == nil {
 		t.Error("sealed a sample without a valid ticket")
+	}
+}
+
+// A checker takes each sample number of a session once and in order, across epochs too (a sample
+// replayed in the next epoch must not count again), and bounds what it remembers.
+func TestAdmitSample(t *testing.T) {
+	c := &checkerSvc{}
+	now := time.Unix(1_700_000_000, 0)
+	if r := c.admitSample(4, "s1", 1, now); r != "" {
+		t.Fatalf("first sample refused: %s", r)
+	}
+	if r := c.admitSample(5, "s1", 1, now.Add(time.Second)); !strings.Contains(r, "again") {
+		t.Errorf("sample 1 replayed in the next epoch: %q", r)
+	}
+	if r := c.admitSample(5, "s1", 2, now.Add(2*time.Second)); r != "" {
+		t.Errorf("sample 2 refused: %s", r)
+	}
+	for i := range maxStatsSessions - 1 {
+		if r := c.admitSample(5, fmt.Sprint("other", i), 1, now); r != "" {
+			t.Fatalf("session %d refused: %s", i, r)
+		}
+	}
+	if r := c.admitSample(5, "one too many", 1, now.Add(time.Second)); !strings.Contains(r, "too many sessions") {
+		t.Errorf("session %d: %q", maxStatsSessions+1, r)
+	}
+	// Once their samples are stale (a replay would be refused for its time), sessions are forgotten.
+	if r := c.admitSample(5, "one too many", 1, now.Add(3*statsSkew)); r != "" {
+		t.Errorf("after the old sessions went stale: %q", r)
+	}
+	for i := range maxSessionSamples {
+		if r := c.admitSample(6, "long", uint32(i+1), now); r != "" {
+			t.Fatalf("sample %d of a session refused: %s", i+1, r)
+		}
+	}
+	if r := c.admitSample(6, "long", maxSessionSamples+1, now); !strings.Contains(r, "too many samples") {
+		t.Errorf("sample %d of a session in one epoch: %q", maxSessionSamples+1, r)
 	}
 }
