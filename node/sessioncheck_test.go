@@ -69,7 +69,7 @@ func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 		}
 		return len(served) > len(cheaters)
 	}
-	for round := 0; round < 4 && !allServed(); round++ {
+	for round := 0; round < 6 && !allServed(); round++ {
 		results := make([]*ConnectResult, len(conts)) // as many consumers as containers: each free one is matched
 		var wg sync.WaitGroup
 		for i := range results {
