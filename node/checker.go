@@ -215,8 +215,7 @@ func (e *checkerEligibility) mayChallenge(container string, checker peer.ID, now
 		seed, ok := e.tr.Seed(ep)
 		return ok && slices.Contains(AssignedCheckers(seed, container, e.checkers(ep), MaxPerContainer), string(checker))
 	}
-	grace := cur > 0 && now.Before(sched.Start(cur).Add(min(sched.Length/10, 30*time.Second)))
-	if !assigned(cur) && !(grace && assigned(cur-1)) {
+	if !assigned(cur) && !(e.tr.InGrace(now) && assigned(cur-1)) {
 		return fmt.Errorf("%s is not among the checkers epoch %d's seed assigns to this container", checker, cur)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"image"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,7 +72,10 @@ func (c *checkerSvc) serveSessionStats(ctx context.Context, remote peer.ID, rw i
 	}
 	ack := &pb.SessionStatsAck{Accepted: true}
 	if reason := c.takeSessionStats(remote, raw); reason != "" {
-		ack.Accepted, ack.Reason = false, truncate(reason, p2p.MaxSessionStatsReason)
+		if len(reason) > p2p.MaxSessionStatsReason {
+			reason = strings.ToValidUTF8(reason[:p2p.MaxSessionStatsReason], "")
+		}
+		ack.Accepted, ack.Reason = false, reason
 		c.count(func(s *CheckerStats) { s.SessionRefused++ })
 		c.log.Debug("session statistics refused", "consumer", remote, "reason", reason)
 	}
@@ -107,7 +111,7 @@ func (c *checkerSvc) takeSessionStats(remote peer.ID, raw []byte) string {
 	}
 	container := string(tk.Container)
 	assigned := c.assigned(e, container)
-	if !assigned && e > 0 && now.Before(sched.Start(e).Add(min(sched.Length/10, 30*time.Second))) {
+	if !assigned && c.n.ep.tr.InGrace(now) {
 		assigned = c.assigned(e-1, container) // the consumer's clock may still read the last epoch
 	}
 	if !assigned {
@@ -207,17 +211,9 @@ func sessionSampleOf(s *pb.SessionStats) checker.SessionSample {
 		Window: time.Duration(s.WindowMs) * time.Millisecond, FPSAsked: int(s.FpsAsked),
 		Frames: int(s.Frames), FramesLost: int(s.FramesLost), FPS: float64(s.FpsMilli) / 1000,
 		Width: int(s.Width), Height: int(s.Height),
-		LatencyP50: time.Duration(s.LatencyUsP50) * time.Microsecond, LatencyP99: time.Duration(s.LatencyUsP99) * time.Microsecond,
-		LongestGap: time.Duration(s.LongestGapMs) * time.Millisecond, Relay: s.Relay,
+		LatencyP50: time.Duration(s.LatencyUsP50) * time.Microsecond,
+		LongestGap: time.Duration(s.LongestGapMs) * time.Millisecond,
 	}
-}
-
-// truncate cuts s to at most n bytes.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // statsSampler measures a session's stream for the consumer's samples: the frames the player

@@ -166,3 +166,37 @@ func contextErr(ctx context.Context) error {
 	}
 	return nil
 }
+
+// writeFrame writes raw to w as one length-prefixed message (a uvarint length, then the bytes), in
+// one Write; what names it in errors.
+func writeFrame(w io.Writer, raw []byte, what string) error {
+	buf := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(raw)), uint64(len(raw)))
+	if _, err := w.Write(append(buf, raw...)); err != nil {
+		return fmt.Errorf("p2p: write %s: %w", what, err)
+	}
+	return nil
+}
+
+// readFrame reads one message written by writeFrame. A length above max fails with an error
+// wrapping ErrMsgTooLarge before the body is read.
+func readFrame(r io.Reader, max int, what string) ([]byte, error) {
+	br, ok := r.(io.ByteReader)
+	if !ok {
+		br = byteReader{r}
+	}
+	size, err := binary.ReadUvarint(br)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: read %s length: %w", what, err)
+	}
+	if size > uint64(max) {
+		return nil, fmt.Errorf("%w: %s of %d bytes, limit %d", ErrMsgTooLarge, what, size, max)
+	}
+	raw := make([]byte, size)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("p2p: read %s: %w", what, err)
+	}
+	return raw, nil
+}

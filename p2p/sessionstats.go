@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -134,22 +133,7 @@ func (n *Net) SealSessionStats(s *pb.SessionStats) ([]byte, error) {
 // A length above MaxSessionStatsSize fails with an error wrapping ErrMsgTooLarge before the body is
 // read.
 func ReadSessionStats(r io.Reader) ([]byte, error) {
-	br, ok := r.(io.ByteReader)
-	if !ok {
-		br = byteReader{r}
-	}
-	size, err := binary.ReadUvarint(br)
-	if err != nil {
-		return nil, fmt.Errorf("p2p: read session statistics length: %w", err)
-	}
-	if size > MaxSessionStatsSize {
-		return nil, fmt.Errorf("%w: session statistics of %d bytes, limit %d", ErrMsgTooLarge, size, MaxSessionStatsSize)
-	}
-	raw := make([]byte, size)
-	if _, err := io.ReadFull(r, raw); err != nil {
-		return nil, fmt.Errorf("p2p: read session statistics: %w", err)
-	}
-	return raw, nil
+	return readFrame(r, MaxSessionStatsSize, "session statistics")
 }
 
 // SendSessionStats sends a sealed sample to a checker and returns its answer. The checker is
@@ -167,10 +151,9 @@ func (n *Net) SendSessionStats(ctx context.Context, checker peer.ID, raw []byte)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
-	buf := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(raw)), uint64(len(raw)))
-	if _, err := s.Write(append(buf, raw...)); err != nil {
+	if err := writeFrame(s, raw, "session statistics"); err != nil {
 		_ = s.Reset()
-		return nil, fmt.Errorf("p2p: send session statistics to %s: %w", checker, err)
+		return nil, fmt.Errorf("%w (to %s)", err, checker)
 	}
 	_ = s.CloseWrite()
 	ack := &pb.SessionStatsAck{}

@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -136,33 +135,15 @@ func checkTelemetryReport(r *pb.TelemetryReport) error {
 // WriteTelemetryReport writes a sealed report to w as one length-prefixed message (a uvarint length,
 // then the envelope), in one Write: the answer on ProtoTelemetry.
 func WriteTelemetryReport(w io.Writer, raw []byte) error {
-	buf := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(raw)), uint64(len(raw)))
-	if _, err := w.Write(append(buf, raw...)); err != nil {
-		return fmt.Errorf("p2p: write telemetry report: %w", err)
-	}
-	return nil
+	return writeFrame(w, raw, "telemetry report")
 }
 
 // ReadTelemetryReport reads one report written by WriteTelemetryReport and opens it. A length above
 // MaxTelemetryReportSize fails with an error wrapping ErrMsgTooLarge before the body is read.
 func ReadTelemetryReport(r io.Reader) (*pb.TelemetryReport, peer.ID, error) {
-	br, ok := r.(io.ByteReader)
-	if !ok {
-		br = byteReader{r}
-	}
-	size, err := binary.ReadUvarint(br)
+	raw, err := readFrame(r, MaxTelemetryReportSize, "telemetry report")
 	if err != nil {
-		return nil, "", fmt.Errorf("p2p: read telemetry report length: %w", err)
-	}
-	if size > MaxTelemetryReportSize {
-		return nil, "", fmt.Errorf("%w: telemetry report of %d bytes, limit %d", ErrMsgTooLarge, size, MaxTelemetryReportSize)
-	}
-	raw := make([]byte, size)
-	if _, err := io.ReadFull(r, raw); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, "", fmt.Errorf("p2p: read telemetry report: %w", err)
+		return nil, "", err
 	}
 	return OpenTelemetryReport(raw)
 }

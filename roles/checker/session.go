@@ -28,9 +28,7 @@ type SessionSample struct {
 	FPS           float64
 	Width, Height int
 	LatencyP50    time.Duration
-	LatencyP99    time.Duration
 	LongestGap    time.Duration // the longest time without a decoded frame
-	Relay         bool
 }
 
 // SessionRule says how a sample is judged. Zero fields take DefaultSessionRule's.

@@ -188,6 +188,13 @@ func NewTracker(cfg Config, now time.Time) (*Tracker, error) {
 // Schedule is the tracker's epoch schedule.
 func (t *Tracker) Schedule() Schedule { return t.cfg.Schedule }
 
+// InGrace reports whether now falls in the grace window at the start of its epoch, while the
+// previous epoch's committee still serves (Config.Grace).
+func (t *Tracker) InGrace(now time.Time) bool {
+	cur := t.cfg.Schedule.Epoch(now)
+	return cur > 0 && now.Before(t.cfg.Schedule.Start(cur).Add(t.cfg.Grace))
+}
+
 func (t *Tracker) state(e uint64) *epochState {
 	st := t.epochs[e]
 	if st == nil {
@@ -696,7 +703,7 @@ func (t *Tracker) Serving(e uint64) ([]*Ticket, uint64) {
 func (t *Tracker) Active(now time.Time) []*Ticket {
 	cur := t.cfg.Schedule.Epoch(now)
 	out, from := t.Serving(cur)
-	if cur > 0 && now.Before(t.cfg.Schedule.Start(cur).Add(t.cfg.Grace)) {
+	if t.InGrace(now) {
 		if prev, pfrom := t.Serving(cur - 1); pfrom != from {
 			out = append(out, prev...)
 		}
