@@ -305,21 +305,8 @@ func shareStats(ctx context.Context, net *p2p.Net, clk clock.Clock, ticketRaw []
 		if s == nil {
 			return
 		}
-		s.Ticket, s.SentUnixMs = ticketRaw, clk.Now().UnixMilli()
-		chk, err := route(container)
-		if err == nil {
-			var raw []byte
-			if raw, err = net.SealSessionStats(s); err == nil {
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statsTimeout)
-				var ack *pb.SessionStatsAck
-				ack, err = net.SendSessionStats(sctx, chk, raw)
-				cancel()
-				if err == nil && !ack.Accepted {
-					err = fmt.Errorf("checker %s did not take sample %d: %s", chk, s.Seq, ack.Reason)
-				}
-			}
-		}
-		if err != nil {
+		s.Ticket = ticketRaw
+		if _, err := sendSample(ctx, net, clk, route, container, s); err != nil {
 			lastErr = err
 			return
 		}
@@ -342,4 +329,30 @@ func shareStats(ctx context.Context, net *p2p.Net, clk clock.Clock, ticketRaw []
 			return shared, lastErr
 		}
 	}
+}
+
+// sendSample signs sample s (its ticket set) as this consumer, with the time now, and sends it to
+// container's assigned checker (route). It returns the checker; an error when the sample could not
+// be sent or the checker did not take it.
+func sendSample(ctx context.Context, net *p2p.Net, clk clock.Clock, route func(container string) (peer.ID, error),
+	container string, s *pb.SessionStats) (peer.ID, error) {
+	s.SentUnixMs = clk.Now().UnixMilli()
+	chk, err := route(container)
+	if err != nil {
+		return "", err
+	}
+	raw, err := net.SealSessionStats(s)
+	if err != nil {
+		return chk, err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statsTimeout)
+	defer cancel()
+	ack, err := net.SendSessionStats(sctx, chk, raw)
+	if err != nil {
+		return chk, err
+	}
+	if !ack.Accepted {
+		return chk, fmt.Errorf("checker %s did not take sample %d: %s", chk, s.Seq, ack.Reason)
+	}
+	return chk, nil
 }

@@ -29,29 +29,61 @@ import (
 // webHold is how long a browser session lasts unless the page ends it: one 15-minute unit.
 const webHold = 15 * time.Minute
 
-// maxOfferBytes bounds a browser's SDP offer.
-const maxOfferBytes = 64 << 10
+// maxOfferBytes bounds a browser's SDP offer; maxWebSampleBytes a page's session sample.
+const (
+	maxOfferBytes     = 64 << 10
+	maxWebSampleBytes = 4 << 10
+)
+
+// defaultWebFPS is the frame rate a browser session that shares its statistics asks for when the
+// page names none.
+const defaultWebFPS = 30
 
 type webSessions struct {
 	mu   sync.Mutex
-	live map[string]context.CancelFunc
+	live map[string]*webSession
 }
 
-func (ws *webSessions) add(id string, cancel context.CancelFunc) {
+// webSession is one browser session the node holds as its consumer.
+type webSession struct {
+	cancel    context.CancelFunc
+	container string // raw peer ID
+	ticketRaw []byte
+	// With the page's consent (share_stats=1), its samples go to the container's assigned checker,
+	// judged against fps, the rate the node asked the container for.
+	share bool
+	fps   int
+	relay bool
+
+	// mu also orders the page's samples: one is sent at a time, in the order they came.
+	mu        sync.Mutex
+	answered  time.Time // when the container's answer came (wall clock, as the stream runs)
+	claimedMs int64     // the windows of the samples sent so far
+	seq       uint32    // the last sample's number
+	shared    int       // samples the checker took
+}
+
+func (ws *webSessions) add(id string, s *webSession) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.live == nil {
-		ws.live = make(map[string]context.CancelFunc)
+		ws.live = make(map[string]*webSession)
 	}
-	ws.live[id] = cancel
+	ws.live[id] = s
+}
+
+func (ws *webSessions) get(id string) *webSession {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.live[id]
 }
 
 func (ws *webSessions) end(id string) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	c, ok := ws.live[id]
+	s, ok := ws.live[id]
 	if ok {
-		c()
+		s.cancel()
 		delete(ws.live, id)
 	}
 	return ok
@@ -74,6 +106,7 @@ func (n *Node) registerWeb(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]any{"apps": apps})
 	})
 	mux.HandleFunc("POST /v1/render/whep", n.whepOffer)
+	mux.HandleFunc("POST /v1/render/whep/{id}/stats", n.whepStats)
 	mux.HandleFunc("DELETE /v1/render/whep/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !n.web.end(r.PathValue("id")) {
 			http.Error(w, "no such session", http.StatusNotFound)
@@ -135,6 +168,18 @@ func (n *Node) whepOffer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	relayOnly := q.Get("relay") == "1"
+	share := q.Get("share_stats") == "1"
+	fps := 0 // the container's own rate
+	if v := q.Get("fps"); v != "" {
+		f, err := strconv.Atoi(v)
+		if err != nil || f < 1 || f > 120 {
+			writeJSON(w, http.StatusBadRequest, whepError{Error: "fps must be 1 to 120"})
+			return
+		}
+		fps = f
+	} else if share {
+		fps = defaultWebFPS // samples are judged against the rate asked: ask for one
+	}
 
 	mctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
@@ -151,16 +196,17 @@ func (n *Node) whepOffer(w http.ResponseWriter, r *http.Request) {
 	sctx, end := context.WithCancel(n.ctx)
 	answers := make(chan string, 1)
 	failed := make(chan error, 1)
+	ws := &webSession{cancel: end, container: m.Container, ticketRaw: m.TicketRaw, share: share, fps: fps, relay: relayOnly}
 	accepted := func() {
 		go func() {
-			err := n.forwardOffer(sctx, m, string(body), relayOnly, answers)
+			err := n.forwardOffer(sctx, m, string(body), relayOnly, fps, answers)
 			if err != nil {
 				failed <- err
 			}
 			end() // the render stream is over: so is the session
 		}()
 	}
-	n.web.add(id, end)
+	n.web.add(id, ws)
 	go func() {
 		defer n.web.end(id)
 		if _, err := runSession(sctx, n.net, n.opts.Clock, m, ConnectOptions{Hold: webHold}, accepted); err != nil {
@@ -169,6 +215,9 @@ func (n *Node) whepOffer(w http.ResponseWriter, r *http.Request) {
 	}()
 	select {
 	case ans := <-answers:
+		ws.mu.Lock()
+		ws.answered = time.Now()
+		ws.mu.Unlock()
 		mj, _ := json.Marshal(whepMatch{Container: peer.ID(m.Container).String(), Indexer: peer.ID(m.Indexer).String(),
 			Price: FormatAmount(m.Ticket.PriceMicros), MatchMS: float64(m.Took.Microseconds()) / 1000, SessionID: id})
 		w.Header().Set("Content-Type", "application/sdp")
@@ -194,7 +243,7 @@ func (n *Node) whepOffer(w http.ResponseWriter, r *http.Request) {
 
 // forwardOffer carries a browser's offer to the container (non-trickle: the SDP holds every
 // candidate) and its answer back, then holds the signalling stream open until the session ends.
-func (n *Node) forwardOffer(ctx context.Context, m *consumer.Match, sdp string, relayOnly bool, answers chan<- string) error {
+func (n *Node) forwardOffer(ctx context.Context, m *consumer.Match, sdp string, relayOnly bool, fps int, answers chan<- string) error {
 	s, err := n.net.NewStream(ctx, peer.ID(m.Container), p2p.ProtoRender)
 	if err != nil {
 		return err
@@ -203,7 +252,7 @@ func (n *Node) forwardOffer(ctx context.Context, m *consumer.Match, sdp string, 
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	sig := streamSignaller{s}
-	if err := sig.Send(&pb.RenderSignal{Offer: &pb.RenderOffer{Ticket: m.TicketRaw, Sdp: sdp, RelayOnly: relayOnly, IceServers: m.ICEServers}}); err != nil {
+	if err := sig.Send(&pb.RenderSignal{Offer: &pb.RenderOffer{Ticket: m.TicketRaw, Sdp: sdp, RelayOnly: relayOnly, IceServers: m.ICEServers, Fps: uint32(fps)}}); err != nil {
 		return err
 	}
 	for {
@@ -226,4 +275,107 @@ func (n *Node) forwardOffer(ctx context.Context, m *consumer.Match, sdp string, 
 			return nil
 		}
 	}
+}
+
+// webSample is one window of a browser session's stream as the page measured it (app.js,
+// StatsSampler): POST /v1/render/whep/{id}/stats.
+type webSample struct {
+	WindowMs     int64   `json:"window_ms"`
+	Frames       int64   `json:"frames"`         // frames decoded in the window
+	FramesLost   int64   `json:"frames_lost"`    // frame numbers the stream skipped
+	Width        int64   `json:"width"`          // the size most frames had
+	Height       int64   `json:"height"`         //
+	LatencyMsP50 float64 `json:"latency_ms_p50"` // the render stamp to presented
+	LatencyMsP99 float64 `json:"latency_ms_p99"`
+	LongestGapMs int64   `json:"longest_gap_ms"` // the longest time without a presented frame
+}
+
+// webSampleAck is the answer to a page's sample.
+type webSampleAck struct {
+	Accepted bool   `json:"accepted"`
+	Seq      uint32 `json:"seq"`
+	Checker  string `json:"checker,omitempty"`
+	Shared   int    `json:"shared"` // samples of this session the checker took so far
+	Error    string `json:"error,omitempty"`
+}
+
+// webSampleSlack is how far the windows of a session's samples together may run past the time
+// since the container answered (the page's clock and the node's, the answer's way back).
+const webSampleSlack = 2 * time.Second
+
+// check says what is wrong with a page's sample, "" when nothing: it must fit the wire's bounds
+// and, with the samples before it, the time the session has run.
+func (ws *webSession) check(in webSample, now time.Time) string {
+	switch {
+	case in.WindowMs < p2p.MinSessionStatsWindowMs || in.WindowMs > p2p.MaxSessionStatsWindowMs:
+		return fmt.Sprintf("window_ms must be %d to %d", p2p.MinSessionStatsWindowMs, p2p.MaxSessionStatsWindowMs)
+	case in.Frames < 0 || in.FramesLost < 0 || in.Width < 0 || in.Height < 0 || in.LongestGapMs < 0 ||
+		in.LatencyMsP50 < 0 || in.LatencyMsP99 < 0:
+		return "counts, sizes and times cannot be negative"
+	case in.Frames > in.WindowMs*120/1000+1 || in.FramesLost > in.WindowMs*120/1000+1:
+		return "more frames than 120 a second"
+	case in.Width > 16384 || in.Height > 16384:
+		return "width and height are at most 16384"
+	case in.LongestGapMs > in.WindowMs:
+		return "longest_gap_ms is longer than the window"
+	case in.LatencyMsP50 > 3.6e6 || in.LatencyMsP99 > 3.6e6 || in.LatencyMsP99 < in.LatencyMsP50:
+		return "latencies must be under an hour, p99 at least p50"
+	case ws.answered.IsZero():
+		return "the session has not started"
+	case time.Duration(ws.claimedMs+in.WindowMs)*time.Millisecond > now.Sub(ws.answered)+webSampleSlack:
+		return "the samples' windows are longer than the session"
+	case ws.seq >= maxSessionSamples:
+		return "too many samples for one session"
+	}
+	return ""
+}
+
+// whepStats takes one sample of a browser session that consented to checks during sessions, signs
+// it as the session's consumer (this node: it was matched for the page) and sends it to the
+// container's assigned checker, like ConnectOptions.ShareStats does for a Go client.
+func (n *Node) whepStats(w http.ResponseWriter, r *http.Request) {
+	ws := n.web.get(r.PathValue("id"))
+	if ws == nil {
+		writeJSON(w, http.StatusNotFound, webSampleAck{Error: "no such session"})
+		return
+	}
+	if !ws.share {
+		writeJSON(w, http.StatusConflict, webSampleAck{Error: "this session did not consent to sharing its statistics (share_stats=1 on the offer)"})
+		return
+	}
+	var in webSample
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxWebSampleBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeJSON(w, http.StatusBadRequest, webSampleAck{Error: "the body must be one JSON sample: " + err.Error()})
+		return
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if why := ws.check(in, time.Now()); why != "" {
+		writeJSON(w, http.StatusBadRequest, webSampleAck{Seq: ws.seq, Shared: ws.shared, Error: why})
+		return
+	}
+	ws.seq++
+	ws.claimedMs += in.WindowMs
+	s := &pb.SessionStats{
+		Ticket: ws.ticketRaw, Seq: ws.seq, WindowMs: uint32(in.WindowMs), FpsAsked: uint32(ws.fps),
+		Frames: uint32(in.Frames), FramesLost: uint32(in.FramesLost),
+		FpsMilli: uint32(in.Frames * 1000 * 1000 / in.WindowMs), Width: uint32(in.Width), Height: uint32(in.Height),
+		LatencyUsP50: uint32(in.LatencyMsP50 * 1000), LatencyUsP99: uint32(in.LatencyMsP99 * 1000),
+		LongestGapMs: uint32(in.LongestGapMs), Relay: ws.relay,
+	}
+	chk, err := sendSample(r.Context(), n.net, n.opts.Clock, n.assignedChecker, ws.container, s)
+	ack := webSampleAck{Accepted: err == nil, Seq: s.Seq}
+	if chk != "" {
+		ack.Checker = chk.String()
+	}
+	if err != nil {
+		ack.Shared, ack.Error = ws.shared, err.Error()
+		writeJSON(w, http.StatusBadGateway, ack)
+		return
+	}
+	ws.shared++
+	ack.Shared = ws.shared
+	writeJSON(w, http.StatusOK, ack)
 }

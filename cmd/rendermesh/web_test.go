@@ -28,6 +28,8 @@ type browserRun struct {
 	InputRttMsP50     *float64 `json:"inputRttMsP50"`
 	FirstFrameMs      *float64 `json:"firstFrameMs"`
 	Relay             *bool    `json:"relay"`
+	StatsShared       *int     `json:"statsShared"`
+	StatsError        *string  `json:"statsError"`
 }
 
 // runBrowser drives the web client in Debian's Chromium through playwright-core.
@@ -61,7 +63,9 @@ func TestWebClient(t *testing.T) {
 	clearEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 6, Relay: true, Web: "127.0.0.1:0"})
+	// One checker: containers serve once it passed them, and the direct session shares its
+	// statistics with it (checks during sessions).
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: 6, Epoch: 10 * time.Second, Committee: 6, Relay: true, Web: "127.0.0.1:0", Checkers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +78,10 @@ func TestWebClient(t *testing.T) {
 		name  string
 		args  []string
 		relay bool
+		share bool
 	}{
-		{"direct", []string{"--seconds", "3"}, false},
-		{"relay", []string{"--seconds", "3", "--relay"}, true},
+		{"direct", []string{"--seconds", "4", "--share-stats"}, false, true},
+		{"relay", []string{"--seconds", "3", "--relay"}, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, stderr := runBrowser(t, base, tc.args...)
@@ -86,8 +91,15 @@ func TestWebClient(t *testing.T) {
 			if r.Relay == nil || *r.Relay != tc.relay {
 				t.Errorf("relay = %v, want %v", r.Relay, tc.relay)
 			}
-			t.Logf("%s: %dx%d, %d stamped frames, %.1f fps, first frame %.0f ms, frame latency p50 %.1f ms, input rtt %.1f ms",
-				tc.name, r.Width, r.Height, r.FramesStamped, r.FPS, *r.FirstFrameMs, *r.FrameLatencyMsP50, deref(r.InputRttMsP50))
+			// A shared session's last sample (the whole session: about 5 s) reaches the checker.
+			switch {
+			case tc.share && (r.StatsShared == nil || *r.StatsShared < 1):
+				t.Errorf("the checker took no sample of a session that shares its statistics: shared %v, last error %v", derefInt(r.StatsShared), derefString(r.StatsError))
+			case !tc.share && r.StatsShared != nil:
+				t.Errorf("a session without consent shared %d samples", *r.StatsShared)
+			}
+			t.Logf("%s: %dx%d, %d stamped frames, %.1f fps, first frame %.0f ms, frame latency p50 %.1f ms, input rtt %.1f ms, samples shared %d",
+				tc.name, r.Width, r.Height, r.FramesStamped, r.FPS, *r.FirstFrameMs, *r.FrameLatencyMsP50, deref(r.InputRttMsP50), derefInt(r.StatsShared))
 		})
 	}
 }
@@ -97,4 +109,18 @@ func deref(f *float64) float64 {
 		return -1
 	}
 	return *f
+}
+
+func derefInt(i *int) int {
+	if i == nil {
+		return -1
+	}
+	return *i
+}
+
+func derefString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

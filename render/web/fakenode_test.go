@@ -36,6 +36,7 @@ type fakeNode struct {
 	invalid  int           // messages that did not decode
 	pongs    int           // answers to our pings
 	deleted  int
+	samples  int    // session samples taken (share_stats)
 	relayed  []bool // per session created: relay asked
 }
 
@@ -133,6 +134,23 @@ func (n *fakeNode) Handler() http.Handler {
 		n.deleted++
 		n.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
+	})
+	// Samples of a session that shares its statistics: the fake node has no checker to send them
+	// to, so it takes each one.
+	mux.HandleFunc("POST /v1/render/whep/{id}/stats", func(w http.ResponseWriter, r *http.Request) {
+		n.mu.Lock()
+		s := n.sessions[r.PathValue("id")]
+		if s != nil {
+			n.samples++
+		}
+		shared := n.samples
+		n.mu.Unlock()
+		if s == nil {
+			jsonError(w, http.StatusNotFound, "no such session", "it ended already, or never began")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"accepted": true, "shared": shared})
 	})
 	return mux
 }

@@ -244,6 +244,54 @@ console.log(JSON.stringify({
 	}
 }
 
+// The page's sampler (sample.js) measures a window like the Go client's (node.statsSampler):
+// frames from the decoder's count, skipped stamp numbers less the frames decoded and not
+// presented, the longest gap with the window's end included, the most common size; a hidden page
+// drops its window, and a window too short is not sent.
+func TestSampleJS(t *testing.T) {
+	var out map[string]json.RawMessage
+	node(t, `
+import { StatsWindow, statsEveryMs } from 'STATIC/sample.js';
+import { whepPath } from 'STATIC/whep.js';
+const w = new StatsWindow();
+const early = w.flush(500, 10);
+// 30 frames/s from t=1000 for 4 s, numbers 1..120, frames 50..54 never arrive, a 1.5 s silence
+// after frame 100; 2 frames at 320x180, the rest 640x360; latency 10 ms, two frames 100 ms.
+let t = 1000;
+for (let n = 1; n <= 120; n++) {
+  if (n >= 50 && n < 55) { t += 1000 / 30; continue; }
+  if (n === 101) t += 1500;
+  const small = n <= 2;
+  w.frame(t, n, n === 60 || n === 61 ? 100 : 10, small ? 320 : 640, small ? 180 : 360);
+  t += 1000 / 30;
+}
+const a = w.flush(t + 200, 117); // 117 decoded: 2 decoded and not presented
+w.frame(t + 300, 121, 12, 640, 360);
+w.pause(); // hidden: this window is dropped
+const hidden = w.flush(t + 2000, 140);
+w.frame(t + 5000, 1, null, 640, 360); // a new stream, numbers from 1, no stamp latency
+w.frame(t + 5100, 2, null, 640, 360);
+w.frame(t + 5200, 0, null, 640, 360); // no valid stamp
+const b = w.flush(t + 6500, 200); // decoded count unknown since the pause: presented frames count
+console.log(JSON.stringify({ early, a, hidden, b, every: [statsEveryMs(''), statsEveryMs('2'), statsEveryMs('30'), statsEveryMs('x')],
+  path: whepPath({ app: 'demo', shareStats: true, fps: 60 }), pathFps: whepPath({ app: 'demo', fps: 500 }) }));
+`, &out)
+	want := map[string]string{
+		"early":   `null`,
+		"a":       `{"window_ms":5700,"frames":117,"frames_lost":3,"width":640,"height":360,"latency_ms_p50":10,"latency_ms_p99":100,"longest_gap_ms":1533}`,
+		"hidden":  `null`,
+		"b":       `{"window_ms":1500,"frames":3,"frames_lost":0,"width":640,"height":360,"latency_ms_p50":0,"latency_ms_p99":0,"longest_gap_ms":1300}`,
+		"every":   `[60000,5000,30000,60000]`,
+		"path":    `"/v1/render/whep?app=demo&rank=index&max_latency_ms=0&relay=0&share_stats=1&fps=60"`,
+		"pathFps": `"/v1/render/whep?app=demo&rank=index&max_latency_ms=0&relay=0"`,
+	}
+	for k, w := range want {
+		if got := string(out[k]); got != w {
+			t.Errorf("%s = %s, want %s", k, got, w)
+		}
+	}
+}
+
 // Pointer positions map to the picture, not the element: letterboxed, pillarboxed, cropped,
 // stretched.
 func TestContentPointJS(t *testing.T) {

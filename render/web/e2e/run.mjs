@@ -1,11 +1,11 @@
 // End-to-end driver for the rendermesh player page, in Debian's Chromium (no downloaded browser).
 //
-//   node run.mjs <base-url> [--app demo] [--seconds 10] [--relay] [--timeout 30]
+//   node run.mjs <base-url> [--app demo] [--seconds 10] [--relay] [--share-stats] [--timeout 30]
 //
-// It opens <base-url>/, connects with window.rendermesh.connect({app, relay}), waits until the
+// It opens <base-url>/, connects with window.rendermesh.connect({app, relay, shareStats}), waits until the
 // page plays frames with valid stamps, moves the mouse over the video and presses a few keys,
-// watches for --seconds, then prints one line of JSON: the page's stats and ok: true, and exits
-// 0. On any failure it prints {ok: false, error, state, consoleErrors, ...} and exits 1. A console
+// watches for --seconds, disconnects (a session that shares its statistics sends its last sample
+// then), then prints one line of JSON: the page's stats and ok: true, and exits 0. On any failure it prints {ok: false, error, state, consoleErrors, ...} and exits 1. A console
 // error on the page is a failure too. CHROMIUM overrides the browser's path.
 
 import { chromium } from 'playwright-core';
@@ -20,7 +20,7 @@ const CHROMIUM_ARGS = [
 ];
 
 function parseArgs(argv) {
-  const o = { base: null, app: 'demo', seconds: 10, relay: false, timeout: 30 };
+  const o = { base: null, app: 'demo', seconds: 10, relay: false, shareStats: false, timeout: 30 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -31,11 +31,12 @@ function parseArgs(argv) {
     else if (a === '--seconds') o.seconds = Number(value());
     else if (a === '--timeout') o.timeout = Number(value());
     else if (a === '--relay') o.relay = true;
+    else if (a === '--share-stats') o.shareStats = true;
     else if (a.startsWith('--')) throw new Error(`unknown flag ${a}`);
     else if (o.base === null) o.base = a;
     else throw new Error(`unexpected argument ${a}`);
   }
-  if (!o.base) throw new Error('usage: node run.mjs <base-url> [--app demo] [--seconds 10] [--relay] [--timeout 30]');
+  if (!o.base) throw new Error('usage: node run.mjs <base-url> [--app demo] [--seconds 10] [--relay] [--share-stats] [--timeout 30]');
   if (!(o.seconds >= 0) || !(o.timeout > 0)) throw new Error('--seconds and --timeout take positive numbers');
   return o;
 }
@@ -82,8 +83,8 @@ async function main() {
   }
 
   const connectError = await page.evaluate(
-    ({ app, relay }) => window.rendermesh.connect({ app, relay }).then(() => null, (e) => String(e && e.message ? e.message : e)),
-    { app: o.app, relay: o.relay },
+    ({ app, relay, shareStats }) => window.rendermesh.connect({ app, relay, shareStats }).then(() => null, (e) => String(e && e.message ? e.message : e)),
+    { app: o.app, relay: o.relay, shareStats: o.shareStats },
   );
   if (connectError) return fail(`connect failed: ${connectError}`);
 
@@ -136,11 +137,14 @@ async function main() {
   if (consoleErrors.length) return fail('the page logged errors');
 
   await page.evaluate(() => window.rendermesh.disconnect());
-  const closed = await page.evaluate(() => window.rendermesh.state);
-  if (closed !== 'closed') return fail(`after disconnect the state is ${closed}`);
+  const after = await snapshot();
+  if (after.state !== 'closed') return fail(`after disconnect the state is ${after.state}`);
+  if (consoleErrors.length) return fail('the page logged errors');
 
   clearTimeout(deadline);
-  console.log(JSON.stringify({ ok: true, ...end.stats, app: o.app, relayAsked: o.relay, seconds: o.seconds, consoleErrors }));
+  // The last sample goes at disconnect: the counts of samples shared come from after it.
+  const shared = { statsShared: after.stats?.statsShared ?? null, statsError: after.stats?.statsError ?? null };
+  console.log(JSON.stringify({ ok: true, ...end.stats, ...shared, app: o.app, relayAsked: o.relay, seconds: o.seconds, consoleErrors }));
   await browser.close();
   process.exit(0);
 }

@@ -5,6 +5,7 @@
 import { blockSize, decodeStamp, STAMP_COLS, STAMP_ROWS } from './stamp.js';
 import { contentPoint, KEY_CODE } from './input.js';
 import { credentialExpired, errorMessage, iceServersFromLinks, isTurn, quantile, whepPath } from './whep.js';
+import { StatsWindow, statsEveryMs } from './sample.js';
 
 const PING_MS = 500; // input round-trip probes
 const STATS_MS = 1000; // getStats and overlay refresh
@@ -27,6 +28,7 @@ const ui = {
   rank: $('rank'),
   maxLatency: $('max-latency'),
   relay: $('relay'),
+  share: $('share-stats'),
   connect: $('connect'),
   disconnect: $('disconnect'),
   statsToggle: $('stats-toggle'),
@@ -61,6 +63,8 @@ function freshStats() {
     firstFrameMs: null, // connect() → first frame with a valid stamp
     reconnects: 0,
     match: null, // X-Rendermesh-Match
+    statsShared: null, // samples the container's checker took (null: the session does not share)
+    statsError: null, // why the last sample was not taken
   };
 }
 
@@ -92,7 +96,7 @@ function setState(state, error = null) {
   const busy = state === 'connecting' || state === 'playing';
   ui.connect.disabled = busy;
   ui.disconnect.disabled = !busy;
-  for (const el of [ui.app, ui.rank, ui.maxLatency, ui.relay]) el.disabled = busy;
+  for (const el of [ui.app, ui.rank, ui.maxLatency, ui.relay, ui.share]) el.disabled = busy;
   ui.placeholder.hidden = state === 'playing';
   if (state !== 'playing') ui.placeholder.textContent = state === 'connecting' ? 'Connecting…' : text;
 }
@@ -117,14 +121,20 @@ function rememberIceServers(servers) {
 }
 
 // connect starts a session. opts: {app, rank ("index"|"fee"|"experience"), maxLatencyMs (0: no
-// limit), relay (bool)}; missing fields come from the form. It resolves once the answer is applied;
-// the state turns "playing" at the first frame.
+// limit), relay (bool), shareStats (bool: consent to checks during the session), statsEvery
+// (seconds between samples, default 60, at least 5), fps (the frame rate to ask for)}; missing
+// fields come from the form and the page's URL. It resolves once the answer is applied; the state
+// turns "playing" at the first frame.
 async function connect(opts = {}) {
+  const q = new URLSearchParams(location.search);
   const o = {
     app: String(opts.app ?? ui.app.value ?? ''),
     rank: String(opts.rank ?? ui.rank.value ?? 'index'),
     maxLatencyMs: Number(opts.maxLatencyMs ?? (ui.maxLatency.value || 0)),
     relay: Boolean(opts.relay ?? ui.relay.checked),
+    shareStats: Boolean(opts.shareStats ?? ui.share.checked),
+    statsEveryMs: statsEveryMs(opts.statsEvery ?? q.get('stats_every')),
+    fps: Number(opts.fps ?? q.get('fps') ?? 0),
   };
   if (!o.app) {
     setState('failed', 'Pick an app first.');
@@ -161,6 +171,20 @@ function showOptions(o) {
   if ([...ui.rank.options].some((opt) => opt.value === o.rank)) ui.rank.value = o.rank;
   ui.maxLatency.value = o.maxLatencyMs > 0 ? String(o.maxLatencyMs) : '';
   ui.relay.checked = o.relay;
+  ui.share.checked = o.shareStats;
+}
+
+// decodedFrames is how many frames pc's video decoder has decoded (null: not known).
+async function decodedFrames(pc) {
+  try {
+    let n = null;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video' && Number.isInteger(r.framesDecoded)) n = r.framesDecoded;
+    });
+    return n;
+  } catch {
+    return null;
+  }
 }
 
 // gathered resolves when ICE gathering completes (we do not trickle), or after timeoutMs.
@@ -221,6 +245,8 @@ class Session {
     this.timers = [];
     this.canvas = null;
     this.ctx = null;
+    this.sampler = null; // the current window, when the session shares its statistics
+    this.sharing = Promise.resolve(); // samples go one at a time
   }
 
   async start() {
@@ -242,6 +268,9 @@ class Session {
   async negotiate(iceServers) {
     const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
     this.pc = pc;
+    // Each negotiation is a session of its own on the node, with samples of its own.
+    this.sampler = this.o.shareStats ? new StatsWindow() : null;
+    if (this.sampler) this.stats.statsShared = 0;
     pc.addTransceiver('video', { direction: 'recvonly' });
     this.dc = pc.createDataChannel('input', { ordered: true });
     this.wireChannel(this.dc);
@@ -259,8 +288,10 @@ class Session {
           break;
         case 'disconnected':
           ui.status.textContent = 'Connection interrupted, waiting for it to come back…';
+          this.sampler?.pause(); // our network, maybe: the container is not judged on it
           break;
         case 'failed':
+          this.sampler = null;
           this.fail(new Error('the connection failed (ICE): no network path to the container'));
           break;
       }
@@ -349,6 +380,7 @@ class Session {
     if (this.timers.length) return;
     this.timers.push(setInterval(() => this.ping(), PING_MS));
     this.timers.push(setInterval(() => this.updateStats(), STATS_MS));
+    if (this.sampler) this.timers.push(setInterval(() => this.shareSample(this.abort.signal), this.o.statsEveryMs));
     this.raf = requestAnimationFrame(this.tick);
     this.listen();
   }
@@ -442,6 +474,8 @@ class Session {
       { signal: this.abort.signal, passive: false },
     );
     v.addEventListener('contextmenu', (ev) => ev.preventDefault(), opt);
+    // A hidden page presents no frames: its window would read as a stream gone silent.
+    document.addEventListener('visibilitychange', () => document.hidden && this.sampler?.pause(), opt);
 
     const key = (ev, down) => {
       if (ev.code === 'F2' || !capturing() || !KEY_CODE.test(ev.code)) return;
@@ -486,18 +520,23 @@ class Session {
     if (this.closed) return;
     this.stats.framesPresented++;
     if (rendermesh.state === 'connecting' && current === this) setState('playing');
-    this.readStamp(meta);
+    const st = this.readStamp(meta);
+    if (this.sampler && !document.hidden) {
+      this.sampler.frame(meta.presentationTime ?? now, st ? st.frame : 0, st ? st.latencyMs : null,
+        meta.width || ui.video.videoWidth, meta.height || ui.video.videoHeight);
+    }
     this.vfc = ui.video.requestVideoFrameCallback(this.onFrame);
   };
 
-  // readStamp decodes the presented frame's stamp and records its latency.
+  // readStamp decodes the presented frame's stamp and records its latency. It returns {frame,
+  // latencyMs}, or null when the frame has no valid stamp.
   readStamp(meta) {
     const vw = meta.width || ui.video.videoWidth;
     const vh = meta.height || ui.video.videoHeight;
     const b = blockSize(vw);
     const w = STAMP_COLS * b;
     const h = STAMP_ROWS * b;
-    if (vw < w || vh < h) return;
+    if (vw < w || vh < h) return null;
     if (!this.canvas || this.canvas.width !== w || this.canvas.height !== h) {
       this.canvas = new OffscreenCanvas(w, h);
       this.ctx = this.canvas.getContext('2d', { willReadFrequently: true });
@@ -507,7 +546,7 @@ class Session {
     const st = decodeStamp(this.ctx.getImageData(0, 0, w, h).data, w, b);
     if (!st.ok) {
       this.stats.stampErrors++;
-      return;
+      return null;
     }
     this.stats.framesStamped++;
     if (this.stats.firstFrameMs === null) this.stats.firstFrameMs = round(performance.now() - this.t0, 1);
@@ -516,12 +555,48 @@ class Session {
     // difference is the true render-to-display latency; across machines it also carries the
     // offset between their clocks.
     const renderMs = Number(st.renderUs) / 1000;
-    this.latencies.push(performance.timeOrigin + meta.presentationTime - renderMs);
+    const latencyMs = performance.timeOrigin + meta.presentationTime - renderMs;
+    this.latencies.push(latencyMs);
     if (this.latencies.length > MAX_LATENCY_SAMPLES) this.latencies.splice(0, this.latencies.length - MAX_LATENCY_SAMPLES);
     if (meta.receiveTime !== undefined) {
       this.receiveLatencies.push(performance.timeOrigin + meta.receiveTime - renderMs);
       if (this.receiveLatencies.length > MAX_LATENCY_SAMPLES) this.receiveLatencies.shift();
     }
+    return { frame: st.frame, latencyMs };
+  }
+
+  // shareSample ends the sampler's window and sends it to the node, which signs it and passes it
+  // to the container's checker. Samples go one at a time, in order.
+  shareSample(signal) {
+    const sampler = this.sampler;
+    const loc = this.location;
+    const pc = this.pc;
+    if (!sampler || !loc || !pc) return Promise.resolve();
+    this.sharing = this.sharing.then(async () => {
+      const sample = sampler.flush(performance.now(), await decodedFrames(pc));
+      if (!sample) return;
+      try {
+        const resp = await fetch(`${loc}/stats`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify(sample),
+          signal,
+        });
+        const body = await resp.text();
+        let ack = {};
+        try {
+          ack = JSON.parse(body);
+        } catch {
+          // not JSON: the status says it
+        }
+        if (Number.isInteger(ack.shared)) this.stats.statsShared = ack.shared;
+        this.stats.statsError = resp.ok ? null : errorMessage(resp.status, body);
+      } catch (err) {
+        if (!signal.aborted) this.stats.statsError = String(err && err.message ? err.message : err);
+      }
+      renderStats(this.stats);
+    });
+    return this.sharing;
   }
 
   async updateStats() {
@@ -571,8 +646,11 @@ class Session {
     renderStats(s);
   }
 
-  // hangUp ends this peer connection and its session on the node, keeping the stats.
+  // hangUp ends this peer connection and its session on the node, keeping the stats. A session
+  // that shares its statistics sends its last window first.
   async hangUp() {
+    if (this.sampler) await this.shareSample(AbortSignal.timeout(5000));
+    this.sampler = null;
     this.abort.abort();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
@@ -638,6 +716,7 @@ const SHOWN = [
   ['price', 'Price', (s) => s.match?.price ?? null],
   ['matchMs', 'Match', (s) => fixed(s.match?.match_ms, 1, ' ms')],
   ['session', 'Session', (s) => s.match?.session_id ?? null],
+  ['checks', 'Stats shared', (s) => (s.statsShared === null ? 'no' : `${s.statsShared} sample${s.statsShared === 1 ? '' : 's'}${s.statsError ? ` (last refused: ${s.statsError})` : ''}`)],
 ];
 
 const statCells = new Map();
@@ -698,6 +777,7 @@ function init() {
   if (q.has('rank')) ui.rank.value = q.get('rank');
   if (q.has('max_latency_ms')) ui.maxLatency.value = q.get('max_latency_ms');
   ui.relay.checked = q.get('relay') === '1';
+  ui.share.checked = q.get('share_stats') === '1';
   if (q.get('stats') === '0') toggleStats();
 
   ui.form.addEventListener('submit', (ev) => {

@@ -1,7 +1,8 @@
 // Signalling helpers: pure functions, no DOM, so node can test them (render/web/web_test.go).
 
-// whepPath is the URL of the session request for opts {app, rank, maxLatencyMs, relay}.
-// max_latency_ms=0 means no limit.
+// whepPath is the URL of the session request for opts {app, rank, maxLatencyMs, relay,
+// shareStats, fps}. max_latency_ms=0 means no limit; share_stats=1 is the consumer's consent to
+// checks during the session (the node then asks the container for fps, 30 unless given).
 export function whepPath(opts) {
   const q = new URLSearchParams({
     app: opts.app,
@@ -9,6 +10,9 @@ export function whepPath(opts) {
     max_latency_ms: String(Math.max(0, Math.round(Number(opts.maxLatencyMs) || 0))),
     relay: opts.relay ? '1' : '0',
   });
+  if (opts.shareStats) q.set('share_stats', '1');
+  const fps = Math.round(Number(opts.fps) || 0);
+  if (fps >= 1 && fps <= 120) q.set('fps', String(fps));
   return `/v1/render/whep?${q}`;
 }
 
