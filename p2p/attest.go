@@ -61,7 +61,7 @@ const (
 	AttestMalformed      AttestReason = "malformed"       // does not decode, a field out of range, not an Ed25519 signer
 	AttestBadSignature   AttestReason = "bad_signature"   // signature does not verify, or another payload type
 	AttestSignerMismatch AttestReason = "signer_mismatch" // the envelope's signer is not the attestation's checker
-	AttestAuthorMismatch AttestReason = "author_mismatch" // published on gossip by someone other than its checker
+	AttestAuthorMismatch AttestReason = "author_mismatch" // names a gossip author other than its checker
 	AttestWrongEpoch     AttestReason = "wrong_epoch"     // epoch not the issue time's, or not current (nor the previous one late)
 	AttestIneligible     AttestReason = "ineligible"      // the checker may not check in that epoch
 	AttestLate           AttestReason = "late"            // previous epoch, after its grace but within the late window (ignored)
@@ -118,7 +118,7 @@ func decodeAttestation(data []byte) (openedAttestation, AttestReason) {
 		return openedAttestation{}, AttestOversize
 	}
 	var env recordpb.Envelope
-	if err := proto.Unmarshal(data, &env); err != nil {
+	if err := proto.Unmarshal(data, &env); err != nil || !canonicalEnvelope(&env, data) {
 		return openedAttestation{}, AttestMalformed
 	}
 	key := env.GetPublicKey()
@@ -326,8 +326,10 @@ func NewAttestValidator(cfg AttestConfig) (*AttestValidator, error) {
 // Metrics are the validator's counters.
 func (v *AttestValidator) Metrics() *AttestMetrics { return v.cfg.Metrics }
 
-// Validate judges an attestation envelope published on gossip by from ("" when it did not come
-// from gossip: the author is then not checked). It returns the attestation and "" when it is
+// Validate judges an attestation envelope published on gossip by from: "" when the message names
+// no author, which is always so on rendermesh's gossip (StrictNoSign: the envelope's signature is
+// the author's), and when it did not come from gossip. A message that names an author must be the
+// checker's. It returns the attestation and "" when it is
 // accepted (and remembers it, so the same attestation again is a duplicate), or the reason it is
 // not. It counts nothing: the gossip validator does.
 func (v *AttestValidator) Validate(from peer.ID, data []byte) (*pb.Attestation, AttestReason) {

@@ -118,7 +118,8 @@ func (r *attestRecord) UnmarshalRecord(b []byte) error {
 func init() { record.RegisterType(&attestRecord{}) }
 
 // refOpenAttestation opens an attestation the slow, obvious way: go-libp2p's record.ConsumeEnvelope
-// (two decodings of the envelope, crypto/ed25519), then the same checks of the payload.
+// (two decodings of the envelope, crypto/ed25519), libp2p's own encoding of the envelope compared
+// with the input (canonical), then the same checks of the payload.
 func refOpenAttestation(data []byte) (*pb.Attestation, peer.ID, bool) {
 	if len(data) > MaxAttestationSize {
 		return nil, "", false
@@ -126,6 +127,9 @@ func refOpenAttestation(data []byte) (*pb.Attestation, peer.ID, bool) {
 	env, rec, err := record.ConsumeEnvelope(data, KindAttestation.Domain)
 	if err != nil || !bytes.Equal(env.PayloadType, KindAttestation.Codec) {
 		return nil, "", false
+	}
+	if again, err := env.Marshal(); err != nil || !bytes.Equal(again, data) {
+		return nil, "", false // not the envelope's canonical encoding (canonicalEnvelope)
 	}
 	if env.PublicKey.Type() != crypto.Ed25519 { // rendermesh identities are Ed25519 (see TestOpenAttestationOnlyEd25519)
 		return nil, "", false
@@ -752,7 +756,7 @@ type attestAttacker struct {
 	topic *pubsub.Topic
 }
 
-func newAttestAttacker(ctx context.Context, t *testing.T, seed int64, honest []*Net) *attestAttacker {
+func newAttestAttacker(ctx context.Context, t *testing.T, seed int64, honest []*Net, psOpts ...pubsub.Option) *attestAttacker {
 	t.Helper()
 	key, id := testKey(t, seed)
 	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
@@ -763,7 +767,11 @@ func newAttestAttacker(ctx context.Context, t *testing.T, seed int64, honest []*
 	t.Cleanup(func() { h.Close() })
 	psCtx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ps, err := pubsub.NewGossipSub(psCtx, h, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign), pubsub.WithMaxMessageSize(1<<20))
+	// The network's gossip policy (unsigned messages, content IDs): anything else honest nodes drop
+	// before their validators see it.
+	opts := []pubsub.Option{pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(GossipMsgID), pubsub.WithMaxMessageSize(1 << 20)}
+	ps, err := pubsub.NewGossipSub(psCtx, h, append(opts, psOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -800,10 +808,10 @@ func TestAttestGossip(t *testing.T) {
 
 	// Attackers' identities first: some of them are eligible checkers.
 	const (
-		seedForger, seedReplayer, seedWrongEpoch, seedIneligible, seedOversize, seedMalformed, seedFlooder = 301, 302, 303, 304, 305, 306, 307
+		seedForger, seedReplayer, seedWrongEpoch, seedIneligible, seedOversize, seedMalformed, seedFlooder, seedSigned = 301, 302, 303, 304, 305, 306, 307, 308
 	)
 	eligible := eligibleSet{}
-	for _, s := range []int64{100, 101, seedForger, seedReplayer, seedWrongEpoch, seedOversize, seedMalformed, seedFlooder} {
+	for _, s := range []int64{100, 101, seedForger, seedReplayer, seedWrongEpoch, seedOversize, seedMalformed, seedFlooder, seedSigned} {
 		_, id := testKey(t, s)
 		eligible[id] = true
 	}
@@ -918,7 +926,12 @@ func TestAttestGossip(t *testing.T) {
 	expectedMu.Unlock()
 	replayer.publish(ctx, t, valid)
 	waitFor(ctx, t, "the replayer's valid attestation", allDelivered)
-	replayer.publish(ctx, t, valid) // a new gossip message with the same attestation
+	replayer.publish(ctx, t, valid) // the same message again: gossip's seen cache drops it
+	// A second attestation for the same check (the replayer equivocates): the validator remembers
+	// the check and ignores it.
+	twice := testAttestation(replayer.id, container, attestNow, 1)
+	twice.M.FpsMilli++
+	replayer.publish(ctx, t, sealAttest(t, twice, replayer.key))
 	waitRejected(AttestDuplicate, 1)
 
 	wrongEpoch := newAttestAttacker(ctx, t, seedWrongEpoch, nets)
@@ -937,10 +950,17 @@ func TestAttestGossip(t *testing.T) {
 
 	malformed := newAttestAttacker(ctx, t, seedMalformed, nets)
 	malformed.publish(ctx, t, []byte("\x0a\x05not an attestation"))
-	waitRejected(AttestMalformed, 1)
+	malformed.publish(ctx, t, rewrap(valid)) // the replayer's valid envelope in new bytes: not canonical
+	waitRejected(AttestMalformed, 2)
 
-	// The flood: a stream of invalid attestations (forgeries, other epochs, replays of honest ones
-	// under the flooder's name, junk) while the honest nodes keep publishing.
+	// Gossip signed by its publisher (libp2p's default policy) breaks the network's: gossipsub
+	// drops it before any validator, valid attestation or not, and scores its sender down.
+	signed := newAttestAttacker(ctx, t, seedSigned, nets, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign), pubsub.WithMessageAuthor(""))
+	signed.publish(ctx, t, sealAttest(t, testAttestation(signed.id, container, attestNow, 1), signed.key))
+
+	// The flood: a stream of invalid attestations (forgeries, other epochs, honest ones replayed in
+	// new bytes, junk) while the honest nodes keep publishing. The flood starts with a replay so
+	// that every node judges one before it graylists the flooder.
 	flooder := newAttestAttacker(ctx, t, seedFlooder, nets)
 	floodGood := sealAttest(t, testAttestation(flooder.id, container, attestNow, 1), flooder.key)
 	expectedMu.Lock()
@@ -955,7 +975,7 @@ func TestAttestGossip(t *testing.T) {
 		case 1:
 			flood[i] = sealAttest(t, testAttestation(flooder.id, container, attestSchedule.Start(attestCur-2), byte(i)), flooder.key)
 		case 2:
-			flood[i] = honestRaw[r.Intn(len(honestRaw))]
+			flood[i] = rewrap(honestRaw[r.Intn(len(honestRaw))])
 		case 3:
 			flood[i] = make([]byte, 16+r.Intn(200))
 			r.Read(flood[i])
@@ -997,7 +1017,7 @@ func TestAttestGossip(t *testing.T) {
 	}
 	// Every sender of invalid attestations is scored below zero by every honest node; honest nodes
 	// and the replayer (whose replay was only ignored) are not.
-	for _, a := range []*attestAttacker{forger, wrongEpoch, ineligible, oversize, malformed, flooder} {
+	for _, a := range []*attestAttacker{forger, wrongEpoch, ineligible, oversize, malformed, flooder, signed} {
 		for i, n := range nets {
 			waitFor(ctx, t, fmt.Sprintf("node %d to score attacker %s below zero", i, a.id), func() bool {
 				s, ok := n.PeerScore(a.id)
@@ -1006,8 +1026,8 @@ func TestAttestGossip(t *testing.T) {
 		}
 	}
 	for i, n := range nets {
-		if rejectedAt(i, AttestAuthorMismatch) == 0 {
-			t.Errorf("node %d rejected none of the flood's replays", i)
+		if rejectedAt(i, AttestMalformed) < 3 { // the replayer's, the malformed attacker's, the flood's
+			t.Errorf("node %d rejected none of the flood's replays in new bytes", i)
 		}
 		waitFor(ctx, t, fmt.Sprintf("node %d to graylist the flooder", i), func() bool {
 			s, ok := n.PeerScore(flooder.id)
@@ -1193,6 +1213,13 @@ func BenchmarkValidateAttestation(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "validations/s")
 	})
+}
+
+// rewrap returns an envelope in new bytes with the same signed content: an unknown field (15,
+// varint 0) after the envelope's own. Its gossip message ID differs; its attestation does not; the
+// validators refuse it as not canonical.
+func rewrap(data []byte) []byte {
+	return append(slices.Clone(data), 0x78, 0x00)
 }
 
 // forget drops the validator's duplicate memory (benchmarks reuse their attestations).

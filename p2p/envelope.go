@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
+	recordpb "github.com/libp2p/go-libp2p/core/record/pb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -57,8 +59,16 @@ func Seal(kind Kind, msg proto.Message, key crypto.PrivKey) ([]byte, error) {
 }
 
 // Open verifies a marshalled envelope of the given kind, decodes its payload into msg and returns the
-// signer's peer ID. It checks the signature under the kind's domain and the payload type.
+// signer's peer ID. It checks that the envelope is canonically encoded (canonicalEnvelope), the
+// signature under the kind's domain and the payload type.
 func Open(kind Kind, data []byte, msg proto.Message) (peer.ID, error) {
+	var raw recordpb.Envelope
+	if err := proto.Unmarshal(data, &raw); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if !canonicalEnvelope(&raw, data) {
+		return "", fmt.Errorf("%w: not canonically encoded", ErrMalformed)
+	}
 	env, err := record.UnmarshalEnvelope(data)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -78,3 +88,31 @@ func Open(kind Kind, data []byte, msg proto.Message) (peer.ID, error) {
 	}
 	return signer, nil
 }
+
+// canonicalEnvelope reports whether data, which decoded as env, is env's canonical encoding: every
+// field once, in order, minimal, nothing unknown, as Seal writes it. Anyone can re-encode a signed
+// envelope without touching what its signature covers (add an unknown field, repeat one, pad a
+// length), and gossip identifies messages by their bytes (GossipMsgID): without this check a third
+// party could replay any envelope as new bytes, and nodes that keep envelopes (the attestation
+// ledger, whose Merkle leaves hash them) could end up holding different bytes for the same one.
+func canonicalEnvelope(env *recordpb.Envelope, data []byte) bool {
+	if len(env.ProtoReflect().GetUnknown()) > 0 || len(env.GetPublicKey().ProtoReflect().GetUnknown()) > 0 {
+		return false
+	}
+	if proto.Size(env) != len(data) { // a field repeated or padded: cheaper than encoding it
+		return false
+	}
+	bp := encodeBufs.Get().(*[]byte)
+	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend((*bp)[:0], env)
+	ok := err == nil && bytes.Equal(b, data)
+	if cap(b) <= maxPooledEncode {
+		*bp = b
+		encodeBufs.Put(bp)
+	}
+	return ok
+}
+
+// encodeBufs holds buffers for canonicalEnvelope's encodings (every gossip message and record).
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+const maxPooledEncode = 64 << 10

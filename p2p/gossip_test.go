@@ -92,6 +92,12 @@ func TestHeartbeatValidatorCheck(t *testing.T) {
 			HBRejectSignature, pubsub.ValidationReject},
 		{"container record on the heartbeat topic", idA, sealRecord(t, testRecord(idA, 1, now, time.Hour), keyA), HBRejectSignature, pubsub.ValidationReject},
 		{"signed by A, published by B", idB, sealHeartbeat(t, testHeartbeat(idA, 1, now), keyA), HBRejectAuthor, pubsub.ValidationReject},
+		{"no gossip author (the network's policy)", "", sealHeartbeat(t, testHeartbeat(idA, 1, now), keyA), "", pubsub.ValidationAccept},
+		{"re-encoded: an unknown field", idA, append(sealHeartbeat(t, testHeartbeat(idA, 1, now), keyA), 0x78, 0x00), HBRejectMalformed, pubsub.ValidationReject},
+		{"re-encoded: a field twice", idA, func() []byte {
+			b := sealHeartbeat(t, testHeartbeat(idA, 1, now), keyA)
+			return append(b, b[:2+int(b[1])]...) // the public key field again
+		}(), HBRejectMalformed, pubsub.ValidationReject},
 		{"wrong region", idA, sealHeartbeat(t, with(func(hb *pb.Heartbeat) { hb.Region = "us-east" }), keyA), HBRejectRegion, pubsub.ValidationReject},
 		{"sent too long ago", idA, sealHeartbeat(t, testHeartbeat(idA, 1, now.Add(-window-time.Millisecond)), keyA), HBIgnoreStale, pubsub.ValidationIgnore},
 		{"sent too far ahead", idA, sealHeartbeat(t, testHeartbeat(idA, 1, now.Add(window+time.Millisecond)), keyA), HBIgnoreStale, pubsub.ValidationIgnore},
@@ -211,4 +217,39 @@ func TestOpenHeartbeat(t *testing.T) {
 // gossipMessage is a gossipsub message as the topic validator sees it.
 func gossipMessage(from peer.ID, data []byte) *pubsub.Message {
 	return &pubsub.Message{Message: &pubsubpb.Message{From: []byte(from), Data: data}}
+}
+
+// Gossip messages are identified by topic and content: the same envelope published twice, by
+// anyone, is one message.
+func TestGossipMsgID(t *testing.T) {
+	topic, other := "rendermesh/attest/1", "rendermesh/indexer/1"
+	msg := func(topic string, data []byte, from []byte) *pubsubpb.Message {
+		return &pubsubpb.Message{Topic: &topic, Data: data, From: from, Seqno: []byte{1}}
+	}
+	a := GossipMsgID(msg(topic, []byte("envelope"), nil))
+	if len(a) != 20 {
+		t.Fatalf("ID of %d bytes, want 20", len(a))
+	}
+	if b := GossipMsgID(msg(topic, []byte("envelope"), []byte("someone"))); b != a {
+		t.Error("the ID depends on the author")
+	}
+	for name, m := range map[string]*pubsubpb.Message{
+		"other data":             msg(topic, []byte("envelopf"), nil),
+		"other topic":            msg(other, []byte("envelope"), nil),
+		"topic and data shifted": msg(topic+"e", []byte("nvelope"), nil),
+	} {
+		if GossipMsgID(m) == a {
+			t.Errorf("%s: same ID", name)
+		}
+	}
+}
+
+// BenchmarkGossipMsgID: what identifying a received message costs (an attestation-sized one).
+func BenchmarkGossipMsgID(b *testing.B) {
+	topic := AttestTopic
+	m := &pubsubpb.Message{Topic: &topic, Data: make([]byte, 420)}
+	b.SetBytes(int64(len(m.Data)))
+	for b.Loop() {
+		_ = GossipMsgID(m)
+	}
 }

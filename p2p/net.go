@@ -98,7 +98,14 @@ func New(cfg Config) (*Net, error) {
 	if !cfg.Client {
 		n.hbValidator = newHeartbeatValidator(cfg.Clock, cfg.HeartbeatInterval, cfg.Metrics)
 		psOpts := []pubsub.Option{
-			pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+			// Every rendermesh gossip message is an envelope its author signed (heartbeats, tickets,
+			// attestations): a second signature by the publishing host would double the cost of
+			// receiving a message for nothing. Messages carry no author, no sequence number and
+			// no signature (gossipsub rejects, and scores down, one that does), and are identified
+			// by their content (GossipMsgID), as Ethereum's consensus gossip does.
+			pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+			pubsub.WithNoAuthor(),
+			pubsub.WithMessageIdFn(GossipMsgID),
 			pubsub.WithPeerScore(peerScoreParams(cfg), peerScoreThresholds()),
 			pubsub.WithMaxMessageSize(MaxGossipMessageSize),
 			// The default validation queue (32) overflows under one fast burst from a flooder, and

@@ -145,7 +145,7 @@ type Flood struct {
 }
 
 // FloodKinds are the attacks a flood can mix.
-var FloodKinds = []string{"malformed", "forged", "replayed", "oversize", "unsigned", "bad_record", "ticket", "attestation"}
+var FloodKinds = []string{"malformed", "forged", "replayed", "oversize", "signed", "bad_record", "ticket", "attestation"}
 
 //go:embed scenarios/*.toml
 var builtin embed.FS
