@@ -9,6 +9,7 @@ import (
 	"hash/maphash"
 	"math"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -98,10 +99,15 @@ func (r AttestReason) Ignorable() bool {
 // length 36) of the protobuf PublicKey {Type: Ed25519, Data: <32 bytes>}.
 var ed25519IDPrefix = []byte{0x00, 0x24, 0x08, 0x01, 0x12, 0x20}
 
-// verifyStdLib verifies exactly as crypto/ed25519.Verify, which libp2p's Ed25519 keys (and so
-// record.ConsumeEnvelope) use: cofactorless, non-canonical and small-order public keys allowed,
-// canonical S and R required.
-var verifyStdLib = &ed25519.Options{Verify: ed25519.VerifyOptionsStdLib}
+// verifyAttest is how attestation signatures verify, on every node alike: RFC 8032's cofactored
+// equation ([8][S]B = [8]R + [8][k]A) with canonical encodings of S, R and A required and
+// small-order points allowed (curve25519-voi's FIPS 186-5 preset). Unlike crypto/ed25519's
+// cofactorless check (which libp2p's keys and record.ConsumeEnvelope use), it agrees with batch
+// verification, which checks the cofactored equation for many signatures at once (attestBatcher).
+// The two differ only on signatures whose R carries a small-order component, which only the signer
+// can make (TestAttestVerifyCofactored), and canonical encodings leave nobody else a way to give one
+// signature new bytes.
+var verifyAttest = &ed25519.Options{Verify: ed25519.VerifyOptionsFIPS_186_5}
 
 // openedAttestation is an attestation envelope decoded once and checked up to its signature.
 type openedAttestation struct {
@@ -181,11 +187,16 @@ func appendSigned(b []byte, domain string, payloadType, payload []byte) []byte {
 // verify checks o's signature, with x (the signer's expanded key) when the caller has one.
 func (o *openedAttestation) verify(x *ed25519.ExpandedPublicKey) bool {
 	var buf [MaxAttestationSize + 64]byte // signed bytes are shorter than the envelope
-	msg := appendSigned(buf[:0], KindAttestation.Domain, KindAttestation.Codec, o.payload)
+	msg := o.signed(buf[:0])
 	if x != nil {
-		return ed25519.VerifyExpandedWithOptions(x, msg, o.sig, verifyStdLib)
+		return ed25519.VerifyExpandedWithOptions(x, msg, o.sig, verifyAttest)
 	}
-	return ed25519.VerifyWithOptions(o.pub, msg, o.sig, verifyStdLib)
+	return ed25519.VerifyWithOptions(o.pub, msg, o.sig, verifyAttest)
+}
+
+// signed appends the bytes o's signature covers.
+func (o *openedAttestation) signed(b []byte) []byte {
+	return appendSigned(b, KindAttestation.Domain, KindAttestation.Codec, o.payload)
 }
 
 // OpenAttestation verifies an attestation envelope: at most MaxAttestationSize, an Ed25519
@@ -295,9 +306,10 @@ func (c AttestConfig) withDefaults() (AttestConfig, error) {
 // Checks run cheapest first, so a flood costs little: size, decoding, fields, signer, author,
 // time, eligibility and exact replays all come before the signature.
 type AttestValidator struct {
-	cfg  AttestConfig
-	keys *lru.Cache[[ed25519.PublicKeySize]byte, *ed25519.ExpandedPublicKey]
-	seed maphash.Seed
+	cfg   AttestConfig
+	keys  *lru.Cache[[ed25519.PublicKeySize]byte, *ed25519.ExpandedPublicKey]
+	seed  maphash.Seed
+	batch attestBatcher // the gossip validator's signatures, verified in batches under load
 
 	mu     sync.Mutex
 	epochs map[uint64]*attestEpoch
@@ -320,7 +332,8 @@ func NewAttestValidator(cfg AttestConfig) (*AttestValidator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: attestations: %w", ErrConfig, err)
 	}
-	return &AttestValidator{cfg: cfg, keys: keys, seed: maphash.MakeSeed(), epochs: map[uint64]*attestEpoch{}}, nil
+	return &AttestValidator{cfg: cfg, keys: keys, seed: maphash.MakeSeed(), epochs: map[uint64]*attestEpoch{},
+		batch: attestBatcher{maxLeaders: runtime.GOMAXPROCS(0), maxBatch: maxAttestBatch}}, nil
 }
 
 // Metrics are the validator's counters.
@@ -333,41 +346,81 @@ func (v *AttestValidator) Metrics() *AttestMetrics { return v.cfg.Metrics }
 // accepted (and remembers it, so the same attestation again is a duplicate), or the reason it is
 // not. It counts nothing: the gossip validator does.
 func (v *AttestValidator) Validate(from peer.ID, data []byte) (*pb.Attestation, AttestReason) {
-	o, r := decodeAttestation(data)
+	var kb [256]byte
+	c, r := v.prepare(from, data, kb[:0])
 	if r != "" {
 		return nil, r
 	}
+	if !c.o.verify(c.x) {
+		return nil, AttestBadSignature
+	}
+	return v.commit(c)
+}
+
+// validateBatched is Validate with the signature verified by the batcher: under load, in a batch
+// with the signatures of concurrent calls (the gossip validator's path).
+func (v *AttestValidator) validateBatched(from peer.ID, data []byte) (*pb.Attestation, AttestReason) {
+	var kb [256]byte
+	c, r := v.prepare(from, data, kb[:0])
+	if r != "" {
+		return nil, r
+	}
+	var buf [MaxAttestationSize + 64]byte
+	if !v.batch.verify(c.x, c.o.pub, c.o.signed(buf[:0]), c.o.sig) {
+		return nil, AttestBadSignature
+	}
+	return v.commit(c)
+}
+
+// attestCandidate is an attestation that passed every check before its signature.
+type attestCandidate struct {
+	o   openedAttestation
+	x   *ed25519.ExpandedPublicKey // nil: the key is no curve point (the signature fails)
+	key []byte                     // the check's dedup key
+	sum uint64                     // the envelope's keyed hash
+}
+
+// prepare runs every check that comes before the signature, cheapest first; key is a buffer for
+// the dedup key.
+func (v *AttestValidator) prepare(from peer.ID, data, key []byte) (attestCandidate, AttestReason) {
+	o, r := decodeAttestation(data)
+	if r != "" {
+		return attestCandidate{}, r
+	}
 	a := o.msg
 	if from != "" && string(from) != string(a.Checker) {
-		return nil, AttestAuthorMismatch
+		return attestCandidate{}, AttestAuthorMismatch
 	}
 	now := v.cfg.Clock.Now()
 	if r := v.checkTime(a, now); r != "" {
-		return nil, r
+		return attestCandidate{}, r
 	}
 	checker := peer.ID(a.Checker)
 	if !v.cfg.Eligibility.Eligible(checker, a.Epoch) {
-		return nil, AttestIneligible
+		return attestCandidate{}, AttestIneligible
 	}
-	var kb [256]byte
-	key := appendDedupKey(kb[:0], a)
+	key = appendDedupKey(key, a)
 	sum := maphash.Bytes(v.seed, data)
 	if v.seen(v.cfg.Schedule.Epoch(now), a.Epoch, key, sum) {
-		return nil, AttestDuplicate // this very envelope: no need to verify it again
+		return attestCandidate{}, AttestDuplicate // this very envelope: no need to verify it again
 	}
-	if !o.verify(v.expanded(o.pub)) {
-		return nil, AttestBadSignature
-	}
+	return attestCandidate{o: o, x: v.expanded(o.pub), key: key, sum: sum}, ""
+}
+
+// commit accepts a candidate whose signature verified, unless its check was accepted meanwhile
+// (in another envelope) or its checker is over quota.
+func (v *AttestValidator) commit(c attestCandidate) (*pb.Attestation, AttestReason) {
+	a := c.o.msg
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	ep := v.epoch(a.Epoch)
-	if _, ok := ep.seen[string(key)]; ok {
+	if _, ok := ep.seen[string(c.key)]; ok {
 		return nil, AttestDuplicate // another envelope for the same check, signed by the same checker
 	}
 	if ep.perChecker[string(a.Checker)] >= v.cfg.MaxPerChecker {
 		return nil, AttestOverQuota
 	}
-	ep.seen[string(key)] = sum
+	ep.seen[string(c.key)] = c.sum
 	ep.perChecker[string(a.Checker)]++
 	return a, ""
 }
@@ -484,7 +537,7 @@ func NewAttestMetrics(reg prometheus.Registerer) *AttestMetrics {
 
 // validateGossip is the topic validator: accepted attestations ride on as ValidatorData.
 func (v *AttestValidator) validateGossip(msg *pubsub.Message) pubsub.ValidationResult {
-	a, r := v.Validate(msg.GetFrom(), msg.GetData())
+	a, r := v.validateBatched(msg.GetFrom(), msg.GetData())
 	switch {
 	case r == "":
 		msg.ValidatorData = a
