@@ -46,8 +46,11 @@ type DevnetConfig struct {
 	Committee uint32
 	// Progress, if set, receives one line per phase.
 	Progress func(string)
-	// StreamWidth and StreamHeight are the size each devnet session streams (default 640x360).
+	// StreamWidth and StreamHeight are the size each devnet session streams (default 640x360);
+	// StreamFPS the frame rate it asks for, which its checks during sessions are judged against
+	// (default: the containers' render.fps, 30).
 	StreamWidth, StreamHeight int
+	StreamFPS                 int
 	// Web is node 0's admin listener, which serves the web client (empty: off).
 	Web string
 	// Relay makes node 0 a relay (embedded TURN on loopback), so consumers get relay credentials
@@ -137,6 +140,9 @@ func StartDevnet(ctx context.Context, cfg DevnetConfig) (_ *Devnet, err error) {
 		// Seats are drawn as a Poisson process: an epoch draws nobody with probability e^-k, and
 		// then nobody matches for a whole epoch. Six seats make that one epoch in 400.
 		cfg.Committee = uint32(max(6, cfg.Nodes/5))
+	}
+	if cfg.StreamFPS == 0 {
+		cfg.StreamFPS = Default().Render.FPS // the devnet's containers keep the default
 	}
 	if cfg.Progress == nil {
 		cfg.Progress = func(string) {}

@@ -26,6 +26,12 @@ type CheckReport struct {
 	// FalsePositiveChecks counts the honest containers' failing attestations by the check that
 	// failed ("frame_rate", "unanswered", ...).
 	FalsePositiveChecks map[string]int
+	// SessionFalsePositives counts the honest containers with a failing session check (kind
+	// SESSION: a consumer's sample judged a failure), among FalsePositives.
+	SessionFalsePositives int
+	// SessionSamples and SessionRefused add up the consumers' session samples the checkers took
+	// and refused (CheckerStats; docs/CHECKERS.md, "Checks during sessions").
+	SessionSamples, SessionRefused int
 	// RootsAgree says every node computes the same Merkle root for every epoch that is over
 	// (RootEpochs of them).
 	RootsAgree bool
@@ -57,6 +63,8 @@ func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, cu
 			}
 		}
 		delays = append(delays, st.Delays...)
+		rep.SessionSamples += st.Stats.SessionSamples
+		rep.SessionRefused += st.Stats.SessionRefused
 		views = append(views, v)
 	}
 	rep.Attestations = len(all)
@@ -94,14 +102,19 @@ func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, cu
 			}
 		}
 		if fails > 0 && !cheats {
+			session := false
 			for _, le := range ref.Ledger.History(id) {
 				if le.Verdict == pb.Verdict_VERDICT_FAIL {
+					session = session || le.Kind == pb.CheckKind_CHECK_KIND_SESSION
 					if rep.FalsePositiveChecks == nil {
 						rep.FalsePositiveChecks = map[string]int{}
 					}
 					check, _, _ := strings.Cut(le.Msg.GetReason(), ":")
 					rep.FalsePositiveChecks[check]++
 				}
+			}
+			if session {
+				rep.SessionFalsePositives++
 			}
 		}
 		if d, ok := ref.Excluded[id]; ok && d.Standing == checker.StandingExcluded {

@@ -27,6 +27,12 @@ type MatchStats struct {
 	FrameLatencies []time.Duration
 	RelaySessions  int
 	RenderFailures map[string]int
+	// Checks during sessions (devnets with checkers): the samples of the sessions' streams the
+	// checkers took, the sessions whose sharing failed at least once (no checker to send to, a
+	// stream error, a sample refused) and the last such error.
+	StatsShared  int
+	StatsErrors  int
+	StatsLastErr string
 }
 
 // SuccessRatio is Matched / Matches (0 without matches).
@@ -37,13 +43,24 @@ func (s *MatchStats) SuccessRatio() float64 {
 	return float64(s.Matched) / float64(s.Matches)
 }
 
-// devRenderHold is how long each devnet session plays its stream.
-const devRenderHold = 2 * time.Second
+// devRenderHold is how long each devnet session plays its stream; devStatsHold how long when the
+// devnet runs checkers and its consumers share their sessions' statistics: long enough for the
+// sample sent when the session ends to be judged (checker.DefaultSessionRule: a window of 3 s or
+// more, from the first decoded frame). The first frame comes 0.1-0.4 s into a session on an idle
+// machine; under the race detector on two cores, up to 1.1 s (a 4 s hold left 2.9-3.7 s windows).
+const (
+	devRenderHold = 2 * time.Second
+	devStatsHold  = 5 * time.Second
+)
 
 // RunMatches has the light client ask for one match per devnet region, one after the other: each a
 // retail session for the demo app from that region, ranked in turn by the three criteria, that
 // plays its render stream (DevnetConfig.StreamWidth x StreamHeight) for devRenderHold; every third one is forced through the relay
-// when the devnet has one. Before the first committee is known it does nothing.
+// when the devnet has one. With checkers (DevnetConfig.Checkers), each consumer consents to checks
+// during its session: it asks for DevnetConfig.StreamFPS (the containers' render.fps), holds the
+// session for devStatsHold and sends a sample of its stream to the container's assigned checker
+// when it ends (docs/CHECKERS.md, "Checks during sessions"). Before the first committee is known
+// it does nothing.
 func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 	rankings := []pb.Ranking{pb.Ranking_RANKING_INDEX, pb.Ranking_RANKING_FEE, pb.Ranking_RANKING_EXPERIENCE}
 	for i, loc := range devLocations {
@@ -61,8 +78,14 @@ func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 		if w == 0 || h == 0 {
 			w, h = 640, 360
 		}
-		ro := RenderOptions{Play: true, Width: w, Height: h, Loopback: true, Pointer: true, RelayOnly: d.cfg.Relay && i%3 == 1}
-		res, err := d.Light.Connect(cctx, req, ConnectOptions{Network: d.network, Stakes: d.stakes, Hold: devRenderHold, Render: ro})
+		ro := RenderOptions{Play: true, Width: w, Height: h, FPS: d.cfg.StreamFPS, Loopback: true, Pointer: true, RelayOnly: d.cfg.Relay && i%3 == 1}
+		co := ConnectOptions{Network: d.network, Stakes: d.stakes, Hold: devRenderHold, Render: ro}
+		if d.cfg.Checkers > 0 && ro.FPS > 0 {
+			// One sample, sent when the session ends (DefaultStatsEvery is far longer than the
+			// hold), judged against the rate asked.
+			co.ShareStats, co.Hold = true, devStatsHold
+		}
+		res, err := d.Light.Connect(cctx, req, co)
 		cancel()
 		if errors.Is(err, consumer.ErrNoIndexers) || (err != nil && res.Match == nil) {
 			continue // no committee yet (or none reachable): not a match attempt
@@ -70,6 +93,11 @@ func (d *Devnet) RunMatches(ctx context.Context, st *MatchStats) {
 		st.mu.Lock()
 		st.Matches++
 		m := res.Match
+		st.StatsShared += res.StatsShared
+		if res.StatsErr != nil {
+			st.StatsErrors++
+			st.StatsLastErr = res.StatsErr.Error()
+		}
 		if m.Matched {
 			st.Matched++
 			st.Latencies = append(st.Latencies, m.Took)

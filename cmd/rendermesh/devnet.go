@@ -66,6 +66,15 @@ type devnetSummary struct {
 	Excluded                 int            `json:"excluded"`
 	AttestationRootsAgree    bool           `json:"attestation_roots_agree"`
 	CheckedMS                float64        `json:"checked_ms"` // start to every container's registration check done (-1: not all)
+	// Checks during sessions: with checkers, the devnet's consumers share their sessions'
+	// statistics. The samples the checkers took and refused (their /v1/status, summed), the
+	// honest containers a session sample failed (among false_positives), and the devnet sessions
+	// whose sharing failed (the last reason).
+	SessionSamples        int    `json:"session_samples"`
+	SessionSamplesRefused int    `json:"session_samples_refused"`
+	SessionFalsePositives int    `json:"session_false_positives"`
+	SessionStatsErrors    int    `json:"session_stats_errors"`
+	SessionStatsLastError string `json:"session_stats_last_error,omitempty"`
 }
 
 func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -81,6 +90,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	web := fs.String("web", "", "serve the web client from node 0 here, e.g. 127.0.0.1:8080 (empty: off)")
 	committee := fs.Uint("committee", 0, "expected indexer seats per epoch (default: a fifth of the nodes, at least 6: an epoch draws nobody with probability e^-seats)")
 	stream := fs.String("stream", "640x360", "the size each devnet session streams, e.g. 1280x720")
+	streamFPS := fs.Int("stream-fps", 30, "the frame rate each devnet session asks for; with checkers, its consumers' session statistics are judged against it (lower it on a machine too slow to stream it)")
 	relay := fs.Bool("relay", true, "make node 0 a TURN relay; every third session is forced through it")
 	checkers := fs.Int("checkers", 4, "nodes running the checker role (0: none; containers then pass their registration check by dev autocheck)")
 	checkFPS := fs.Int("check-fps", 30, "the frame rate checkers ask of a challenge stream (lower it on a machine too slow to render many streams at once)")
@@ -92,6 +102,9 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var sw, sh int
 	if _, err := fmt.Sscanf(*stream, "%dx%d", &sw, &sh); err != nil || sw < 16 || sh < 16 || sw%2 != 0 || sh%2 != 0 {
 		return fmt.Errorf("%w: --stream %q: want an even WIDTHxHEIGHT, e.g. 640x360", errUsage, *stream)
+	}
+	if *streamFPS < 1 || *streamFPS > 120 {
+		return fmt.Errorf("%w: --stream-fps must be 1 to 120", errUsage)
 	}
 	if *nodes < 2 {
 		return fmt.Errorf("%w: --nodes must be at least 2", errUsage)
@@ -123,7 +136,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	began := time.Now()
 	progress(fmt.Sprintf("starting %d nodes on loopback", *nodes))
-	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web, StreamWidth: sw, StreamHeight: sh, Committee: uint32(*committee),
+	d, err := node.StartDevnet(ctx, node.DevnetConfig{Nodes: *nodes, Dir: *dir, Admin: *admin, Logger: logger, Progress: progress, Epoch: *epochLen, Relay: *relay, Web: *web, StreamWidth: sw, StreamHeight: sh, StreamFPS: *streamFPS, Committee: uint32(*committee),
 		Checkers: *checkers, Cheaters: *cheaters, Checker: &cc})
 	if err != nil {
 		return err
@@ -240,6 +253,8 @@ loop:
 	sum.Cheaters, sum.CheatersCaught, sum.FalsePositives, sum.Excluded = cr.Cheaters, cr.CheatersCaught, cr.FalsePositives, cr.Excluded
 	sum.FalsePositiveChecks = cr.FalsePositiveChecks
 	sum.AttestationRootsAgree = cr.RootsAgree
+	sum.SessionSamples, sum.SessionSamplesRefused, sum.SessionFalsePositives = cr.SessionSamples, cr.SessionRefused, cr.SessionFalsePositives
+	sum.SessionStatsErrors, sum.SessionStatsLastError = mst.StatsErrors, mst.StatsLastErr
 	sum.RSSBytes = node.RSSBytes()
 	sum.RSSPerNode = sum.RSSBytes / uint64(*nodes)
 	sum.Goroutines = node.Goroutines()
@@ -261,6 +276,7 @@ loop:
   matches            %d, %.0f%% matched, p50 %.1f ms, p99 %.1f ms; %d sessions, %d co-signed receipts
   render             %d sessions streamed (%d through the relay), first frame p50 %.0f ms, frame latency p50 %.1f ms
   checks             %d checkers, %d attestations (delivered %.1f%%, p99 %.0f ms); cheaters caught %d of %d, %d excluded; false positives %d
+  session checks     %d samples taken (%d refused), %d sessions failed to share; %d honest containers failed a session sample
 `, sum.Nodes, sum.Containers, sum.StartMS, sum.ConvergedMS, sum.ContainersFound, sum.Containers,
 		sum.Queries, sum.QueryFailures, sum.QueryMSP50, sum.QueryMSP99,
 		sum.States[string(container.GroupReady)], sum.States[string(container.GroupBusy)],
@@ -268,7 +284,11 @@ loop:
 		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines, sum.Epoch, sum.Indexers, sum.IndexerAgreement, sum.LightIndexers,
 		sum.Matches, 100*sum.MatchSuccessRatio, sum.MatchMSP50, sum.MatchMSP99, sum.Sessions, sum.Receipts,
 		sum.Rendered, sum.RelaySessions, sum.FirstFrameMSP50, sum.FrameLatencyP50,
-		sum.Checkers, sum.Attestations, 100*sum.AttestationDeliveryRatio, sum.AttestationMSP99, sum.CheatersCaught, sum.Cheaters, sum.Excluded, sum.FalsePositives)
+		sum.Checkers, sum.Attestations, 100*sum.AttestationDeliveryRatio, sum.AttestationMSP99, sum.CheatersCaught, sum.Cheaters, sum.Excluded, sum.FalsePositives,
+		sum.SessionSamples, sum.SessionSamplesRefused, sum.SessionStatsErrors, sum.SessionFalsePositives)
+	if sum.SessionStatsLastError != "" {
+		fmt.Fprintf(stdout, "  last sharing error  %s\n", sum.SessionStatsLastError)
+	}
 	if sum.Metrics != "" {
 		fmt.Fprintf(stdout, "  metrics            http://%s/metrics (while running)\n", sum.Metrics)
 	}

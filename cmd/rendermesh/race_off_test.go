@@ -3,3 +3,5 @@
 package main
 
 const checkMethods = "telemetry,simulation"
+
+const streamFPS = "30"
