@@ -179,16 +179,13 @@ func TestDevnetJSON(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	// One round of matches (six sessions of 5 s each: with checkers, the consumers share their
-	// sessions' statistics) ends the run about 45 s after the start. 10-second epochs keep it in
-	// epoch 4 or so: with 5-second ones it reached epoch 8, and from epoch 8 on the light client
-	// verifies no indexer at all (LightClient.Indexers walks from genesis with a new tracker, whose
-	// first Advance prunes epochs older than the recency window plus 2: epoch 1, the first it must
-	// import, is gone, and the walk ends at once with an empty committee and no error).
+	// sessions' statistics) ends the run about 45 s after the start: 10-second epochs keep it in
+	// epoch 4 or so. (With 5-second ones it reached epoch 8, where the light client verified no
+	// indexer: a fresh tracker's first Advance pruned epoch 1, the first it had to import. Fixed in
+	// roles/epoch: TestTrackerLateJoinerFarFromGenesis.)
 	err := run(ctx, []string{"devnet", "--nodes", "8", "--duration", "20s", "--epoch", "10s", "--json", "--admin", "", "--stream", "320x180",
-		// Six seats expected: with three (the default for 8 nodes), in runs of 8 or more epochs
-		// under load, the light client often could not verify the committee at the end. An epoch
-		// that draws nobody (one in twenty with three seats) is the suspect; not established. (From
-		// epoch 8 on it fails whatever the seats: see above.)
+		// Six seats expected: with three (the default for 8 nodes), in runs of 8 or more epochs,
+		// the light client often could not verify the committee at the end: the pruning bug above.
 		"--committee", "6",
 		// Two checkers (the plain full nodes) and one cheater (claiming a better GPU) among the five
 		// containers. Under the race detector eight nodes on two cores cannot render a challenge

@@ -539,14 +539,19 @@ func (t *Tracker) followed(e uint64) bool {
 }
 
 func (t *Tracker) firstUnsealed() uint64 {
-	first := uint64(0)
-	found := false
+	first, _ := t.frontier()
+	return first
+}
+
+// frontier is the first epoch whose seed this tracker knows but which it has not sealed: where
+// sealing (or, for a node that was not following, importing) goes on. ok is false when there is none.
+func (t *Tracker) frontier() (first uint64, ok bool) {
 	for e, st := range t.epochs {
-		if !st.sealed && st.haveSeed && (!found || e < first) {
-			first, found = e, true
+		if !st.sealed && st.haveSeed && (!ok || e < first) {
+			first, ok = e, true
 		}
 	}
-	return first
+	return first, ok
 }
 
 // seal fixes epoch e's beacon contributions to the given tickets and derives seed(e+1).
@@ -584,9 +589,15 @@ func (t *Tracker) retryPending(now time.Time) []*Ticket {
 	return accepted
 }
 
-// prune forgets epochs no longer needed: older than the recency window and the grace epoch.
+// prune forgets epochs no longer needed: older than the recency window and the grace epoch, counted
+// back from the current epoch or, for a node still importing its way up from genesis, from where
+// it is (the frontier): the epochs behind it are the recency of the next seeds it derives, and the
+// frontier's own state holds the seed it needs to go on.
 func (t *Tracker) prune(cur uint64) {
 	keep := uint64(max(int(t.cfg.Params.RecencyWindow), MaxCarry)) + 2
+	if f, ok := t.frontier(); ok && f < cur {
+		cur = f
+	}
 	if cur < keep {
 		return
 	}

@@ -403,6 +403,41 @@ func TestTrackerLateJoinerImports(t *testing.T) {
 	}
 }
 
+// A node that starts long after genesis (more epochs than the tracker keeps) first advances, as
+// node and light client do, then imports every epoch from 1: pruning must not drop the epochs it has
+// yet to import, nor the recency behind them. (It did: from epoch 8 on, a fresh tracker pruned the
+// seed of epoch 1 and found nothing to import, and light clients found no indexers.)
+func TestTrackerLateJoinerFarFromGenesis(t *testing.T) {
+	s := newSim(t, 3, 10)
+	sched := s.cfg.Schedule
+	last := uint64(3*(max(int(s.cfg.Params.RecencyWindow), MaxCarry)+2) + 1)
+	for e := uint64(0); e <= last; e++ {
+		s.advance(e)
+		s.draw(e+1, sched.Start(e))
+	}
+	joined := sched.Start(last).Add(time.Second)
+	lj := newTracker(t, s.cfg, joined)
+	lj.Advance(joined)
+	if e, ok := lj.NeedImport(joined); !ok || e != 1 {
+		t.Fatalf("NeedImport = %d, %v after the first Advance in epoch %d: want epoch 1", e, ok, last)
+	}
+	imported := catchUp(t, lj, joined, s.records, nil)
+	if len(imported) != int(last) || imported[0] != 1 || imported[len(imported)-1] != last {
+		t.Fatalf("imported %v, want 1..%d", imported, last)
+	}
+	for _, e := range []uint64{last - 2, last - 1, last, last + 1} {
+		if got, ok := lj.Seed(e); !ok || got != s.seeds[e] {
+			t.Errorf("late joiner's seed(%d) differs from the network's", e)
+		}
+	}
+	if got, _ := lj.Digest(last); got != s.digests[last] {
+		t.Errorf("late joiner's committee of %d differs from the network's", last)
+	}
+	if n := len(lj.epochs); n > int(last)/2 {
+		t.Errorf("the tracker still holds %d epochs after catching up to %d", n, last)
+	}
+}
+
 // TestTrackerLateJoinerEpochZero: a node that starts after genesis derives the network's seeds even
 // when epoch 0's winners published before genesis, which the Tracker allows (docs/EPOCHS.md: epoch 0
 // is never sealed; seed(1) mixes nothing).
