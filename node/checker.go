@@ -91,8 +91,9 @@ const (
 	// MaxPerContainer checkers the epoch's seed assigns to it, whatever the checkers' setting.
 	MaxPerContainer = 16
 	maxDelays       = 4096 // attestation delays kept per node
-	// ledgerEpochs is how many epochs the ledger keeps (settlement reads them before).
-	ledgerEpochs = 8
+	// defaultLedgerEpochs is how many epochs the ledger keeps (settlement reads them before;
+	// Options.LedgerEpochs overrides it).
+	defaultLedgerEpochs = 8
 	// maxCheckStreams bounds the challenge sessions a container serves at once.
 	maxCheckStreams = 2
 	// telemetrySamples and telemetrySpacing shape a telemetry check's window.
@@ -410,7 +411,7 @@ func (c *checkerSvc) markRandom(e uint64, id string) {
 	c.randomDone[e][id] = true
 }
 
-// prune forgets the schedules of past epochs and the ledger's epochs beyond ledgerEpochs.
+// prune forgets the schedules of past epochs and the ledger's epochs beyond Options.LedgerEpochs.
 func (c *checkerSvc) prune(e uint64) {
 	c.mu.Lock()
 	for k := range c.randomDone {
@@ -427,11 +428,11 @@ func (c *checkerSvc) prune(e uint64) {
 	c.forget(e)
 }
 
-// forget drops the ledger's epochs older than ledgerEpochs before e (every node: its memory stays
-// bounded, and all nodes keep the same epochs).
+// forget drops the ledger's epochs older than Options.LedgerEpochs before e (every node: its memory
+// stays bounded, and all nodes keep the same epochs).
 func (c *checkerSvc) forget(e uint64) {
-	if e > ledgerEpochs {
-		c.ledger.Forget(e - ledgerEpochs)
+	if keep := c.n.opts.ledgerEpochs(); e > keep {
+		c.ledger.Forget(e - keep)
 	}
 }
 
@@ -698,7 +699,7 @@ func (c *checkerSvc) applyTo(ix *indexer.Index, id string, e uint64) {
 			score = s.Score
 			break
 		}
-		if ep == 0 || e-ep >= ledgerEpochs {
+		if ep == 0 || e-ep >= c.n.opts.ledgerEpochs() {
 			break
 		}
 	}

@@ -69,6 +69,10 @@ type DevnetConfig struct {
 	Checker *CheckerConfig
 }
 
+// devLedgerEpochs: a devnet's nodes keep every epoch's attestations of a run (hours of 10-second
+// epochs), so that its summary compares whole runs (CheckOutcome).
+const devLedgerEpochs = 1 << 12
+
 // devBootstrapNodes start first; the others join through them.
 const devBootstrapNodes = 4
 
@@ -400,6 +404,7 @@ func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, err
 		Metrics:        metrics,
 		SmallDatastore: true,
 		LoopbackNet:    true,
+		LedgerEpochs:   devLedgerEpochs,
 	}
 	if d.isContainer(i) {
 		k := i - i/d.cfg.ContainerEvery // index among containers

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -49,6 +50,16 @@ func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, cu
 	}
 	var views []view
 	all := map[[32]byte]bool{}
+	// Each node's ledger forgets epochs Options.LedgerEpochs behind the latest it saw, when it sees
+	// it: near the end of a run longer than that, some have forgotten an old epoch and others not
+	// yet. Only the epochs every node still keeps are compared (a devnet's keep all).
+	keep := uint64(math.MaxUint64)
+	for _, n := range nodes {
+		if n != nil {
+			keep = min(keep, n.opts.ledgerEpochs())
+		}
+	}
+	kept := func(e uint64) bool { return keep >= current || e >= current-keep }
 	var delays []time.Duration
 	for _, n := range nodes {
 		st := n.Checks()
@@ -57,6 +68,9 @@ func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, cu
 		}
 		v := view{st: st, leaves: map[[32]byte]bool{}}
 		for _, e := range st.Ledger.Epochs() {
+			if !kept(e) {
+				continue
+			}
 			for _, l := range st.Ledger.Leaves(e) {
 				v.leaves[l] = true
 				all[l] = true
@@ -132,7 +146,7 @@ func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, cu
 	epochs := map[uint64]bool{}
 	for _, v := range views {
 		for _, e := range v.st.Ledger.Epochs() {
-			if e+1 < current {
+			if e+1 < current && kept(e) {
 				epochs[e] = true
 			}
 		}

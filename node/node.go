@@ -69,6 +69,17 @@ type Options struct {
 	// Cheat makes a container cheat its checks (devnet and simnet cheaters; see Cheat). Never set
 	// from configuration.
 	Cheat Cheat
+	// LedgerEpochs is how many epochs the attestation ledger keeps (0: 8, what settlement needs).
+	// Devnets keep every epoch of a run, so that their summaries compare whole runs.
+	LedgerEpochs int
+}
+
+// ledgerEpochs is how many epochs the node's attestation ledger keeps.
+func (o Options) ledgerEpochs() uint64 {
+	if o.LedgerEpochs > 0 {
+		return uint64(o.LedgerEpochs)
+	}
+	return defaultLedgerEpochs
 }
 
 func (o Options) inMemory() bool { return o.Key != nil && o.Datastore != nil }
