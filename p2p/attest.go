@@ -278,7 +278,7 @@ func (c AttestConfig) withDefaults() (AttestConfig, error) {
 		c.Clock = clock.New()
 	}
 	if c.Grace <= 0 {
-		c.Grace = min(c.Schedule.Length/10, 30*time.Second)
+		c.Grace = epoch.DefaultGrace(c.Schedule.Length)
 	}
 	if c.Late <= 0 {
 		c.Late = DefaultAttestLate

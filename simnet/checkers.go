@@ -107,7 +107,7 @@ func (s *sim) attested(i int, a *pb.Attestation, leaf [32]byte, at time.Time) {
 // issued then belong to epoch 0), and gossip does not replay what a node joined too late for.
 func (s *sim) compareRoots(nodes []*node.Node) {
 	sched := epoch.Schedule{Genesis: s.genesis(), Length: time.Duration(s.sc.Epochs.Length)}
-	grace := min(sched.Length/10, 30*time.Second) // the validator's and the tracker's default
+	grace := epoch.DefaultGrace(sched.Length) // the validator's and the tracker's (the simnet configures none)
 	end := s.t0.Add(s.plan.end)
 	cur := sched.Epoch(end)
 	from := map[uint64]time.Duration{} // per epoch, the earliest issue time seen

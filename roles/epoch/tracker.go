@@ -65,10 +65,14 @@ func (c *Config) Validate() error {
 		return errors.New("epoch: no stake source")
 	}
 	if c.Grace <= 0 {
-		c.Grace = min(c.Schedule.Length/10, 30*time.Second)
+		c.Grace = DefaultGrace(c.Schedule.Length)
 	}
 	return nil
 }
+
+// DefaultGrace is how long after an epoch ends its committee still serves and its attestations
+// are still accepted, unless configured: a tenth of the epoch, at most 30 s.
+func DefaultGrace(length time.Duration) time.Duration { return min(length/10, 30*time.Second) }
 
 // Reasons a ticket is not accepted. Reject reasons mean the sender is misbehaving (the gossip
 // validator penalises it); Ignore reasons do not.
