@@ -290,6 +290,17 @@ type webSample struct {
 	LongestGapMs int64   `json:"longest_gap_ms"` // the longest time without a presented frame
 }
 
+// decodeWebSample reads one JSON sample of at most maxWebSampleBytes, with no field it does not know.
+func decodeWebSample(body io.Reader) (webSample, error) {
+	var in webSample
+	dec := json.NewDecoder(io.LimitReader(body, maxWebSampleBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return webSample{}, fmt.Errorf("the body must be one JSON sample: %w", err)
+	}
+	return in, nil
+}
+
 // webSampleAck is the answer to a page's sample.
 type webSampleAck struct {
 	Accepted bool   `json:"accepted"`
@@ -343,11 +354,9 @@ func (n *Node) whepStats(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, webSampleAck{Error: "this session did not consent to sharing its statistics (share_stats=1 on the offer)"})
 		return
 	}
-	var in webSample
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxWebSampleBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		writeJSON(w, http.StatusBadRequest, webSampleAck{Error: "the body must be one JSON sample: " + err.Error()})
+	in, err := decodeWebSample(r.Body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, webSampleAck{Error: err.Error()})
 		return
 	}
 	ws.mu.Lock()

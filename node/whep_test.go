@@ -1,12 +1,16 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rendermesh/rendermesh/p2p"
 )
 
 // A page's sample must fit the wire's bounds and, with the samples before it, the time its session
@@ -79,4 +83,30 @@ func TestWhepStatsRefusals(t *testing.T) {
 	if ws := n.web.get("shared"); ws.seq != 0 || ws.claimedMs != 0 {
 		t.Errorf("refused samples were counted: seq %d, %d ms claimed", ws.seq, ws.claimedMs)
 	}
+}
+
+// Whatever a page sends, decoding and checking it never panics, and a sample the checks pass keeps
+// the bounds the wire format and the checker rely on.
+func FuzzWebSample(f *testing.F) {
+	f.Add([]byte(`{"window_ms":5000,"frames":150,"frames_lost":0,"width":1280,"height":720,"latency_ms_p50":40,"latency_ms_p99":60,"longest_gap_ms":80}`))
+	f.Add([]byte(`{"window_ms":1e300}`))
+	f.Add([]byte(`{"window_ms":5000,"latency_ms_p50":-0,"latency_ms_p99":NaN}`))
+	f.Add([]byte(`{"window_ms":5000}{"window_ms":5000}`))
+	f.Add([]byte(`[]`))
+	now := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		in, err := decodeWebSample(bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		ws := &webSession{share: true, fps: 30, answered: now.Add(-20 * time.Minute)}
+		if ws.check(in, now) != "" {
+			return
+		}
+		if in.WindowMs < p2p.MinSessionStatsWindowMs || in.WindowMs > p2p.MaxSessionStatsWindowMs ||
+			in.Frames < 0 || in.Frames > math.MaxUint32 || in.LongestGapMs > in.WindowMs ||
+			!(in.LatencyMsP50 >= 0 && in.LatencyMsP99 >= in.LatencyMsP50 && in.LatencyMsP99*1000 <= math.MaxUint32) {
+			t.Fatalf("a sample out of bounds passed: %+v", in)
+		}
+	})
 }
