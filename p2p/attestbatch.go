@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // maxAttestBatch bounds the signatures verified in one batch: past a few dozen, a batch saves
@@ -30,8 +31,9 @@ type attestBatcher struct {
 	leaders int
 	queue   []*sigRequest
 
-	alone               atomic.Int64  // signatures still to verify alone, after a batch failed
-	batches, signatures atomic.Uint64 // verified so far (the benchmark reports their ratio)
+	alone               atomic.Int64        // signatures still to verify alone, after a batch failed
+	batches, signatures atomic.Uint64       // verified so far (the benchmark reports their ratio)
+	sizes               prometheus.Observer // each verification's signatures (nil: none kept)
 }
 
 // sigRequest is one signature to verify, and its result.
@@ -118,6 +120,9 @@ func verifyAlone(r *sigRequest) bool {
 func (b *attestBatcher) verifyBatch(batch []*sigRequest) {
 	b.batches.Add(1)
 	b.signatures.Add(uint64(len(batch)))
+	if b.sizes != nil {
+		b.sizes.Observe(float64(len(batch)))
+	}
 	if alone := b.alone.Load() > 0; alone || len(batch) < minBatch {
 		for _, r := range batch {
 			r.ok = verifyAlone(r)

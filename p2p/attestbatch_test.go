@@ -13,6 +13,8 @@ import (
 	"github.com/oasisprotocol/curve25519-voi/curve"
 	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // verifyStdLib verifies exactly as crypto/ed25519.Verify, which libp2p's Ed25519 keys (and so
@@ -203,5 +205,15 @@ func TestValidateBatchedMatchesValidate(t *testing.T) {
 	wg.Wait()
 	if !slices.Equal(got, want) {
 		t.Errorf("batched %v\nalone   %v", got, want)
+	}
+	// Every verification is observed, with the signatures it covered.
+	var m dto.Metric
+	if err := batched.Metrics().BatchSize.(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	h := m.GetHistogram()
+	if h.GetSampleCount() != batched.batch.batches.Load() || uint64(h.GetSampleSum()) != batched.batch.signatures.Load() {
+		t.Errorf("histogram: %d verifications of %v signatures; the batcher counted %d of %d",
+			h.GetSampleCount(), h.GetSampleSum(), batched.batch.batches.Load(), batched.batch.signatures.Load())
 	}
 }
