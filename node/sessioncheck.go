@@ -109,10 +109,14 @@ func (c *checkerSvc) takeSessionStats(remote peer.ID, raw []byte) string {
 	if !isIndexer(tk.Epoch) && (tk.Epoch == 0 || !isIndexer(tk.Epoch-1)) {
 		return fmt.Sprintf("the ticket's indexer %s did not serve epoch %d", peer.ID(tk.Indexer), tk.Epoch)
 	}
+	// The checker is assigned to the container now, or was in the ticket's epoch: a consumer routes
+	// its samples by the seed of the epoch whose committee it verified when it was matched, and its
+	// session goes on into the next epochs (one checker follows it), or in the previous epoch
+	// during the grace after it (the consumer's clock may still read the last epoch).
 	container := string(tk.Container)
-	assigned := c.assigned(e, container)
+	assigned := c.assigned(e, container) || (tk.Epoch < e && c.assigned(tk.Epoch, container))
 	if !assigned && c.n.ep.tr.InGrace(now) {
-		assigned = c.assigned(e-1, container) // the consumer's clock may still read the last epoch
+		assigned = c.assigned(e-1, container)
 	}
 	if !assigned {
 		return fmt.Sprintf("this checker is not assigned to container %s in epoch %d", peer.ID(container), e)
