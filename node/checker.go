@@ -113,6 +113,9 @@ func (n *Node) newChecker() (*checkerSvc, error) {
 	elig := &checkerEligibility{tr: n.ep.tr, cache: map[uint64][]string{}}
 	v, err := p2p.NewAttestValidator(p2p.AttestConfig{
 		Schedule: n.ep.tr.Schedule(), Eligibility: elig, Clock: n.opts.Clock,
+		// The network's grace (network.grace), as the tracker's: an ended epoch's attestations
+		// are accepted as long as its committee serves.
+		Grace:   n.ep.tr.Grace(),
 		Metrics: p2p.NewAttestMetrics(n.opts.Registry),
 	})
 	if err != nil {

@@ -31,7 +31,7 @@ type NetworkConfig struct {
 	CommitteeSize uint32   `toml:"committee_size"` // expected indexer seats per epoch
 	RecencyWindow uint32   `toml:"recency_window"` // epochs a selection counts against a node
 	MaxSeats      uint32   `toml:"max_seats"`      // 0: no cap
-	Grace         Duration `toml:"grace"`          // an ended epoch's committee still serves this long
+	Grace         Duration `toml:"grace"`          // an ended epoch's committee still serves, and its attestations count, this long
 	// Allocation is a TOML file of [[candidate]] tables (peer_id, stake, quality_ppm): who may be
 	// drawn, until stake comes from the chain. Empty: nobody is drawn.
 	Allocation string `toml:"allocation"`

@@ -192,6 +192,9 @@ func NewTracker(cfg Config, now time.Time) (*Tracker, error) {
 // Schedule is the tracker's epoch schedule.
 func (t *Tracker) Schedule() Schedule { return t.cfg.Schedule }
 
+// Grace is how long after an epoch ends its committee still serves (Config.Grace, defaulted).
+func (t *Tracker) Grace() time.Duration { return t.cfg.Grace }
+
 // InGrace reports whether now falls in the grace window at the start of its epoch, while the
 // previous epoch's committee still serves (Config.Grace).
 func (t *Tracker) InGrace(now time.Time) bool {
