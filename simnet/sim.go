@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,11 @@ type Config struct {
 	// simulated instant run in a repeatable order, which makes latencies reproducible, and on two
 	// cores it costs no wall time (docs/SIMNET.md). More trades reproducibility for parallelism.
 	Procs int
+	// HeapProfile, if set, receives a heap profile (pprof format) taken when the measured span
+	// ends, after a garbage collection and before any peer stops.
+	HeapProfile io.Writer
+	// GoroutineProfile, if set, receives a goroutine profile taken at the same moment.
+	GoroutineProfile io.Writer
 }
 
 // Progress is the state of a run, for a progress bar outside the simulation.
@@ -259,6 +265,17 @@ func run(cfg Config) (*Result, error) {
 	case <-time.After(pl.end):
 	case <-s.stopped:
 		pl.end = s.now()
+	}
+	if cfg.HeapProfile != nil {
+		runtime.GC()
+		if err := pprof.Lookup("heap").WriteTo(cfg.HeapProfile, 0); err != nil {
+			s.log.Warn("heap profile", "err", err)
+		}
+	}
+	if cfg.GoroutineProfile != nil {
+		if err := pprof.Lookup("goroutine").WriteTo(cfg.GoroutineProfile, 0); err != nil {
+			s.log.Warn("goroutine profile", "err", err)
+		}
 	}
 	prog.Phase.Store("stopping")
 	cancel()

@@ -65,6 +65,8 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	logLevel := fs.String("log-level", "warn", "level of the nodes' log, written to DIR/nodes.log")
 	procs := fs.Int("procs", 1, "GOMAXPROCS during the run; above 1, latencies are no longer reproducible")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	memProfile := fs.String("memprofile", "", "write a heap profile, taken at the end of the measured span (every peer still up), to this file")
+	goProfile := fs.String("goroutineprofile", "", "write a goroutine profile, taken with the heap profile, to this file")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
@@ -102,6 +104,24 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var heapProfile io.Writer
+	if *memProfile != "" {
+		hf, err := os.Create(*memProfile)
+		if err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
+		defer hf.Close()
+		heapProfile = hf
+	}
+	var goroutineProfile io.Writer
+	if *goProfile != "" {
+		gf, err := os.Create(*goProfile)
+		if err != nil {
+			return fmt.Errorf("goroutine profile: %w", err)
+		}
+		defer gf.Close()
+		goroutineProfile = gf
+	}
 	prog := new(simnet.Progress)
 	done := make(chan struct{})
 	barDone := make(chan struct{})
@@ -111,7 +131,7 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}()
 	res, err := simnet.Run(simnet.Config{Scenario: sc, Peers: *peers, Seed: *seed, Duration: *duration,
 		Logger:   slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: level})),
-		Progress: prog, Procs: *procs})
+		Progress: prog, Procs: *procs, HeapProfile: heapProfile, GoroutineProfile: goroutineProfile})
 	close(done)
 	<-barDone
 	if err != nil {
