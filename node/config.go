@@ -71,7 +71,7 @@ type ContainerConfig struct {
 	ProvideInterval   Duration `toml:"provide_interval"`
 	HeartbeatInterval Duration `toml:"heartbeat_interval"`
 	// ReceiptInterval is how often a session's usage receipt is co-signed. The network's rule is a
-	// minute; shorter only for tests and demos.
+	// minute, at most; shorter only for tests and demos.
 	ReceiptInterval Duration `toml:"receipt_interval"`
 	// DevAutoCheck passes the registration check without a checker. For devnet only.
 	DevAutoCheck bool `toml:"dev_autocheck"`
@@ -202,8 +202,9 @@ func (c *Config) Validate() error {
 		if cc.Geohash == "" && cc.Latitude == nil {
 			return fmt.Errorf("%w: container: no location: set --geohash (e.g. u33dc0) or --lat and --lon", ErrConfig)
 		}
-		if cc.ReceiptInterval < Duration(time.Second) {
-			return fmt.Errorf("%w: container.receipt_interval must be at least 1s (the network's rule is 1m)", ErrConfig)
+		if cc.ReceiptInterval < Duration(time.Second) || cc.ReceiptInterval > Duration(ReceiptInterval) {
+			return fmt.Errorf("%w: container.receipt_interval is %v: it must be 1s to 1m (the network's rule is 1m; checkers take a renewed session's samples only with a recent receipt)",
+				ErrConfig, time.Duration(cc.ReceiptInterval))
 		}
 		if _, err := ParseAmount(cc.SessionFee); err != nil {
 			return fmt.Errorf("%w: container: session_fee: %v", ErrConfig, err)

@@ -43,6 +43,7 @@ type ConnectOptions struct {
 	StatsEvery time.Duration
 
 	statsRoute func(container string) (peer.ID, error) // set by Connect: the assigned checker
+	receipts   *latestReceipt                          // when set, keeps the session's latest receipt for its samples
 }
 
 // ConnectResult is what LightClient.Connect did.
@@ -180,8 +181,14 @@ func runSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.
 		keep = func([]byte) error { return nil }
 	}
 	return consumer.RunSession(ctx, streamConn{s}, m.Ticket, m.TicketRaw, consumer.SessionOptions{
-		Hold:        o.Hold,
-		Countersign: func(r []byte) ([]byte, error) { return net.Seal(p2p.KindReceiptAck, &pb.ReceiptAck{Receipt: r}) },
+		Hold: o.Hold,
+		Countersign: func(r []byte) ([]byte, error) {
+			ack, err := net.Seal(p2p.KindReceiptAck, &pb.ReceiptAck{Receipt: r})
+			if err == nil {
+				o.receipts.set(r) // opened and checked by RunSession before it asks for the countersignature
+			}
+			return ack, err
+		},
 		OpenReceipt: p2p.OpenReceipt,
 		Keep:        keep,
 		Clock:       clk,
@@ -207,6 +214,7 @@ func runPlayedSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *con
 	ended := make(chan struct{})
 	if o.ShareStats && o.statsRoute != nil && o.Render.FPS > 0 {
 		smp := &statsSampler{}
+		o.receipts = new(latestReceipt)
 		o.Render.onFrame = smp.frame
 		endAt := time.Now().Add(o.Hold) // the render stream runs on the wall clock
 		wg.Go(func() {

@@ -17,6 +17,7 @@ import (
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/checker"
+	"github.com/rendermesh/rendermesh/roles/container"
 	"github.com/rendermesh/rendermesh/roles/epoch"
 )
 
@@ -84,16 +85,20 @@ func (c *checkerSvc) serveSessionStats(ctx context.Context, remote peer.ID, rw i
 
 // takeSessionStats checks a sample and acts on it; it returns why it was not taken ("" when it was).
 func (c *checkerSvc) takeSessionStats(remote peer.ID, raw []byte) string {
-	s, tk, consumer, err := p2p.OpenSessionStats(raw)
+	o, err := p2p.OpenSessionStats(raw)
 	if err != nil {
 		return err.Error()
 	}
-	if consumer != remote {
+	s, tk := o.Sample, o.Ticket
+	if o.Consumer != remote {
 		return "the sample's consumer did not send it"
 	}
 	now := c.n.opts.Clock.Now()
 	if d := now.Sub(time.UnixMilli(s.SentUnixMs)); d > statsSkew || d < -statsSkew {
 		return fmt.Sprintf("sent %v away from this checker's clock", d.Round(time.Millisecond))
+	}
+	if reason := sessionLive(tk, o.Receipt, now); reason != "" {
+		return reason
 	}
 	sched := c.n.ep.tr.Schedule()
 	e := sched.Epoch(now)
@@ -134,6 +139,39 @@ func (c *checkerSvc) takeSessionStats(remote peer.ID, raw []byte) string {
 	}
 	nonce := binary.BigEndian.AppendUint32(slices.Clone(tk.SessionId), s.Seq)
 	c.publish(c.ctx, peer.ID(container), nil, pb.CheckKind_CHECK_KIND_SESSION, pb.CheckMethod_CHECK_METHOD_SESSION_STATS, nonce, res)
+	return ""
+}
+
+// maxReceiptAge is how old the usage receipt of a sample sent after its ticket's booked span may
+// be: a container seals one every receipt interval (the network's rule: a minute at most) once the
+// last was countersigned; the slack covers a countersignature in flight and the clocks' skew.
+const maxReceiptAge = 2*ReceiptInterval + statsSkew
+
+// sessionLive says why a sample of the session that ticket tk opened cannot be of a session that
+// runs at now ("" when it can be). A ticket books a span: from its start (a wholesale booking's, or
+// the match) for its units, a retail consumer arriving before the lease lapses. Within that span,
+// the ticket is enough; after it, the session must have been renewed, and only a usage receipt
+// the container sealed within maxReceiptAge says so. Without this bound, a consumer would keep an
+// old ticket and report a container it once used as failing, every epoch, for ever.
+func sessionLive(tk *pb.SessionTicket, receipt *pb.UsageReceipt, now time.Time) string {
+	start := time.UnixMilli(tk.StartUnixMs)
+	if now.Before(start.Add(-statsSkew)) {
+		return fmt.Sprintf("a session that starts at %s, not yet", start.UTC().Format(time.RFC3339))
+	}
+	from := start
+	if tk.Mode != pb.ServiceMode_SERVICE_MODE_WHOLESALE {
+		from = time.UnixMilli(max(tk.StartUnixMs, tk.LeaseExpiresUnixMs))
+	}
+	end := from.Add(time.Duration(max(tk.Units, 1)) * container.UnitLength)
+	if !now.After(end.Add(statsSkew)) {
+		return ""
+	}
+	if receipt == nil {
+		return fmt.Sprintf("the ticket's span ended at %s, and the sample carries no usage receipt", end.UTC().Format(time.RFC3339))
+	}
+	if age := now.Sub(time.UnixMilli(receipt.IssuedUnixMs)); age > maxReceiptAge || age < -statsSkew {
+		return fmt.Sprintf("the ticket's span ended at %s, and its latest usage receipt was issued %v ago", end.UTC().Format(time.RFC3339), age.Round(time.Second))
+	}
 	return ""
 }
 
@@ -309,7 +347,7 @@ func shareStats(ctx context.Context, net *p2p.Net, clk clock.Clock, ticketRaw []
 		if s == nil {
 			return
 		}
-		s.Ticket = ticketRaw
+		s.Ticket, s.Receipt = ticketRaw, o.receipts.get()
 		if _, err := sendSample(ctx, net, clk, route, container, s); err != nil {
 			lastErr = err
 			return
@@ -333,6 +371,31 @@ func shareStats(ctx context.Context, net *p2p.Net, clk clock.Clock, ticketRaw []
 			return shared, lastErr
 		}
 	}
+}
+
+// latestReceipt is the latest usage receipt of a session, as its container sealed it: a consumer's
+// samples carry it, so that a checker takes them after the span the ticket booked (sessionLive).
+// A nil *latestReceipt keeps nothing.
+type latestReceipt struct {
+	mu  sync.Mutex
+	raw []byte
+}
+
+func (l *latestReceipt) set(raw []byte) {
+	if l != nil {
+		l.mu.Lock()
+		l.raw = raw
+		l.mu.Unlock()
+	}
+}
+
+func (l *latestReceipt) get() []byte {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.raw
 }
 
 // sendSample signs sample s (its ticket set) as this consumer, with the time now, and sends it to

@@ -254,3 +254,39 @@ func TestAdmitSample(t *testing.T) {
 		t.Errorf("sample %d of a session in one epoch: %q", maxSessionSamples+1, r)
 	}
 }
+
+// A ticket vouches for its session only over the span it booked; after it, a sample must carry a
+// usage receipt the container sealed lately (the session was renewed), so that an old ticket
+// cannot be used to report a container for ever.
+func TestSessionLive(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	retail := &pb.SessionTicket{StartUnixMs: t0.UnixMilli(), LeaseExpiresUnixMs: t0.Add(20 * time.Second).UnixMilli(), Units: 1}
+	wholesale := &pb.SessionTicket{Mode: pb.ServiceMode_SERVICE_MODE_WHOLESALE, StartUnixMs: t0.Add(time.Hour).UnixMilli(),
+		LeaseExpiresUnixMs: t0.Add(2 * time.Hour).UnixMilli(), Units: 4}
+	receipt := func(at time.Time) *pb.UsageReceipt { return &pb.UsageReceipt{IssuedUnixMs: at.UnixMilli()} }
+	for _, c := range []struct {
+		name    string
+		tk      *pb.SessionTicket
+		receipt *pb.UsageReceipt
+		now     time.Time
+		want    string // a fragment of the refusal; "" when taken
+	}{
+		{"retail, mid-span", retail, nil, t0.Add(10 * time.Minute), ""},
+		{"retail, the lease and the unit, within the skew", retail, nil, t0.Add(20*time.Second + 15*time.Minute + statsSkew), ""},
+		{"retail, after the span, no receipt", retail, nil, t0.Add(16 * time.Minute), "no usage receipt"},
+		{"retail, after the span, a recent receipt", retail, receipt(t0.Add(59 * time.Minute)), t0.Add(time.Hour), ""},
+		{"retail, after the span, the oldest receipt taken", retail, receipt(t0.Add(time.Hour - maxReceiptAge)), t0.Add(time.Hour), ""},
+		{"retail, after the span, an old receipt", retail, receipt(t0.Add(57 * time.Minute)), t0.Add(time.Hour), "issued 3m0s ago"},
+		{"retail, a day later, the span's receipt", retail, receipt(t0.Add(14 * time.Minute)), t0.Add(24 * time.Hour), "issued"},
+		{"retail, a receipt from the future", retail, receipt(t0.Add(time.Hour + time.Minute)), t0.Add(time.Hour), "issued"},
+		{"wholesale, before its start", wholesale, nil, t0, "not yet"},
+		{"wholesale, just before its start", wholesale, nil, t0.Add(time.Hour - statsSkew), ""},
+		{"wholesale, last unit", wholesale, nil, t0.Add(time.Hour + 59*time.Minute), ""},
+		{"wholesale, after its units", wholesale, nil, t0.Add(2*time.Hour + time.Minute), "no usage receipt"},
+	} {
+		got := sessionLive(c.tk, c.receipt, c.now)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}

@@ -54,6 +54,8 @@ type webSession struct {
 	share bool
 	fps   int
 	relay bool
+	// receipts keeps the session's latest usage receipt: the samples carry it.
+	receipts *latestReceipt
 
 	// mu also orders the page's samples: one is sent at a time, in the order they came.
 	mu        sync.Mutex
@@ -196,7 +198,8 @@ func (n *Node) whepOffer(w http.ResponseWriter, r *http.Request) {
 	sctx, end := context.WithCancel(n.ctx)
 	answers := make(chan string, 1)
 	failed := make(chan error, 1)
-	ws := &webSession{cancel: end, container: m.Container, ticketRaw: m.TicketRaw, share: share, fps: fps, relay: relayOnly}
+	ws := &webSession{cancel: end, container: m.Container, ticketRaw: m.TicketRaw, share: share, fps: fps, relay: relayOnly,
+		receipts: new(latestReceipt)}
 	accepted := func() {
 		go func() {
 			err := n.forwardOffer(sctx, m, string(body), relayOnly, fps, answers)
@@ -209,7 +212,7 @@ func (n *Node) whepOffer(w http.ResponseWriter, r *http.Request) {
 	n.web.add(id, ws)
 	go func() {
 		defer n.web.end(id)
-		if _, err := runSession(sctx, n.net, n.opts.Clock, m, ConnectOptions{Hold: webHold}, accepted); err != nil {
+		if _, err := runSession(sctx, n.net, n.opts.Clock, m, ConnectOptions{Hold: webHold, receipts: ws.receipts}, accepted); err != nil {
 			failed <- err
 		}
 	}()
@@ -372,7 +375,7 @@ func (n *Node) whepStats(w http.ResponseWriter, r *http.Request) {
 		Frames: uint32(in.Frames), FramesLost: uint32(in.FramesLost),
 		FpsMilli: uint32(in.Frames * 1000 * 1000 / in.WindowMs), Width: uint32(in.Width), Height: uint32(in.Height),
 		LatencyUsP50: uint32(in.LatencyMsP50 * 1000), LatencyUsP99: uint32(in.LatencyMsP99 * 1000),
-		LongestGapMs: uint32(in.LongestGapMs), Relay: ws.relay,
+		LongestGapMs: uint32(in.LongestGapMs), Relay: ws.relay, Receipt: ws.receipts.get(),
 	}
 	chk, err := sendSample(r.Context(), n.net, n.opts.Clock, n.assignedChecker, ws.container, s)
 	ack := webSampleAck{Accepted: err == nil, Seq: s.Seq}

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,8 +42,8 @@ var KindSessionStats = Kind{Domain: "rendermesh-session-stats", Codec: []byte("/
 // ErrBadSessionStats is wrapped by every error of SealSessionStats and OpenSessionStats.
 var ErrBadSessionStats = errors.New("p2p: invalid session statistics")
 
-// SealSessionStats checks s's fields and signs it with key, which must be the key of the consumer
-// its ticket names.
+// SealSessionStats checks s's fields (its usage receipt too, if any) and signs it with key, which
+// must be the key of the consumer its ticket names.
 func SealSessionStats(s *pb.SessionStats, key crypto.PrivKey) ([]byte, error) {
 	tk, err := checkSessionStats(s)
 	if err != nil {
@@ -55,6 +56,11 @@ func SealSessionStats(s *pb.SessionStats, key crypto.PrivKey) ([]byte, error) {
 	if peer.ID(tk.Consumer) != id {
 		return nil, fmt.Errorf("%w: the ticket's consumer is %s, the signer %s", ErrBadSessionStats, peer.ID(tk.Consumer), id)
 	}
+	if len(s.Receipt) > 0 {
+		if _, err := sessionStatsReceipt(s.Receipt, tk); err != nil {
+			return nil, err
+		}
+	}
 	data, err := Seal(KindSessionStats, s, key)
 	if err != nil {
 		return nil, err
@@ -65,28 +71,64 @@ func SealSessionStats(s *pb.SessionStats, key crypto.PrivKey) ([]byte, error) {
 	return data, nil
 }
 
-// OpenSessionStats verifies a session statistics envelope: its size, its signature, its fields and
+// OpenedSessionStats is a session statistics envelope that OpenSessionStats verified.
+type OpenedSessionStats struct {
+	Sample   *pb.SessionStats
+	Ticket   *pb.SessionTicket
+	Consumer peer.ID
+	// Receipt is the sample's usage receipt, signed by the ticket's container for the ticket's
+	// session and consumer; nil when the sample carries none.
+	Receipt *pb.UsageReceipt
+}
+
+// OpenSessionStats verifies a session statistics envelope: its size, its signature, its fields,
 // the session ticket inside it (signed by the indexer it names, for the consumer that signed the
-// sample). It returns the sample, its ticket and the consumer. Whether the ticket's indexer sat on
-// its epoch's committee, and whether the checker is assigned to the container, are the receiver's
-// to check: they need the epoch's state.
-func OpenSessionStats(raw []byte) (*pb.SessionStats, *pb.SessionTicket, peer.ID, error) {
+// sample) and the usage receipt, if any (signed by the ticket's container, of the same session and
+// consumer). Whether the ticket's indexer sat on its epoch's committee, whether the session still
+// runs, and whether the checker is assigned to the container, are the receiver's to check: they
+// need the epoch's state and the receiver's clock.
+func OpenSessionStats(raw []byte) (*OpenedSessionStats, error) {
 	if len(raw) > MaxSessionStatsSize {
-		return nil, nil, "", fmt.Errorf("%w: %d bytes, limit %d", ErrBadSessionStats, len(raw), MaxSessionStatsSize)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBadSessionStats, len(raw), MaxSessionStatsSize)
 	}
 	s := new(pb.SessionStats)
 	signer, err := Open(KindSessionStats, raw, s)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("%w: %w", ErrBadSessionStats, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSessionStats, err)
 	}
 	tk, err := checkSessionStats(s)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
 	if peer.ID(tk.Consumer) != signer {
-		return nil, nil, "", fmt.Errorf("%w: the ticket's consumer is %s, the signer %s", ErrBadSessionStats, peerString(tk.Consumer), signer)
+		return nil, fmt.Errorf("%w: the ticket's consumer is %s, the signer %s", ErrBadSessionStats, peerString(tk.Consumer), signer)
 	}
-	return s, tk, signer, nil
+	o := &OpenedSessionStats{Sample: s, Ticket: tk, Consumer: signer}
+	if len(s.Receipt) > 0 {
+		if o.Receipt, err = sessionStatsReceipt(s.Receipt, tk); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// sessionStatsReceipt opens a sample's usage receipt and checks that it is of the ticket's session.
+func sessionStatsReceipt(raw []byte, tk *pb.SessionTicket) (*pb.UsageReceipt, error) {
+	r, err := OpenReceipt(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: usage receipt: %w", ErrBadSessionStats, err)
+	}
+	switch {
+	case !bytes.Equal(r.SessionId, tk.SessionId):
+		return nil, fmt.Errorf("%w: the usage receipt is of another session", ErrBadSessionStats)
+	case !bytes.Equal(r.Container, tk.Container):
+		return nil, fmt.Errorf("%w: the usage receipt is of container %s, the ticket's %s", ErrBadSessionStats, peerString(r.Container), peerString(tk.Container))
+	case !bytes.Equal(r.Consumer, tk.Consumer):
+		return nil, fmt.Errorf("%w: the usage receipt is of consumer %s, the ticket's %s", ErrBadSessionStats, peerString(r.Consumer), peerString(tk.Consumer))
+	case r.IssuedUnixMs <= 0:
+		return nil, fmt.Errorf("%w: the usage receipt has no time", ErrBadSessionStats)
+	}
+	return r, nil
 }
 
 // checkSessionStats checks what a sample says on its own, and opens its ticket.

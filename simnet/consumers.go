@@ -59,8 +59,8 @@ func (c *Consumers) validate() error {
 		return fmt.Errorf("start_after %v: want at least 0", time.Duration(c.StartAfter))
 	case c.Timeout <= 0:
 		return fmt.Errorf("timeout %v: want it positive", time.Duration(c.Timeout))
-	case c.ReceiptInterval < 0 || (c.ReceiptInterval > 0 && c.ReceiptInterval < Duration(time.Second)):
-		return fmt.Errorf("receipt_interval %v: want at least 1s (0: a minute)", time.Duration(c.ReceiptInterval))
+	case c.ReceiptInterval < 0 || (c.ReceiptInterval > 0 && c.ReceiptInterval < Duration(time.Second)) || c.ReceiptInterval > Duration(time.Minute):
+		return fmt.Errorf("receipt_interval %v: want 1s to 1m (0: a minute, the network's rule)", time.Duration(c.ReceiptInterval))
 	case c.App == "":
 		return fmt.Errorf("app: want an app name such as demo")
 	}

@@ -32,21 +32,25 @@ const (
 // SessionStats is one sample of a session's stream as the consumer measured it, over a window of
 // the session. Integer units, so that every implementation encodes the same numbers.
 type SessionStats struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ticket        []byte                 `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"`                            // the session's ticket envelope, as the indexer signed it
-	Seq           uint32                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`                                 // the sample's number in the session, from 1, increasing
-	WindowMs      uint32                 `protobuf:"varint,3,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`       // the span of the session this sample covers
-	FpsAsked      uint32                 `protobuf:"varint,4,opt,name=fps_asked,json=fpsAsked,proto3" json:"fps_asked,omitempty"`       // the frame rate the consumer asked the container for
-	Frames        uint32                 `protobuf:"varint,5,opt,name=frames,proto3" json:"frames,omitempty"`                           // frames decoded in the window
-	FramesLost    uint32                 `protobuf:"varint,6,opt,name=frames_lost,json=framesLost,proto3" json:"frames_lost,omitempty"` // frame numbers the stream skipped in the window
-	FpsMilli      uint32                 `protobuf:"varint,7,opt,name=fps_milli,json=fpsMilli,proto3" json:"fps_milli,omitempty"`       // decoded frames per second over the window x 1000
-	Width         uint32                 `protobuf:"varint,8,opt,name=width,proto3" json:"width,omitempty"`                             // the size most frames had
-	Height        uint32                 `protobuf:"varint,9,opt,name=height,proto3" json:"height,omitempty"`
-	LatencyUsP50  uint32                 `protobuf:"varint,10,opt,name=latency_us_p50,json=latencyUsP50,proto3" json:"latency_us_p50,omitempty"` // the container's render stamp to decoded, median
-	LatencyUsP99  uint32                 `protobuf:"varint,11,opt,name=latency_us_p99,json=latencyUsP99,proto3" json:"latency_us_p99,omitempty"`
-	LongestGapMs  uint32                 `protobuf:"varint,12,opt,name=longest_gap_ms,json=longestGapMs,proto3" json:"longest_gap_ms,omitempty"` // the longest time without a decoded frame (the window's ends included)
-	Relay         bool                   `protobuf:"varint,13,opt,name=relay,proto3" json:"relay,omitempty"`                                     // the session was forced through a TURN relay (relay-only)
-	SentUnixMs    int64                  `protobuf:"varint,14,opt,name=sent_unix_ms,json=sentUnixMs,proto3" json:"sent_unix_ms,omitempty"`       // when the consumer signed the sample
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Ticket       []byte                 `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"`                            // the session's ticket envelope, as the indexer signed it
+	Seq          uint32                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`                                 // the sample's number in the session, from 1, increasing
+	WindowMs     uint32                 `protobuf:"varint,3,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`       // the span of the session this sample covers
+	FpsAsked     uint32                 `protobuf:"varint,4,opt,name=fps_asked,json=fpsAsked,proto3" json:"fps_asked,omitempty"`       // the frame rate the consumer asked the container for
+	Frames       uint32                 `protobuf:"varint,5,opt,name=frames,proto3" json:"frames,omitempty"`                           // frames decoded in the window
+	FramesLost   uint32                 `protobuf:"varint,6,opt,name=frames_lost,json=framesLost,proto3" json:"frames_lost,omitempty"` // frame numbers the stream skipped in the window
+	FpsMilli     uint32                 `protobuf:"varint,7,opt,name=fps_milli,json=fpsMilli,proto3" json:"fps_milli,omitempty"`       // decoded frames per second over the window x 1000
+	Width        uint32                 `protobuf:"varint,8,opt,name=width,proto3" json:"width,omitempty"`                             // the size most frames had
+	Height       uint32                 `protobuf:"varint,9,opt,name=height,proto3" json:"height,omitempty"`
+	LatencyUsP50 uint32                 `protobuf:"varint,10,opt,name=latency_us_p50,json=latencyUsP50,proto3" json:"latency_us_p50,omitempty"` // the container's render stamp to decoded, median
+	LatencyUsP99 uint32                 `protobuf:"varint,11,opt,name=latency_us_p99,json=latencyUsP99,proto3" json:"latency_us_p99,omitempty"`
+	LongestGapMs uint32                 `protobuf:"varint,12,opt,name=longest_gap_ms,json=longestGapMs,proto3" json:"longest_gap_ms,omitempty"` // the longest time without a decoded frame (the window's ends included)
+	Relay        bool                   `protobuf:"varint,13,opt,name=relay,proto3" json:"relay,omitempty"`                                     // the session was forced through a TURN relay (relay-only)
+	SentUnixMs   int64                  `protobuf:"varint,14,opt,name=sent_unix_ms,json=sentUnixMs,proto3" json:"sent_unix_ms,omitempty"`       // when the consumer signed the sample
+	// The latest usage receipt of the session, as its container sealed it (a UsageReceipt envelope),
+	// when the consumer holds one. A sample sent after the span its ticket booked counts only with a
+	// recent receipt: the container's word that the session was renewed and still runs.
+	Receipt       []byte `protobuf:"bytes,15,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -179,6 +183,13 @@ func (x *SessionStats) GetSentUnixMs() int64 {
 	return 0
 }
 
+func (x *SessionStats) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
 // SessionStatsAck is the checker's answer: whether it took the sample, and why not.
 type SessionStatsAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -236,7 +247,7 @@ var File_p2p_pb_sessionstats_proto protoreflect.FileDescriptor
 
 const file_p2p_pb_sessionstats_proto_rawDesc = "" +
 	"\n" +
-	"\x19p2p/pb/sessionstats.proto\x12\rrendermesh.v1\"\xa0\x03\n" +
+	"\x19p2p/pb/sessionstats.proto\x12\rrendermesh.v1\"\xba\x03\n" +
 	"\fSessionStats\x12\x16\n" +
 	"\x06ticket\x18\x01 \x01(\fR\x06ticket\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\rR\x03seq\x12\x1b\n" +
@@ -254,7 +265,8 @@ const file_p2p_pb_sessionstats_proto_rawDesc = "" +
 	"\x0elongest_gap_ms\x18\f \x01(\rR\flongestGapMs\x12\x14\n" +
 	"\x05relay\x18\r \x01(\bR\x05relay\x12 \n" +
 	"\fsent_unix_ms\x18\x0e \x01(\x03R\n" +
-	"sentUnixMs\"E\n" +
+	"sentUnixMs\x12\x18\n" +
+	"\areceipt\x18\x0f \x01(\fR\areceipt\"E\n" +
 	"\x0fSessionStatsAck\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reasonB)Z'github.com/rendermesh/rendermesh/p2p/pbb\x06proto3"
