@@ -32,6 +32,9 @@ type epochs struct {
 	// publishers is how many nodes, on top of the committee, publish each sealed committee record
 	// (a deterministic sample by peer ID and epoch).
 	publishers int
+	// hist holds committee records read from full nodes' history, ahead of their import (the
+	// loop's only).
+	hist historyBuf
 
 	// ready is closed once the node has caught up with the elections (no committee record left to
 	// import): from then on it can tell the active indexers, so its container may be reserved.
@@ -97,6 +100,7 @@ func (es *epochs) start(ctx context.Context, wg *sync.WaitGroup) error {
 		return es.tr.CheckRecord(e, imported(tickets))
 	})
 	es.ctx = ctx
+	es.n.net.ServeCommitteeHistory(es.historyRecord)
 	if err := es.n.net.SubscribeTickets(es.onTicket); err != nil {
 		return err
 	}
@@ -220,6 +224,7 @@ func (es *epochs) maybeResync(e uint64) {
 			}
 		}
 		es.log.Warn("resynced: this node had sealed the epoch before differently from the network", "epoch", e, "tickets", len(accepted))
+		es.keepSealed(ctx, e-1)
 		es.mu.Lock()
 		for k := range es.drawn {
 			if k >= e {
@@ -236,13 +241,33 @@ func (es *epochs) maybeResync(e uint64) {
 }
 
 // catchUp imports the sealed committee records this node needs (it was not following when their
-// tickets went round). It reports whether one is still missing.
+// tickets went round): those of epochs that ended a while ago from full nodes' history, the last
+// ones from the DHT. It reports whether one is still missing.
 func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
 	sched := es.tr.Schedule()
 	for {
 		e, ok := es.tr.NeedImport(now)
 		if !ok {
 			return false
+		}
+		if e+historyLag <= sched.Epoch(now) {
+			hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			tickets, found, err := es.hist.take(hctx, es.n.net, es.tr, e)
+			cancel()
+			if ctx.Err() != nil {
+				return true
+			}
+			if found {
+				kept, err := es.tr.ImportSealed(e, tickets)
+				if err != nil {
+					es.log.Warn("import committee", "epoch", e, "err", err)
+					return true
+				}
+				es.keepSealed(ctx, e)
+				es.log.Debug("imported committee from history", "epoch", e, "tickets", kept)
+				continue
+			}
+			es.log.Debug("committee history not found; trying the DHT", "epoch", e, "err", err)
 		}
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		rec, tickets, err := es.n.net.Committee(fctx, e, 0)
@@ -253,20 +278,26 @@ func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
 		sealed := err == nil && rec.Sealed
 		// Sealed records appear as soon as e starts. If none has after half the epoch (at most
 		// importPatience), no node that followed e-1 published one (all joined late, say): take the
-		// fullest unsealed record, whose tickets were published during e-1.
+		// fullest unsealed record, whose tickets were published during e-1. With no record at all,
+		// wait: sealing e with nothing would derive seeds of the network's no node holds.
 		late := now.After(sched.Start(e).Add(min(sched.Length/2, importPatience)))
 		if !sealed && !late {
 			es.log.Debug("sealed committee record not found yet", "epoch", e, "err", err)
 			return true
 		}
+		if err != nil {
+			es.log.Warn("no committee record of this epoch, in the DHT or in full nodes' history: waiting for one", "epoch", e, "err", err)
+			return true
+		}
 		if !sealed {
-			es.log.Warn("no sealed committee record: importing the fullest unsealed one; this node's seeds may differ from the network's", "epoch", e, "err", err)
+			es.log.Warn("no sealed committee record: importing the fullest unsealed one; this node's seeds may differ from the network's", "epoch", e)
 		}
 		kept, err := es.tr.ImportSealed(e, imported(tickets))
 		if err != nil {
 			es.log.Warn("import committee", "epoch", e, "err", err)
 			return true
 		}
+		es.keepSealed(ctx, e)
 		es.log.Info("imported committee", "epoch", e, "tickets", kept, "sealed", sealed)
 	}
 }
@@ -322,6 +353,7 @@ func (es *epochs) publishSealed(ctx context.Context, e uint64) {
 	if !ok {
 		return
 	}
+	es.keepSealed(ctx, e)
 	member := false
 	for _, tk := range set {
 		member = member || tk.ID == es.self

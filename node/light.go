@@ -29,6 +29,7 @@ type LightClient struct {
 	net    *p2p.Net
 	quorum int
 	clock  clock.Clock
+	log    *slog.Logger
 
 	mu       sync.Mutex
 	cached   []*epoch.Ticket // the committee verified last, of epoch cachedAt of network cacheKey
@@ -43,6 +44,7 @@ type LightClient struct {
 	// sealed holds the sealed committee records fetched so far, of network sealedKey.
 	sealed    map[uint64][]epoch.ImportedTicket
 	sealedKey string
+	hist      historyBuf // records read from full nodes' history, not imported yet
 }
 
 // LightOptions configure a light client.
@@ -103,7 +105,7 @@ func NewLightClient(ctx context.Context, o LightOptions) (*LightClient, error) {
 	if o.Clock == nil {
 		o.Clock = clock.New()
 	}
-	return &LightClient{net: n, quorum: q, clock: o.Clock}, nil
+	return &LightClient{net: n, quorum: q, clock: o.Clock, log: o.Logger}, nil
 }
 
 // Find resolves a capability query.
@@ -115,8 +117,9 @@ func (l *LightClient) Find(ctx context.Context, q consumer.Query) ([]consumer.Fo
 // light client does not follow gossip, so it verifies the beacon itself: from the genesis seed it
 // imports every epoch's sealed committee record, checking each ticket's VRF proof, weight and seats,
 // and derives each next seed, up to the current epoch (the current epoch's record may still be
-// unsealed). stakes nil: the network's allocation file. It costs one DHT lookup per epoch since
-// genesis (docs/EPOCHS.md: checkpoints are what bounds it later).
+// unsealed). stakes nil: the network's allocation file. The records of epochs that ended a while
+// ago come from full nodes' history, 64 epochs a request; the last ones from the DHT
+// (docs/EPOCHS.md: checkpoints are what bounds the walk later).
 func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epoch.StakeSource) ([]*epoch.Ticket, error) {
 	if !nc.Elections() {
 		return nil, fmt.Errorf("%w: network.genesis_time is not set: this network holds no elections", ErrConfig)
@@ -151,7 +154,7 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 	// verified again, which costs no network). The current epoch's record may be unsealed: it is
 	// used, never kept.
 	if l.sealedKey != key {
-		l.sealed, l.sealedKey = map[uint64][]epoch.ImportedTicket{}, key
+		l.sealed, l.sealedKey, l.hist = map[uint64][]epoch.ImportedTicket{}, key, historyBuf{}
 	}
 	tr, err := epoch.NewTracker(cfg, now)
 	if err != nil {
@@ -164,6 +167,16 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 			break
 		}
 		tickets, ok := l.sealed[e]
+		if !ok && e+historyLag <= cur { // ended a while ago: full nodes' history, in batches
+			var err error
+			if tickets, ok, err = l.hist.take(ctx, l.net, tr, e); ok {
+				l.sealed[e] = tickets
+			} else if ctx.Err() != nil {
+				return nil, fmt.Errorf("indexers: committee of epoch %d: %w", e, ctx.Err())
+			} else {
+				l.log.Debug("committee history not found; trying the DHT", "epoch", e, "err", err)
+			}
+		}
 		if !ok {
 			rec, opened, err := l.net.Committee(ctx, e, l.quorum)
 			if err != nil {

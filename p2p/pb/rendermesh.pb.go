@@ -999,6 +999,63 @@ func (x *CommitteeRecord) GetTickets() [][]byte {
 	return nil
 }
 
+// CommitteeHistoryRequest asks a full node, on /rendermesh/committee-history/1.0.0, for the sealed
+// committee records of up to `count` epochs from `from`. The answer is those records (encoded
+// CommitteeRecords, each length-prefixed) for consecutive epochs from `from`; the node closes the
+// stream after the last it holds. The DHT keeps committee records for a day: joiners and light
+// clients further behind read the history from full nodes, which keep it.
+type CommitteeHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	Count         uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitteeHistoryRequest) Reset() {
+	*x = CommitteeHistoryRequest{}
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitteeHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitteeHistoryRequest) ProtoMessage() {}
+
+func (x *CommitteeHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitteeHistoryRequest.ProtoReflect.Descriptor instead.
+func (*CommitteeHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CommitteeHistoryRequest) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *CommitteeHistoryRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // HardwareRequirement is the least hardware a consumer accepts. Zero fields ask nothing.
 type HardwareRequirement struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -1014,7 +1071,7 @@ type HardwareRequirement struct {
 
 func (x *HardwareRequirement) Reset() {
 	*x = HardwareRequirement{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[9]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1083,7 @@ func (x *HardwareRequirement) String() string {
 func (*HardwareRequirement) ProtoMessage() {}
 
 func (x *HardwareRequirement) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[9]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1096,7 @@ func (x *HardwareRequirement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HardwareRequirement.ProtoReflect.Descriptor instead.
 func (*HardwareRequirement) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{9}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HardwareRequirement) GetGpuModel() string {
@@ -1095,7 +1152,7 @@ type MeasuredRTT struct {
 
 func (x *MeasuredRTT) Reset() {
 	*x = MeasuredRTT{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[10]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1164,7 @@ func (x *MeasuredRTT) String() string {
 func (*MeasuredRTT) ProtoMessage() {}
 
 func (x *MeasuredRTT) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[10]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1177,7 @@ func (x *MeasuredRTT) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeasuredRTT.ProtoReflect.Descriptor instead.
 func (*MeasuredRTT) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{10}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MeasuredRTT) GetPeerId() []byte {
@@ -1158,7 +1215,7 @@ type MatchRequest struct {
 
 func (x *MatchRequest) Reset() {
 	*x = MatchRequest{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[11]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1227,7 @@ func (x *MatchRequest) String() string {
 func (*MatchRequest) ProtoMessage() {}
 
 func (x *MatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[11]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1240,7 @@ func (x *MatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchRequest.ProtoReflect.Descriptor instead.
 func (*MatchRequest) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{11}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MatchRequest) GetRequestId() []byte {
@@ -1287,7 +1344,7 @@ type MatchResponse struct {
 
 func (x *MatchResponse) Reset() {
 	*x = MatchResponse{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[12]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1356,7 @@ func (x *MatchResponse) String() string {
 func (*MatchResponse) ProtoMessage() {}
 
 func (x *MatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[12]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1369,7 @@ func (x *MatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchResponse.ProtoReflect.Descriptor instead.
 func (*MatchResponse) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{12}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MatchResponse) GetMatched() bool {
@@ -1377,7 +1434,7 @@ type IceServer struct {
 
 func (x *IceServer) Reset() {
 	*x = IceServer{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1446,7 @@ func (x *IceServer) String() string {
 func (*IceServer) ProtoMessage() {}
 
 func (x *IceServer) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[13]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1459,7 @@ func (x *IceServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IceServer.ProtoReflect.Descriptor instead.
 func (*IceServer) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{13}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *IceServer) GetUrls() []string {
@@ -1450,7 +1507,7 @@ type SessionTicket struct {
 
 func (x *SessionTicket) Reset() {
 	*x = SessionTicket{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1519,7 @@ func (x *SessionTicket) String() string {
 func (*SessionTicket) ProtoMessage() {}
 
 func (x *SessionTicket) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[14]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1532,7 @@ func (x *SessionTicket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionTicket.ProtoReflect.Descriptor instead.
 func (*SessionTicket) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{14}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionTicket) GetSessionId() []byte {
@@ -1595,7 +1652,7 @@ type ReserveRequest struct {
 
 func (x *ReserveRequest) Reset() {
 	*x = ReserveRequest{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1664,7 @@ func (x *ReserveRequest) String() string {
 func (*ReserveRequest) ProtoMessage() {}
 
 func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[15]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1677,7 @@ func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveRequest.ProtoReflect.Descriptor instead.
 func (*ReserveRequest) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{15}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReserveRequest) GetSessionId() []byte {
@@ -1699,7 +1756,7 @@ type ReserveResponse struct {
 
 func (x *ReserveResponse) Reset() {
 	*x = ReserveResponse{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1768,7 @@ func (x *ReserveResponse) String() string {
 func (*ReserveResponse) ProtoMessage() {}
 
 func (x *ReserveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[16]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1781,7 @@ func (x *ReserveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveResponse.ProtoReflect.Descriptor instead.
 func (*ReserveResponse) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{16}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReserveResponse) GetReserved() bool {
@@ -1765,7 +1822,7 @@ type SessionOpen struct {
 
 func (x *SessionOpen) Reset() {
 	*x = SessionOpen{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1834,7 @@ func (x *SessionOpen) String() string {
 func (*SessionOpen) ProtoMessage() {}
 
 func (x *SessionOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[17]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1847,7 @@ func (x *SessionOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOpen.ProtoReflect.Descriptor instead.
 func (*SessionOpen) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{17}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SessionOpen) GetTicket() []byte {
@@ -1821,7 +1878,7 @@ type UsageReceipt struct {
 
 func (x *UsageReceipt) Reset() {
 	*x = UsageReceipt{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +1890,7 @@ func (x *UsageReceipt) String() string {
 func (*UsageReceipt) ProtoMessage() {}
 
 func (x *UsageReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[18]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +1903,7 @@ func (x *UsageReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageReceipt.ProtoReflect.Descriptor instead.
 func (*UsageReceipt) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{18}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UsageReceipt) GetSessionId() []byte {
@@ -1937,7 +1994,7 @@ type ReceiptAck struct {
 
 func (x *ReceiptAck) Reset() {
 	*x = ReceiptAck{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2006,7 @@ func (x *ReceiptAck) String() string {
 func (*ReceiptAck) ProtoMessage() {}
 
 func (x *ReceiptAck) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[19]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2019,7 @@ func (x *ReceiptAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptAck.ProtoReflect.Descriptor instead.
 func (*ReceiptAck) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{19}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReceiptAck) GetReceipt() []byte {
@@ -1988,7 +2045,7 @@ type SessionMsg struct {
 
 func (x *SessionMsg) Reset() {
 	*x = SessionMsg{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[20]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2057,7 @@ func (x *SessionMsg) String() string {
 func (*SessionMsg) ProtoMessage() {}
 
 func (x *SessionMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[20]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2070,7 @@ func (x *SessionMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMsg.ProtoReflect.Descriptor instead.
 func (*SessionMsg) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{20}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SessionMsg) GetReceipt() []byte {
@@ -2082,7 +2139,7 @@ type RenderSignal struct {
 
 func (x *RenderSignal) Reset() {
 	*x = RenderSignal{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[21]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2151,7 @@ func (x *RenderSignal) String() string {
 func (*RenderSignal) ProtoMessage() {}
 
 func (x *RenderSignal) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[21]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2164,7 @@ func (x *RenderSignal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderSignal.ProtoReflect.Descriptor instead.
 func (*RenderSignal) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{21}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RenderSignal) GetOffer() *RenderOffer {
@@ -2164,7 +2221,7 @@ type RenderOffer struct {
 
 func (x *RenderOffer) Reset() {
 	*x = RenderOffer{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[22]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2233,7 @@ func (x *RenderOffer) String() string {
 func (*RenderOffer) ProtoMessage() {}
 
 func (x *RenderOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[22]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2246,7 @@ func (x *RenderOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderOffer.ProtoReflect.Descriptor instead.
 func (*RenderOffer) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{22}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RenderOffer) GetTicket() []byte {
@@ -2267,7 +2324,7 @@ type IceCandidate struct {
 
 func (x *IceCandidate) Reset() {
 	*x = IceCandidate{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[23]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2336,7 @@ func (x *IceCandidate) String() string {
 func (*IceCandidate) ProtoMessage() {}
 
 func (x *IceCandidate) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[23]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2349,7 @@ func (x *IceCandidate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IceCandidate.ProtoReflect.Descriptor instead.
 func (*IceCandidate) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{23}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *IceCandidate) GetCandidate() string {
@@ -2327,7 +2384,7 @@ type RelayGrantRequest struct {
 
 func (x *RelayGrantRequest) Reset() {
 	*x = RelayGrantRequest{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[24]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2396,7 @@ func (x *RelayGrantRequest) String() string {
 func (*RelayGrantRequest) ProtoMessage() {}
 
 func (x *RelayGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[24]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2409,7 @@ func (x *RelayGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayGrantRequest.ProtoReflect.Descriptor instead.
 func (*RelayGrantRequest) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{24}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RelayGrantRequest) GetEpoch() uint64 {
@@ -2380,7 +2437,7 @@ type RelayGrant struct {
 
 func (x *RelayGrant) Reset() {
 	*x = RelayGrant{}
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[25]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2449,7 @@ func (x *RelayGrant) String() string {
 func (*RelayGrant) ProtoMessage() {}
 
 func (x *RelayGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_p2p_pb_rendermesh_proto_msgTypes[25]
+	mi := &file_p2p_pb_rendermesh_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2462,7 @@ func (x *RelayGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayGrant.ProtoReflect.Descriptor instead.
 func (*RelayGrant) Descriptor() ([]byte, []int) {
-	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{25}
+	return file_p2p_pb_rendermesh_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RelayGrant) GetUrls() []string {
@@ -2528,7 +2585,10 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\x0fCommitteeRecord\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\bR\x06sealed\x12\x18\n" +
-	"\atickets\x18\x03 \x03(\fR\atickets\"\xe6\x01\n" +
+	"\atickets\x18\x03 \x03(\fR\atickets\"C\n" +
+	"\x17CommitteeHistoryRequest\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\xe6\x01\n" +
 	"\x13HardwareRequirement\x12\x1b\n" +
 	"\tgpu_model\x18\x01 \x01(\tR\bgpuModel\x12\x19\n" +
 	"\bmin_gpus\x18\x02 \x01(\rR\aminGpus\x12/\n" +
@@ -2699,37 +2759,38 @@ func file_p2p_pb_rendermesh_proto_rawDescGZIP() []byte {
 }
 
 var file_p2p_pb_rendermesh_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_p2p_pb_rendermesh_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_p2p_pb_rendermesh_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_p2p_pb_rendermesh_proto_goTypes = []any{
-	(ContainerState)(0),         // 0: rendermesh.v1.ContainerState
-	(ServiceMode)(0),            // 1: rendermesh.v1.ServiceMode
-	(Ranking)(0),                // 2: rendermesh.v1.Ranking
-	(*GPU)(nil),                 // 3: rendermesh.v1.GPU
-	(*Hardware)(nil),            // 4: rendermesh.v1.Hardware
-	(*Location)(nil),            // 5: rendermesh.v1.Location
-	(*ContainerRecord)(nil),     // 6: rendermesh.v1.ContainerRecord
-	(*GPUTelemetry)(nil),        // 7: rendermesh.v1.GPUTelemetry
-	(*Heartbeat)(nil),           // 8: rendermesh.v1.Heartbeat
-	(*Booking)(nil),             // 9: rendermesh.v1.Booking
-	(*IndexerTicket)(nil),       // 10: rendermesh.v1.IndexerTicket
-	(*CommitteeRecord)(nil),     // 11: rendermesh.v1.CommitteeRecord
-	(*HardwareRequirement)(nil), // 12: rendermesh.v1.HardwareRequirement
-	(*MeasuredRTT)(nil),         // 13: rendermesh.v1.MeasuredRTT
-	(*MatchRequest)(nil),        // 14: rendermesh.v1.MatchRequest
-	(*MatchResponse)(nil),       // 15: rendermesh.v1.MatchResponse
-	(*IceServer)(nil),           // 16: rendermesh.v1.IceServer
-	(*SessionTicket)(nil),       // 17: rendermesh.v1.SessionTicket
-	(*ReserveRequest)(nil),      // 18: rendermesh.v1.ReserveRequest
-	(*ReserveResponse)(nil),     // 19: rendermesh.v1.ReserveResponse
-	(*SessionOpen)(nil),         // 20: rendermesh.v1.SessionOpen
-	(*UsageReceipt)(nil),        // 21: rendermesh.v1.UsageReceipt
-	(*ReceiptAck)(nil),          // 22: rendermesh.v1.ReceiptAck
-	(*SessionMsg)(nil),          // 23: rendermesh.v1.SessionMsg
-	(*RenderSignal)(nil),        // 24: rendermesh.v1.RenderSignal
-	(*RenderOffer)(nil),         // 25: rendermesh.v1.RenderOffer
-	(*IceCandidate)(nil),        // 26: rendermesh.v1.IceCandidate
-	(*RelayGrantRequest)(nil),   // 27: rendermesh.v1.RelayGrantRequest
-	(*RelayGrant)(nil),          // 28: rendermesh.v1.RelayGrant
+	(ContainerState)(0),             // 0: rendermesh.v1.ContainerState
+	(ServiceMode)(0),                // 1: rendermesh.v1.ServiceMode
+	(Ranking)(0),                    // 2: rendermesh.v1.Ranking
+	(*GPU)(nil),                     // 3: rendermesh.v1.GPU
+	(*Hardware)(nil),                // 4: rendermesh.v1.Hardware
+	(*Location)(nil),                // 5: rendermesh.v1.Location
+	(*ContainerRecord)(nil),         // 6: rendermesh.v1.ContainerRecord
+	(*GPUTelemetry)(nil),            // 7: rendermesh.v1.GPUTelemetry
+	(*Heartbeat)(nil),               // 8: rendermesh.v1.Heartbeat
+	(*Booking)(nil),                 // 9: rendermesh.v1.Booking
+	(*IndexerTicket)(nil),           // 10: rendermesh.v1.IndexerTicket
+	(*CommitteeRecord)(nil),         // 11: rendermesh.v1.CommitteeRecord
+	(*CommitteeHistoryRequest)(nil), // 12: rendermesh.v1.CommitteeHistoryRequest
+	(*HardwareRequirement)(nil),     // 13: rendermesh.v1.HardwareRequirement
+	(*MeasuredRTT)(nil),             // 14: rendermesh.v1.MeasuredRTT
+	(*MatchRequest)(nil),            // 15: rendermesh.v1.MatchRequest
+	(*MatchResponse)(nil),           // 16: rendermesh.v1.MatchResponse
+	(*IceServer)(nil),               // 17: rendermesh.v1.IceServer
+	(*SessionTicket)(nil),           // 18: rendermesh.v1.SessionTicket
+	(*ReserveRequest)(nil),          // 19: rendermesh.v1.ReserveRequest
+	(*ReserveResponse)(nil),         // 20: rendermesh.v1.ReserveResponse
+	(*SessionOpen)(nil),             // 21: rendermesh.v1.SessionOpen
+	(*UsageReceipt)(nil),            // 22: rendermesh.v1.UsageReceipt
+	(*ReceiptAck)(nil),              // 23: rendermesh.v1.ReceiptAck
+	(*SessionMsg)(nil),              // 24: rendermesh.v1.SessionMsg
+	(*RenderSignal)(nil),            // 25: rendermesh.v1.RenderSignal
+	(*RenderOffer)(nil),             // 26: rendermesh.v1.RenderOffer
+	(*IceCandidate)(nil),            // 27: rendermesh.v1.IceCandidate
+	(*RelayGrantRequest)(nil),       // 28: rendermesh.v1.RelayGrantRequest
+	(*RelayGrant)(nil),              // 29: rendermesh.v1.RelayGrant
 }
 var file_p2p_pb_rendermesh_proto_depIdxs = []int32{
 	3,  // 0: rendermesh.v1.Hardware.gpus:type_name -> rendermesh.v1.GPU
@@ -2739,18 +2800,18 @@ var file_p2p_pb_rendermesh_proto_depIdxs = []int32{
 	0,  // 4: rendermesh.v1.Heartbeat.state:type_name -> rendermesh.v1.ContainerState
 	7,  // 5: rendermesh.v1.Heartbeat.gpus:type_name -> rendermesh.v1.GPUTelemetry
 	9,  // 6: rendermesh.v1.Heartbeat.bookings:type_name -> rendermesh.v1.Booking
-	12, // 7: rendermesh.v1.MatchRequest.hardware:type_name -> rendermesh.v1.HardwareRequirement
+	13, // 7: rendermesh.v1.MatchRequest.hardware:type_name -> rendermesh.v1.HardwareRequirement
 	5,  // 8: rendermesh.v1.MatchRequest.location:type_name -> rendermesh.v1.Location
 	1,  // 9: rendermesh.v1.MatchRequest.mode:type_name -> rendermesh.v1.ServiceMode
 	2,  // 10: rendermesh.v1.MatchRequest.ranking:type_name -> rendermesh.v1.Ranking
-	13, // 11: rendermesh.v1.MatchRequest.rtts:type_name -> rendermesh.v1.MeasuredRTT
-	16, // 12: rendermesh.v1.MatchResponse.ice_servers:type_name -> rendermesh.v1.IceServer
+	14, // 11: rendermesh.v1.MatchRequest.rtts:type_name -> rendermesh.v1.MeasuredRTT
+	17, // 12: rendermesh.v1.MatchResponse.ice_servers:type_name -> rendermesh.v1.IceServer
 	1,  // 13: rendermesh.v1.SessionTicket.mode:type_name -> rendermesh.v1.ServiceMode
 	1,  // 14: rendermesh.v1.ReserveRequest.mode:type_name -> rendermesh.v1.ServiceMode
 	0,  // 15: rendermesh.v1.ReserveResponse.state:type_name -> rendermesh.v1.ContainerState
-	25, // 16: rendermesh.v1.RenderSignal.offer:type_name -> rendermesh.v1.RenderOffer
-	26, // 17: rendermesh.v1.RenderSignal.candidate:type_name -> rendermesh.v1.IceCandidate
-	16, // 18: rendermesh.v1.RenderOffer.ice_servers:type_name -> rendermesh.v1.IceServer
+	26, // 16: rendermesh.v1.RenderSignal.offer:type_name -> rendermesh.v1.RenderOffer
+	27, // 17: rendermesh.v1.RenderSignal.candidate:type_name -> rendermesh.v1.IceCandidate
+	17, // 18: rendermesh.v1.RenderOffer.ice_servers:type_name -> rendermesh.v1.IceServer
 	19, // [19:19] is the sub-list for method output_type
 	19, // [19:19] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
@@ -2769,7 +2830,7 @@ func file_p2p_pb_rendermesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_p2p_pb_rendermesh_proto_rawDesc), len(file_p2p_pb_rendermesh_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -741,6 +741,30 @@ func (t *Tracker) Digest(e uint64) (digest string, members int) {
 	return hex.EncodeToString(h.Sum(nil)[:8]), len(c)
 }
 
+// ValidTickets counts the tickets of a committee record for epoch e that verify against this
+// node's view (distinct signers, each a winning draw on seed(e)), without keeping them; 0 when the
+// node does not know seed(e). Of two records of one epoch, the one with more valid tickets misses
+// fewer winners.
+func (t *Tracker) ValidTickets(e uint64, tickets []ImportedTicket) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.epochs[e]; st == nil || !st.haveSeed {
+		return 0
+	}
+	seen := map[string]bool{}
+	n := 0
+	for _, it := range tickets {
+		if it.Msg == nil || it.Msg.Epoch != e || seen[it.Signer] {
+			continue
+		}
+		if _, err := t.verify(it.Msg, it.Signer, it.Raw, time.Time{}, false); err == nil || TicketReason(err) == TicketDuplicate {
+			seen[it.Signer] = true
+			n++
+		}
+	}
+	return n
+}
+
 // CheckRecord verifies the tickets of a committee record for epoch e against this node's view,
 // without keeping them: nil when they all verify (or are ones this node holds already) or when the
 // node does not know seed(e) and cannot tell.

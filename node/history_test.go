@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"encoding/base32"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dsq "github.com/ipfs/go-datastore/query"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/epoch"
+)
+
+// expireCommitteeRecords deletes, from n's DHT store, the committee records of the epochs before
+// `before`: what the DHT does a day after they were put (p2p.MaxRecordTTL).
+func expireCommitteeRecords(t *testing.T, n *Node, before uint64) int {
+	t.Helper()
+	ctx := context.Background()
+	prefix := "/dht/" + p2p.CommitteeNamespace
+	res, err := n.store.Query(ctx, dsq.Query{Prefix: prefix, KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := res.Rest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := 0
+	for _, en := range entries {
+		key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.TrimPrefix(en.Key, prefix+"/"))
+		if err != nil {
+			t.Fatalf("DHT key %s: %v", en.Key, err)
+		}
+		e, err := strconv.ParseUint(strings.TrimPrefix(string(key), "/"+p2p.CommitteeNamespace+"/"), 10, 64)
+		if err != nil {
+			t.Fatalf("DHT key %s (%q): %v", en.Key, key, err)
+		}
+		if e < before {
+			if err := n.store.Delete(ctx, ds.NewKey(en.Key)); err != nil {
+				t.Fatal(err)
+			}
+			deleted++
+		}
+	}
+	return deleted
+}
+
+func committeeIDs(c []*epoch.Ticket) []string {
+	var out []string
+	for _, tk := range c {
+		out = append(out, tk.ID)
+	}
+	return out
+}
+
+// Full nodes keep the sealed set of every epoch and serve it: once the DHT's committee records of
+// the first epochs have expired, a light client and a full node that join read those epochs from
+// the history, derive the same seeds and hold the same committee as the network.
+func TestCommitteeHistory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 6 nodes through several 3-second epochs")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 6, Epoch: 3 * time.Second, Committee: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	sched := d.Nodes[0].Epochs().Schedule()
+	const upTo = 7
+	for time.Now().Before(sched.Start(upTo).Add(time.Second)) {
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// Every node keeps the epochs that are over as sealed records, as it sealed them.
+	for i, n := range d.Nodes {
+		for e := uint64(1); e < upTo-1; e++ {
+			raw, ok := n.ep.historyRecord(e)
+			rec := &pb.CommitteeRecord{}
+			if !ok || proto.Unmarshal(raw, rec) != nil || !rec.Sealed || rec.Epoch != e {
+				t.Fatalf("node %d keeps no sealed record of epoch %d (%v)", i, e, rec)
+			}
+		}
+	}
+	cur := sched.Epoch(time.Now())
+	expired := 0
+	for _, n := range d.Nodes {
+		expired += expireCommitteeRecords(t, n, cur-historyLag+1)
+	}
+	if expired == 0 {
+		t.Fatal("no committee record in the DHT to expire")
+	}
+	var boot []string
+	for _, n := range d.Nodes {
+		boot = append(boot, addrStrings(n)...)
+	}
+
+	// A light client.
+	l, err := NewLightClient(ctx, LightOptions{Bootstrap: boot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := l.Indexers(ctx, d.Network(), d.Stakes())
+	if err != nil {
+		t.Fatalf("light client: %v", err)
+	}
+	e := l.cachedAt
+	want, _ := d.Nodes[0].Epochs().Serving(e)
+	if !slices.Equal(committeeIDs(got), committeeIDs(want)) || len(want) == 0 {
+		t.Errorf("light client, epoch %d: committee %d members, the network's %d", e, len(got), len(want))
+	}
+	if l.hist.asks == 0 {
+		t.Error("the light client did not read the history")
+	}
+
+	// A full node that joins now.
+	late, err := d.newNode(len(d.Nodes), boot[:2], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	if err := late.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-late.ep.ready:
+	case <-ctx.Done():
+		t.Fatal("the late node never caught up with the elections")
+	}
+	e = sched.Epoch(time.Now())
+	if late.ep.hist.asks == 0 {
+		t.Error("the late node did not read the history")
+	}
+	for _, k := range []uint64{e - 2, e - 1} {
+		if a, b := late.Epochs().Committee(k), d.Nodes[0].Epochs().Committee(k); !slices.Equal(committeeIDs(a), committeeIDs(b)) {
+			t.Errorf("late node, epoch %d: committee %v, the network's %v", k, committeeIDs(a), committeeIDs(b))
+		}
+	}
+	if _, ok := late.ep.historyRecord(1); !ok {
+		t.Error("the late node does not keep the history it imported")
+	}
+}
