@@ -35,6 +35,8 @@ type epochs struct {
 	// hist holds committee records read from full nodes' history, ahead of their import (the
 	// loop's only).
 	hist historyBuf
+	// ownImports counts the epochs imported from this node's own history (the loop's only).
+	ownImports int
 
 	// ready is closed once the node has caught up with the elections (no committee record left to
 	// import): from then on it can tell the active indexers, so its container may be reserved.
@@ -249,6 +251,11 @@ func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
 		e, ok := es.tr.NeedImport(now)
 		if !ok {
 			return false
+		}
+		if kept, ok := es.importOwnHistory(e); ok { // a node that restarts: what it sealed before
+			es.ownImports++
+			es.log.Debug("imported committee from this node's history", "epoch", e, "tickets", kept)
+			continue
 		}
 		if e+historyLag <= sched.Epoch(now) {
 			hctx, cancel := context.WithTimeout(ctx, 30*time.Second)

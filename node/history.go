@@ -73,6 +73,26 @@ func (es *epochs) historyRecord(e uint64) ([]byte, bool) {
 	return raw, true
 }
 
+// importOwnHistory imports epoch e's sealed set from this node's own history, when it keeps one (it
+// sealed or imported e before a restart). The record is opened and its tickets verified again, as
+// any other's.
+func (es *epochs) importOwnHistory(e uint64) (int, bool) {
+	raw, ok := es.historyRecord(e)
+	if !ok {
+		return 0, false
+	}
+	_, rec, tickets, err := p2p.OpenCommitteeRecord(p2p.CommitteeKey(e), raw)
+	if err != nil || !rec.Sealed {
+		es.log.Warn("this node's committee history is damaged: importing from the network", "epoch", e, "err", err)
+		return 0, false
+	}
+	kept, err := es.tr.ImportSealed(e, imported(tickets))
+	if err != nil {
+		return 0, false
+	}
+	return kept, true
+}
+
 // historyBuf holds committee records read from full nodes, ahead of their import: one batch
 // answers up to p2p.MaxHistoryBatch epochs.
 type historyBuf struct {

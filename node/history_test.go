@@ -106,8 +106,9 @@ func TestCommitteeHistory(t *testing.T) {
 		boot = append(boot, addrStrings(n)...)
 	}
 
-	// A light client.
-	l, err := NewLightClient(ctx, LightOptions{Bootstrap: boot})
+	// A light client, that keeps what it verified.
+	stateDir := t.TempDir()
+	l, err := NewLightClient(ctx, LightOptions{Bootstrap: boot, StateDir: stateDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +122,23 @@ func TestCommitteeHistory(t *testing.T) {
 	if !slices.Equal(committeeIDs(got), committeeIDs(want)) || len(want) == 0 {
 		t.Errorf("light client, epoch %d: committee %d members, the network's %d", e, len(got), len(want))
 	}
-	if l.hist.asks == 0 {
-		t.Error("the light client did not read the history")
+	if l.hist.asks == 0 || l.walkedFrom != 0 {
+		t.Errorf("the light client read the history %d times, walking from epoch %d: want it read, from genesis", l.hist.asks, l.walkedFrom)
+	}
+	// Its next run starts from the checkpoint it kept, and finds the same committee.
+	l2, err := NewLightClient(ctx, LightOptions{Bootstrap: boot, StateDir: stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	got, err = l2.Indexers(ctx, d.Network(), d.Stakes())
+	if err != nil {
+		t.Fatalf("light client from its checkpoint: %v", err)
+	}
+	want, _ = d.Nodes[0].Epochs().Serving(l2.cachedAt)
+	if !slices.Equal(committeeIDs(got), committeeIDs(want)) || l2.walkedFrom < e {
+		t.Errorf("light client from its checkpoint: walked from epoch %d (the checkpoint's is %d), committee %d members, the network's %d",
+			l2.walkedFrom, e, len(got), len(want))
 	}
 
 	// A full node that joins now.
@@ -150,5 +166,36 @@ func TestCommitteeHistory(t *testing.T) {
 	}
 	if _, ok := late.ep.historyRecord(1); !ok {
 		t.Error("the late node does not keep the history it imported")
+	}
+
+	// Restarted, it imports what it kept, not the network's history.
+	kept := 0
+	for k := uint64(1); k < e; k++ {
+		if _, ok := late.ep.historyRecord(k); ok {
+			kept++
+		}
+	}
+	if err := late.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := d.newNode(len(d.Nodes), boot[:2], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if err := again.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-again.ep.ready:
+	case <-ctx.Done():
+		t.Fatal("the restarted node never caught up with the elections")
+	}
+	e = sched.Epoch(time.Now())
+	if again.ep.ownImports < kept || kept < 3 {
+		t.Errorf("the restarted node imported %d epochs from its own history, of %d it kept", again.ep.ownImports, kept)
+	}
+	if a, b := again.Epochs().Committee(e-1), d.Nodes[0].Epochs().Committee(e-1); !slices.Equal(committeeIDs(a), committeeIDs(b)) {
+		t.Errorf("restarted node, epoch %d: committee %v, the network's %v", e-1, committeeIDs(a), committeeIDs(b))
 	}
 }

@@ -45,6 +45,13 @@ type LightClient struct {
 	sealed    map[uint64][]epoch.ImportedTicket
 	sealedKey string
 	hist      historyBuf // records read from full nodes' history, not imported yet
+	// ckpt is the checkpoint of the last walk verified (of network ckptKey): the next walk starts
+	// from it. stateDir, if set, keeps it across runs (lightstate.go).
+	ckpt     *epoch.Checkpoint
+	ckptKey  string
+	stateDir string
+	// walkedFrom is where the last walk started: a checkpoint's epoch, or 0 from genesis.
+	walkedFrom uint64
 }
 
 // LightOptions configure a light client.
@@ -56,6 +63,9 @@ type LightOptions struct {
 	Metrics   *p2p.Metrics
 	// Quorum is how many peers' answers a record fetch waits for (the newest wins); 0: 2.
 	Quorum int
+	// StateDir, if set, is where the client keeps a checkpoint of the epochs it verified, so that
+	// a later run verifies only the epochs since (it must exist).
+	StateDir string
 }
 
 // NewLightClient joins the network through the bootstrap peers in client mode.
@@ -105,7 +115,7 @@ func NewLightClient(ctx context.Context, o LightOptions) (*LightClient, error) {
 	if o.Clock == nil {
 		o.Clock = clock.New()
 	}
-	return &LightClient{net: n, quorum: q, clock: o.Clock, log: o.Logger}, nil
+	return &LightClient{net: n, quorum: q, clock: o.Clock, log: o.Logger, stateDir: o.StateDir}, nil
 }
 
 // Find resolves a capability query.
@@ -118,8 +128,8 @@ func (l *LightClient) Find(ctx context.Context, q consumer.Query) ([]consumer.Fo
 // imports every epoch's sealed committee record, checking each ticket's VRF proof, weight and seats,
 // and derives each next seed, up to the current epoch (the current epoch's record may still be
 // unsealed). stakes nil: the network's allocation file. The records of epochs that ended a while
-// ago come from full nodes' history, 64 epochs a request; the last ones from the DHT
-// (docs/EPOCHS.md: checkpoints are what bounds the walk later).
+// ago come from full nodes' history, 64 epochs a request; the last ones from the DHT. A walk starts
+// from the checkpoint the last one left (in memory, or in LightOptions.StateDir), else from genesis.
 func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epoch.StakeSource) ([]*epoch.Ticket, error) {
 	if !nc.Elections() {
 		return nil, fmt.Errorf("%w: network.genesis_time is not set: this network holds no elections", ErrConfig)
@@ -137,9 +147,6 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 	}
 	now := l.clock.Now()
 	cur := cfg.Schedule.Epoch(now)
-	if cur > MaxCatchUp {
-		return nil, fmt.Errorf("epoch %d: verifying more than %d epochs from genesis needs a checkpoint", cur, MaxCatchUp)
-	}
 	// Within one epoch the committee verified first is reused: a sealed set does not change. (The
 	// current epoch's record may have been unsealed; a consumer that misses a late indexer loses
 	// nothing but the choice.)
@@ -149,18 +156,36 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 	if l.cacheKey == key && l.cachedAt == cur && len(l.cached) > 0 {
 		return l.cached, nil
 	}
-	// Sealed records are kept across calls: a later epoch costs the lookups of the epochs since
-	// the last call, not a walk from genesis again (the walk itself is replayed from them and
-	// verified again, which costs no network). The current epoch's record may be unsealed: it is
-	// used, never kept.
+	// The walk starts from the checkpoint of the last one (this process's or, with a state
+	// directory, an earlier run's), else from genesis.
+	cp, fromCheckpoint := l.loadCheckpoint(key, cur)
+	var tr *epoch.Tracker
+	if fromCheckpoint {
+		if cur-cp.Epoch > MaxCatchUp {
+			return nil, fmt.Errorf("epoch %d: verifying more than %d epochs from the checkpoint of epoch %d needs a newer checkpoint", cur, MaxCatchUp, cp.Epoch)
+		}
+		if tr, err = epoch.NewTrackerFrom(cfg, now, cp); err != nil {
+			l.log.Warn("epoch checkpoint refused: verifying from genesis", "err", err)
+			fromCheckpoint = false
+		}
+	}
+	l.walkedFrom = cp.Epoch
+	if !fromCheckpoint {
+		l.walkedFrom = 0
+		if cur > MaxCatchUp {
+			return nil, fmt.Errorf("epoch %d: verifying more than %d epochs from genesis needs a checkpoint", cur, MaxCatchUp)
+		}
+		if tr, err = epoch.NewTracker(cfg, now); err != nil {
+			return nil, err
+		}
+		tr.Advance(now) // epoch 0 needs no import
+	}
+	// Sealed records fetched are kept until a checkpoint passes them, so that a walk that failed
+	// half-way does not fetch them again. The current epoch's record may be unsealed: it is used,
+	// never kept.
 	if l.sealedKey != key {
 		l.sealed, l.sealedKey, l.hist = map[uint64][]epoch.ImportedTicket{}, key, historyBuf{}
 	}
-	tr, err := epoch.NewTracker(cfg, now)
-	if err != nil {
-		return nil, err
-	}
-	tr.Advance(now) // epoch 0 needs no import
 	for {
 		e, ok := tr.NeedImport(now)
 		if !ok {
@@ -193,6 +218,12 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 		if _, err := tr.ImportSealed(e, tickets); err != nil {
 			delete(l.sealed, e)
 			return nil, err
+		}
+	}
+	l.saveCheckpoint(key, tr, cur)
+	for e := range l.sealed {
+		if e < cur {
+			delete(l.sealed, e) // behind the checkpoint now
 		}
 	}
 	serving, _ := tr.Serving(cur) // an epoch that drew nobody: the last committee serves on

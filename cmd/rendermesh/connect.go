@@ -86,7 +86,7 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	shareStats := fs.Bool("share-stats", false, "consent to checks during the session: send samples of the stream's statistics, signed, to the container's assigned checker (asks for 30 frames/s unless --fps says otherwise)")
 	statsEvery := fs.Duration("stats-every", node.DefaultStatsEvery, "with --share-stats, sample the stream this often (at least 5s)")
 	matchOnly := fs.Bool("match-only", false, "get matched and stop: no session, the reservation lapses")
-	dataDir := fs.String("data-dir", defaultConsumerDir(), "where the consumer keeps its co-signed usage receipts")
+	dataDir := fs.String("data-dir", defaultConsumerDir(), "where the consumer keeps its co-signed usage receipts and a checkpoint of the epochs it verified")
 	attemptTimeout := fs.Duration("attempt-timeout", consumer.DefaultAttemptTimeout, "give up on an indexer after this long and ask the next")
 	attempts := fs.Int("attempts", consumer.DefaultMaxAttempts, "ask at most this many indexers")
 	asJSON := fs.Bool("json", false, "print a JSON object")
@@ -172,12 +172,12 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	out := connectJSON{Attempts: []consumer.Attempt{}}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
 	if *matchOnly {
 		o.Hold = -1
 	} else {
-		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-			return fmt.Errorf("--data-dir: %w", err)
-		}
 		out.Receipts = filepath.Join(*dataDir, "receipts.log")
 		lg, err := session.Open(out.Receipts)
 		if err != nil {
@@ -188,7 +188,7 @@ func cmdConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout+max(*hold, 0))
 	defer cancel()
-	lc, err := node.NewLightClient(ctx, node.LightOptions{Bootstrap: boot.peers(), Timeout: *timeout})
+	lc, err := node.NewLightClient(ctx, node.LightOptions{Bootstrap: boot.peers(), Timeout: *timeout, StateDir: *dataDir})
 	if err != nil {
 		return err
 	}

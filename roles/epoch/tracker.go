@@ -189,6 +189,84 @@ func NewTracker(cfg Config, now time.Time) (*Tracker, error) {
 	return t, nil
 }
 
+// Checkpoint is what a tracker needs to go on from epoch Epoch without walking from genesis: the
+// epoch's seed, and the sealed sets of the CheckpointDepth epochs before it (those weigh on the
+// draws from Epoch through the recency rule, and may serve an epoch that draws nobody).
+type Checkpoint struct {
+	Epoch  uint64
+	Seed   Seed
+	Sealed map[uint64][]ImportedTicket // by epoch, every one of max(0, Epoch-depth) .. Epoch-1
+}
+
+// CheckpointDepth is how many epochs before a checkpoint's own its sealed sets cover.
+func (t *Tracker) CheckpointDepth() uint64 {
+	return uint64(max(int(t.cfg.Params.RecencyWindow), MaxCarry))
+}
+
+// Checkpoint exports the state to go on from epoch e: e's seed must be known here and the epochs
+// before it (CheckpointDepth of them) sealed and still held; ok is false otherwise.
+func (t *Tracker) Checkpoint(e uint64) (cp Checkpoint, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.epochs[e]
+	if st == nil || !st.haveSeed {
+		return Checkpoint{}, false
+	}
+	cp = Checkpoint{Epoch: e, Seed: st.seed, Sealed: map[uint64][]ImportedTicket{}}
+	for k := uint64(1); k <= t.CheckpointDepth() && k <= e; k++ {
+		prev := t.epochs[e-k]
+		if prev == nil || !prev.sealed {
+			return Checkpoint{}, false
+		}
+		set := make([]ImportedTicket, 0, len(prev.sealedAt))
+		for _, id := range prev.sealedAt {
+			tk := prev.tickets[id]
+			set = append(set, ImportedTicket{Msg: tk.Msg, Signer: tk.ID, Raw: tk.Raw})
+		}
+		cp.Sealed[e-k] = set
+	}
+	return cp, true
+}
+
+// NewTrackerFrom starts a tracker at a checkpoint instead of genesis: it has followed the network
+// since now and goes on from cp.Epoch, importing or sealing. The checkpoint is trusted: its sealed
+// sets' tickets are checked for form, not verified again (their proofs were, when the checkpoint
+// was made). Take one only from a tracker you trust: this process's, or this client's own earlier
+// run. A checkpoint that misses an epoch it must cover, or holds one it must not, is refused.
+func NewTrackerFrom(cfg Config, now time.Time, cp Checkpoint) (*Tracker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Tracker{cfg: cfg, liveSince: now, epochs: map[uint64]*epochState{}}
+	depth := t.CheckpointDepth()
+	for e := range cp.Sealed {
+		if e >= cp.Epoch || e+depth < cp.Epoch {
+			return nil, fmt.Errorf("epoch: checkpoint of epoch %d holds epoch %d, outside the %d epochs before it", cp.Epoch, e, depth)
+		}
+	}
+	for k := uint64(1); k <= depth && k <= cp.Epoch; k++ {
+		e := cp.Epoch - k
+		set, ok := cp.Sealed[e]
+		if !ok {
+			return nil, fmt.Errorf("epoch: checkpoint of epoch %d lacks the sealed set of epoch %d", cp.Epoch, e)
+		}
+		st := t.state(e)
+		ids := make([]string, 0, len(set))
+		for _, it := range set {
+			m := it.Msg
+			if m == nil || m.Epoch != e || string(m.PeerId) != it.Signer || m.Seats == 0 || st.tickets[it.Signer] != nil {
+				return nil, fmt.Errorf("epoch: checkpoint of epoch %d: a malformed or repeated ticket in epoch %d's sealed set", cp.Epoch, e)
+			}
+			st.tickets[it.Signer] = &Ticket{ID: it.Signer, Epoch: e, Seats: m.Seats, Msg: m, Raw: it.Raw}
+			ids = append(ids, it.Signer)
+		}
+		slices.Sort(ids)
+		st.sealed, st.sealedAt = true, ids
+	}
+	t.setSeed(cp.Epoch, cp.Seed)
+	return t, nil
+}
+
 // Schedule is the tracker's epoch schedule.
 func (t *Tracker) Schedule() Schedule { return t.cfg.Schedule }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"math/rand/v2"
 	"slices"
@@ -1001,4 +1002,90 @@ func TestTrackerResyncsAfterASplitSeal(t *testing.T) {
 		return
 	}
 	t.Fatal("no genesis among 50 gave a split with two winners")
+}
+
+// TestTrackerCheckpoint: a tracker started from a checkpoint another made goes on as the network
+// does: it imports only the epochs after the checkpoint, derives the same seeds and holds the same
+// committees; its own checkpoint later is the network's. Checkpoints that miss an epoch they must
+// cover, hold one they must not, or carry a malformed ticket are refused.
+func TestTrackerCheckpoint(t *testing.T) {
+	s := newSim(t, 3, 10)
+	sched := s.cfg.Schedule
+	depth := s.trackers[0].CheckpointDepth()
+	last := 3*depth + 5
+	mid := depth + 3
+	var cp Checkpoint
+	for e := uint64(0); e <= last; e++ {
+		s.advance(e)
+		s.draw(e+1, sched.Start(e))
+		if e == mid {
+			var ok bool
+			if cp, ok = s.trackers[0].Checkpoint(mid + 1); !ok {
+				t.Fatalf("no checkpoint of epoch %d", mid+1)
+			}
+		}
+	}
+	if len(cp.Sealed) != int(depth) || cp.Seed != s.seeds[mid+1] {
+		t.Fatalf("checkpoint of %d: %d sealed sets, seed %x; want %d and the network's", cp.Epoch, len(cp.Sealed), cp.Seed[:4], depth)
+	}
+	joined := sched.Start(last).Add(time.Second)
+	lj, err := NewTrackerFrom(s.cfg, joined, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imported := catchUp(t, lj, joined, s.records, nil)
+	if len(imported) != int(last-mid) || imported[0] != mid+1 || imported[len(imported)-1] != last {
+		t.Fatalf("imported %v, want %d..%d", imported, mid+1, last)
+	}
+	for _, e := range []uint64{last - 2, last - 1, last, last + 1} {
+		if got, ok := lj.Seed(e); !ok || got != s.seeds[e] {
+			t.Errorf("seed(%d) from the checkpoint differs from the network's", e)
+		}
+	}
+	if got, _ := lj.Digest(last); got != s.digests[last] {
+		t.Errorf("committee of %d from the checkpoint differs from the network's", last)
+	}
+	mine, ok1 := lj.Checkpoint(last + 1)
+	theirs, ok2 := s.trackers[0].Checkpoint(last + 1)
+	if !ok1 || !ok2 || mine.Seed != theirs.Seed || len(mine.Sealed) != len(theirs.Sealed) {
+		t.Fatalf("checkpoints of %d differ: %v %v", last+1, ok1, ok2)
+	}
+	for e, set := range theirs.Sealed {
+		if len(mine.Sealed[e]) != len(set) {
+			t.Errorf("checkpoint of %d: epoch %d has %d tickets, the network's %d", last+1, e, len(mine.Sealed[e]), len(set))
+		}
+	}
+
+	bad := map[string]func(*Checkpoint){
+		"an epoch missing": func(c *Checkpoint) { delete(c.Sealed, c.Epoch-1) },
+		"an epoch too old": func(c *Checkpoint) { c.Sealed[c.Epoch-depth-1] = nil },
+		"the epoch itself": func(c *Checkpoint) { c.Sealed[c.Epoch] = nil },
+		"a ticket of another epoch": func(c *Checkpoint) {
+			for e, set := range c.Sealed {
+				if len(set) > 0 {
+					m := proto.Clone(set[0].Msg).(*pb.IndexerTicket)
+					m.Epoch++
+					c.Sealed[e] = append(slices.Clone(set[1:]), ImportedTicket{Msg: m, Signer: set[0].Signer, Raw: set[0].Raw})
+					return
+				}
+			}
+			t.Fatal("no ticket in the checkpoint")
+		},
+		"a ticket twice": func(c *Checkpoint) {
+			for e, set := range c.Sealed {
+				if len(set) > 0 {
+					c.Sealed[e] = append(slices.Clone(set), set[0])
+					return
+				}
+			}
+		},
+	}
+	for name, mutate := range bad {
+		c := cp
+		c.Sealed = maps.Clone(cp.Sealed)
+		mutate(&c)
+		if _, err := NewTrackerFrom(s.cfg, joined, c); err == nil {
+			t.Errorf("%s: checkpoint taken", name)
+		}
+	}
 }

@@ -1,0 +1,122 @@
+package node
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/p2p"
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/epoch"
+)
+
+// testCheckpoint is a checkpoint of epoch 9 whose epochs 5..8 hold tickets signed by real keys.
+func testCheckpoint(t *testing.T) epoch.Checkpoint {
+	t.Helper()
+	cp := epoch.Checkpoint{Epoch: 9, Sealed: map[uint64][]epoch.ImportedTicket{}}
+	cp.Seed[0] = 0x5e
+	r := rand.NewChaCha8([32]byte{9})
+	for e := uint64(5); e < 9; e++ {
+		cp.Sealed[e] = []epoch.ImportedTicket{}
+		for range int(e % 3) {
+			seed := make([]byte, ed25519.SeedSize)
+			_, _ = r.Read(seed)
+			key, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _ := peer.IDFromPrivateKey(key)
+			msg := &pb.IndexerTicket{PeerId: []byte(id), Epoch: e, Role: "indexer", VrfProof: bytes.Repeat([]byte{1}, 80), Seats: 1,
+				Seed: bytes.Repeat([]byte{2}, 32)}
+			raw, err := p2p.Seal(p2p.KindIndexerTicket, msg, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp.Sealed[e] = append(cp.Sealed[e], epoch.ImportedTicket{Msg: msg, Signer: string(id), Raw: raw})
+		}
+	}
+	return cp
+}
+
+// The light client's checkpoint file reads back as written; a damaged one, or one of another
+// network, is refused whole (the client then verifies from genesis).
+func TestLightState(t *testing.T) {
+	cp := testCheckpoint(t)
+	data, err := encodeLightState("net", cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeLightState(data, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Epoch != cp.Epoch || got.Seed != cp.Seed || len(got.Sealed) != len(cp.Sealed) {
+		t.Fatalf("read back epoch %d, %d sealed sets", got.Epoch, len(got.Sealed))
+	}
+	for e, set := range cp.Sealed {
+		if len(got.Sealed[e]) != len(set) {
+			t.Fatalf("epoch %d: %d tickets read back, %d written", e, len(got.Sealed[e]), len(set))
+		}
+		for i, it := range set {
+			g := got.Sealed[e][i]
+			if g.Signer != it.Signer || !bytes.Equal(g.Raw, it.Raw) || g.Msg.Epoch != e {
+				t.Fatalf("epoch %d, ticket %d differs", e, i)
+			}
+		}
+	}
+	firstRaw := ""
+	for _, set := range cp.Sealed {
+		if len(set) > 0 {
+			firstRaw = string(set[0].Raw)
+			break
+		}
+	}
+	hexOf := hex.EncodeToString
+	hexRaw := func(s string) string { return hexOf([]byte(s)) }
+	flipped := []byte(firstRaw)
+	flipped[len(flipped)-3] ^= 1
+	for name, bad := range map[string][]byte{
+		"not JSON":            []byte("{"),
+		"of another network":  bytes.Replace(data, []byte(`"net"`), []byte(`"other"`), 1),
+		"a short seed":        bytes.Replace(data, []byte(hexOf(cp.Seed[:])), []byte("5e00"), 1),
+		"a forged ticket":     bytes.Replace(data, []byte(hexRaw(firstRaw)), []byte(hexOf(flipped)), 1),
+		"a ticket not in hex": bytes.Replace(data, []byte(hexRaw(firstRaw)), []byte("zz"), 1),
+	} {
+		if bytes.Equal(bad, data) {
+			t.Fatalf("%s: the file was not changed", name)
+		}
+		if _, err := decodeLightState(bad, "net"); err == nil {
+			t.Errorf("%s: read", name)
+		}
+	}
+
+	// A client reads the file back, unless it is damaged.
+	dir := t.TempDir()
+	l := &LightClient{stateDir: dir, log: slog.New(slog.DiscardHandler)}
+	if _, ok := l.loadCheckpoint("net", 20); ok {
+		t.Fatal("a checkpoint without a file")
+	}
+	if err := os.WriteFile(filepath.Join(dir, lightStateFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := l.loadCheckpoint("net", 20); !ok || c.Epoch != 9 {
+		t.Errorf("checkpoint from the file: %v %v", c.Epoch, ok)
+	}
+	if _, ok := l.loadCheckpoint("net", 8); ok {
+		t.Error("a checkpoint ahead of the clock was taken")
+	}
+	if err := os.WriteFile(filepath.Join(dir, lightStateFile), data[:len(data)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.loadCheckpoint("net", 20); ok {
+		t.Error("a truncated file was taken")
+	}
+}
