@@ -1089,3 +1089,57 @@ func TestTrackerCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCatchUpEpoch: what a joiner pays per epoch of its walk from genesis (ImportSealed: every
+// ticket's weight, VRF proof and seats verified, then the next seed and every candidate's weight),
+// with 64 candidates and an expected committee of 16, the production size. The tickets' envelope
+// signatures are the p2p layer's, on top.
+func BenchmarkCatchUpEpoch(b *testing.B) {
+	const epochs = 16
+	cands, alloc := testCandidates(64)
+	cfg := testConfig(alloc)
+	cfg.Params.Expected, cfg.Params.RecencyWindow = 16, 4
+	net, err := NewTracker(cfg, genesis.Add(-time.Minute))
+	if err != nil {
+		b.Fatal(err)
+	}
+	records := map[uint64][]ImportedTicket{}
+	tickets := 0
+	for e := uint64(0); e <= epochs; e++ {
+		net.Advance(cfg.Schedule.Start(e))
+		if e > 0 {
+			set, _ := net.Sealed(e - 1)
+			records[e-1] = importedOf(set)
+			tickets += len(set)
+		}
+		for _, c := range cands {
+			if msg := net.Draw(e+1, c.id, c.sk); msg != nil {
+				if _, err := net.Add(msg, c.id, rawOf(msg), cfg.Schedule.Start(e)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	joined := cfg.Schedule.Start(epochs - 1).Add(time.Second) // imports 1 .. epochs-1
+	imports := 0
+	b.ResetTimer()
+	for b.Loop() {
+		lj, _ := NewTracker(cfg, joined)
+		lj.Advance(joined)
+		for {
+			e, ok := lj.NeedImport(joined)
+			if !ok {
+				break
+			}
+			if _, err := lj.ImportSealed(e, records[e]); err != nil {
+				b.Fatal(err)
+			}
+			imports++
+		}
+	}
+	if imports != b.N*(epochs-1) {
+		b.Fatalf("%d imports in %d walks, want %d each", imports, b.N, epochs-1)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(imports)/1e6, "ms/epoch")
+	b.ReportMetric(float64(tickets)/float64(epochs), "tickets/epoch")
+}
