@@ -100,6 +100,15 @@ func startAdmin(addr string, n *Node) (*adminServer, error) {
 	mux.HandleFunc("POST /v1/container/lock", n.operatorHandler((*container.Container).Lock))
 	mux.HandleFunc("POST /v1/container/unlock", n.operatorHandler((*container.Container).Unlock))
 	mux.HandleFunc("POST /v1/container/fee", n.feeHandler)
+	mux.HandleFunc("GET /v1/epochs/checkpoint", func(w http.ResponseWriter, r *http.Request) {
+		data, err := n.EpochCheckpoint()
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, stateResponse{Error: err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(data)
+	})
 	n.registerWeb(mux)
 	a := &adminServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go a.srv.Serve(ln)

@@ -37,6 +37,8 @@ type epochs struct {
 	hist historyBuf
 	// ownImports counts the epochs imported from this node's own history (the loop's only).
 	ownImports int
+	// from is where the node began following the elections: 0 (genesis) or its checkpoint's epoch.
+	from uint64
 
 	// ready is closed once the node has caught up with the elections (no committee record left to
 	// import): from then on it can tell the active indexers, so its container may be reserved.
@@ -76,15 +78,33 @@ func (n *Node) newEpochs(key crypto.PrivKey) (*epochs, error) {
 		return nil, err
 	}
 	now := n.opts.Clock.Now()
-	if behind := cfg.Schedule.Epoch(now); behind > MaxCatchUp {
-		return nil, fmt.Errorf("%w: network genesis is %d epochs ago: catching up beyond %d epochs needs a checkpoint; take a recent genesis or leave network.genesis_time empty", ErrConfig, behind, MaxCatchUp)
-	}
-	tr, err := epoch.NewTracker(cfg, now)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	cur := cfg.Schedule.Epoch(now)
+	var tr *epoch.Tracker
+	var start uint64
+	if path := n.cfg.Network.Checkpoint; path != "" {
+		cp, err := readCheckpointFile(path, n.cfg.Network.id())
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("%w: network.checkpoint %s: %v", ErrConfig, path, err)
+		case cp.Epoch > cur:
+			return nil, fmt.Errorf("%w: network.checkpoint %s is of epoch %d, ahead of this clock's epoch %d: check the clock", ErrConfig, path, cp.Epoch, cur)
+		case cur-cp.Epoch > MaxCatchUp:
+			return nil, fmt.Errorf("%w: network.checkpoint %s is of epoch %d, %d epochs ago: catching up beyond %d epochs needs a newer one (GET /v1/epochs/checkpoint of a node you trust)", ErrConfig, path, cp.Epoch, cur-cp.Epoch, MaxCatchUp)
+		}
+		if tr, err = epoch.NewTrackerFrom(cfg, now, cp); err != nil {
+			return nil, fmt.Errorf("%w: network.checkpoint %s: %v", ErrConfig, path, err)
+		}
+		start = cp.Epoch
+	} else {
+		if cur > MaxCatchUp {
+			return nil, fmt.Errorf("%w: network genesis is %d epochs ago: catching up beyond %d epochs needs a checkpoint: set network.checkpoint to a file from GET /v1/epochs/checkpoint of a node you trust", ErrConfig, cur, MaxCatchUp)
+		}
+		if tr, err = epoch.NewTracker(cfg, now); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
 	}
 	es := &epochs{n: n, tr: tr, log: n.log.With("sub", "epoch"), self: string(n.net.ID()), drawn: map[uint64]bool{}, resyncing: map[uint64]bool{},
-		ready: make(chan struct{})}
+		ready: make(chan struct{}), from: start}
 	if key.Type() == crypto.Ed25519 {
 		raw, err := key.Raw()
 		if err != nil {

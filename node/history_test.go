@@ -3,6 +3,9 @@ package node
 import (
 	"context"
 	"encoding/base32"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,5 +200,43 @@ func TestCommitteeHistory(t *testing.T) {
 	}
 	if a, b := again.Epochs().Committee(e-1), d.Nodes[0].Epochs().Committee(e-1); !slices.Equal(committeeIDs(a), committeeIDs(b)) {
 		t.Errorf("restarted node, epoch %d: committee %v, the network's %v", e-1, committeeIDs(a), committeeIDs(b))
+	}
+
+	// A node given a checkpoint of a node it trusts (network.checkpoint) starts there.
+	data, err := d.Nodes[0].EpochCheckpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cpFile struct {
+		Epoch uint64 `json:"epoch"`
+	}
+	if err := json.Unmarshal(data, &cpFile); err != nil || cpFile.Epoch == 0 {
+		t.Fatalf("checkpoint %s: %v", data, err)
+	}
+	path := filepath.Join(t.TempDir(), "checkpoint.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.network.Checkpoint = path
+	fromCP, err := d.newNode(len(d.Nodes)+1, boot[:2], nil)
+	d.network.Checkpoint = ""
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fromCP.Close()
+	if err := fromCP.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fromCP.ep.ready:
+	case <-ctx.Done():
+		t.Fatal("the node started from a checkpoint never caught up with the elections")
+	}
+	e = sched.Epoch(time.Now())
+	if fromCP.ep.from != cpFile.Epoch {
+		t.Errorf("the node followed the elections from epoch %d, want the checkpoint's %d", fromCP.ep.from, cpFile.Epoch)
+	}
+	if a, b := fromCP.Epochs().Committee(e-1), d.Nodes[0].Epochs().Committee(e-1); !slices.Equal(committeeIDs(a), committeeIDs(b)) {
+		t.Errorf("node from a checkpoint, epoch %d: committee %v, the network's %v", e-1, committeeIDs(a), committeeIDs(b))
 	}
 }

@@ -152,7 +152,7 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 	// nothing but the choice.)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	key := nc.GenesisTime + "|" + nc.GenesisSeed
+	key := nc.id()
 	if l.cacheKey == key && l.cachedAt == cur && len(l.cached) > 0 {
 		return l.cached, nil
 	}

@@ -43,7 +43,8 @@ func encodeLightState(network string, cp epoch.Checkpoint) ([]byte, error) {
 }
 
 // decodeLightState reads a checkpoint file of network: every ticket envelope's signature is
-// checked again (a damaged file is refused whole, never half used).
+// checked again (a damaged file is refused whole, never half used). Whether the sets are the
+// network's is not: a checkpoint is trusted (epoch.NewTrackerFrom).
 func decodeLightState(data []byte, network string) (epoch.Checkpoint, error) {
 	var st lightState
 	if err := json.Unmarshal(data, &st); err != nil {
@@ -78,6 +79,30 @@ func decodeLightState(data []byte, network string) (epoch.Checkpoint, error) {
 		cp.Sealed[e] = set
 	}
 	return cp, nil
+}
+
+// readCheckpointFile reads a checkpoint file of network (as GET /v1/epochs/checkpoint serves it).
+func readCheckpointFile(path, network string) (epoch.Checkpoint, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return epoch.Checkpoint{}, err
+	}
+	return decodeLightState(data, network)
+}
+
+// EpochCheckpoint is this node's checkpoint of the current epoch, in the form network.checkpoint
+// and light clients' state files take; an error when the node takes no part in elections or has
+// not caught up with them yet.
+func (n *Node) EpochCheckpoint() ([]byte, error) {
+	if n.ep == nil {
+		return nil, errors.New("this node takes no part in the elections (no network.genesis_time)")
+	}
+	cur := n.ep.tr.Schedule().Epoch(n.opts.Clock.Now())
+	cp, ok := n.ep.tr.Checkpoint(cur)
+	if !ok {
+		return nil, fmt.Errorf("not caught up with the elections yet (epoch %d)", cur)
+	}
+	return encodeLightState(n.cfg.Network.id(), cp)
 }
 
 // loadCheckpoint returns the checkpoint to start the walk from, for network key and the current

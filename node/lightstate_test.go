@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -119,4 +120,57 @@ func TestLightState(t *testing.T) {
 	if _, ok := l.loadCheckpoint("net", 20); ok {
 		t.Error("a truncated file was taken")
 	}
+}
+
+// A node given network.checkpoint starts there; a checkpoint that cannot be used stops it at New
+// with a message that says why.
+func TestNetworkCheckpointRefusals(t *testing.T) {
+	cp := testCheckpoint(t) // epoch 9
+	cfg := testNodeConfig(t.TempDir())
+	cfg.Roles = nil
+	cfg.Admin.Listen = ""
+	cfg.Network.EpochLength = Duration(10 * time.Second)
+	cfg.Network.GenesisTime = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339) // epoch 360 or so
+	write := func(network string, c epoch.Checkpoint) string {
+		data, err := encodeLightState(network, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "checkpoint.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	ahead := cp
+	ahead.Epoch = 100_000
+	for name, c := range map[string]struct {
+		path      string
+		fragments []string
+	}{
+		"no such file":       {filepath.Join(t.TempDir(), "none.json"), []string{"network.checkpoint", "no such file"}},
+		"of another network": {write("other", cp), []string{"network.checkpoint", "another network"}},
+		"ahead of the clock": {write(cfg.Network.id(), ahead), []string{"network.checkpoint", "ahead of this clock"}},
+		"a set missing": {write(cfg.Network.id(), epoch.Checkpoint{Epoch: 9, Seed: cp.Seed, Sealed: map[uint64][]epoch.ImportedTicket{}}),
+			[]string{"network.checkpoint", "lacks the sealed set"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := cfg
+			cfg.DataDir = t.TempDir()
+			cfg.Network.Checkpoint = c.path
+			n, err := New(cfg, testNodeOptions())
+			if err == nil {
+				n.Close()
+			}
+			checkUserError(t, err, c.fragments...)
+		})
+	}
+	// Without one, a genesis further back than MaxCatchUp epochs says what to do.
+	cfg.DataDir = t.TempDir()
+	cfg.Network.GenesisTime = time.Now().Add(-time.Duration(MaxCatchUp+10) * 10 * time.Second).UTC().Format(time.RFC3339)
+	n, err := New(cfg, testNodeOptions())
+	if err == nil {
+		n.Close()
+	}
+	checkUserError(t, err, "network.checkpoint", "/v1/epochs/checkpoint")
 }

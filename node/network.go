@@ -41,7 +41,14 @@ type NetworkConfig struct {
 	// grants from the start of their epoch. Without them an indexer looks relays up in the DHT
 	// (relay:turn) when its first match of the epoch comes.
 	Relays []string `toml:"relays"`
+	// Checkpoint is a file holding the elections' state at some epoch (GET /v1/epochs/checkpoint of
+	// a node you trust): the node starts following the epochs there instead of walking from
+	// genesis, which a network more than MaxCatchUp epochs old needs. It is trusted as it is.
+	Checkpoint string `toml:"checkpoint"`
 }
+
+// id names the network's elections: what a checkpoint is of.
+func (nc *NetworkConfig) id() string { return nc.GenesisTime + "|" + nc.GenesisSeed }
 
 // DefaultRegions are the regions of the public network (and of devnet and the simnet's topology).
 var DefaultRegions = []string{"eu-west", "eu-central", "us-east", "us-west", "ap-northeast", "sa-east"}

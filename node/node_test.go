@@ -170,6 +170,13 @@ func TestNodeAdmin(t *testing.T) {
 		}
 	})
 
+	t.Run("epoch checkpoint", func(t *testing.T) {
+		// This node holds no elections: it has no checkpoint to give, and says why.
+		if code, body := call(t, http.MethodGet, base+"/v1/epochs/checkpoint"); code != http.StatusServiceUnavailable || !strings.Contains(body, "genesis_time") {
+			t.Errorf("GET /v1/epochs/checkpoint = %d %q, want 503 naming genesis_time", code, body)
+		}
+	})
+
 	t.Run("operator actions need POST", func(t *testing.T) {
 		if code, _ := call(t, http.MethodGet, base+"/v1/container/lock"); code != http.StatusMethodNotAllowed {
 			t.Errorf("GET /v1/container/lock = %d, want 405", code)
