@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"log/slog"
+	"math/big"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ import (
 )
 
 // testCheckpoint is a checkpoint of epoch 9 whose epochs 5..8 hold tickets signed by real keys.
-func testCheckpoint(t *testing.T) epoch.Checkpoint {
+func testCheckpoint(t testing.TB) epoch.Checkpoint {
 	t.Helper()
 	cp := epoch.Checkpoint{Epoch: 9, Sealed: map[uint64][]epoch.ImportedTicket{}}
 	cp.Seed[0] = 0x5e
@@ -173,4 +174,34 @@ func TestNetworkCheckpointRefusals(t *testing.T) {
 		n.Close()
 	}
 	checkUserError(t, err, "network.checkpoint", "/v1/epochs/checkpoint")
+}
+
+// A checkpoint file comes from another node (GET /v1/epochs/checkpoint): whatever its bytes, reading
+// it and starting a tracker from it either works or fails with an error.
+func FuzzLightState(f *testing.F) {
+	cp := testCheckpoint(f)
+	data, err := encodeLightState("net", cp)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte(`{"network":"net","epoch":3,"seed":"00","sealed":{"2":["00"]}}`))
+	f.Add([]byte(`{}`))
+	cands := epoch.Allocation{{ID: "x", Stake: big.NewInt(1), QualityPPM: 1}}
+	cfg := epoch.Config{Schedule: epoch.Schedule{Genesis: time.Unix(0, 0), Length: time.Minute},
+		Params: epoch.Params{Expected: 4, RecencyWindow: 4}, Stakes: cands}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cp, err := decodeLightState(data, "net")
+		if err != nil {
+			return
+		}
+		for e, set := range cp.Sealed {
+			for _, it := range set {
+				if it.Msg == nil || len(it.Raw) == 0 {
+					t.Fatalf("epoch %d: ticket %v", e, it.Msg)
+				}
+			}
+		}
+		_, _ = epoch.NewTrackerFrom(cfg, time.Unix(3600, 0), cp)
+	})
 }
