@@ -144,29 +144,49 @@ func TestCommitteeHistory(t *testing.T) {
 			l2.walkedFrom, e, len(got), len(want))
 	}
 
+	// join starts full node i (its data directory is the devnet's node-i) and waits until it has
+	// caught up with the elections; agrees checks it holds the network's committees of the last
+	// epochs.
+	var joined []*Node // closed before the devnet, which removes their directories
+	defer func() {
+		for _, n := range joined {
+			n.Close()
+		}
+	}()
+	join := func(what string, i int) *Node {
+		t.Helper()
+		n, err := d.newNode(i, boot[:2], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined = append(joined, n)
+		if err := n.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-n.ep.ready:
+		case <-ctx.Done():
+			t.Fatalf("the %s never caught up with the elections", what)
+		}
+		return n
+	}
+	agrees := func(what string, n *Node) {
+		t.Helper()
+		e := sched.Epoch(time.Now())
+		for _, k := range []uint64{e - 2, e - 1} {
+			if a, b := n.Epochs().Committee(k), d.Nodes[0].Epochs().Committee(k); !slices.Equal(committeeIDs(a), committeeIDs(b)) {
+				t.Errorf("%s, epoch %d: committee %v, the network's %v", what, k, committeeIDs(a), committeeIDs(b))
+			}
+		}
+	}
+
 	// A full node that joins now.
-	late, err := d.newNode(len(d.Nodes), boot[:2], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer late.Close()
-	if err := late.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-late.ep.ready:
-	case <-ctx.Done():
-		t.Fatal("the late node never caught up with the elections")
-	}
+	late := join("late node", len(d.Nodes))
 	e = sched.Epoch(time.Now())
 	if late.ep.hist.asks == 0 {
 		t.Error("the late node did not read the history")
 	}
-	for _, k := range []uint64{e - 2, e - 1} {
-		if a, b := late.Epochs().Committee(k), d.Nodes[0].Epochs().Committee(k); !slices.Equal(committeeIDs(a), committeeIDs(b)) {
-			t.Errorf("late node, epoch %d: committee %v, the network's %v", k, committeeIDs(a), committeeIDs(b))
-		}
-	}
+	agrees("late node", late)
 	if _, ok := late.ep.historyRecord(1); !ok {
 		t.Error("the late node does not keep the history it imported")
 	}
@@ -181,26 +201,11 @@ func TestCommitteeHistory(t *testing.T) {
 	if err := late.Close(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := d.newNode(len(d.Nodes), boot[:2], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer again.Close()
-	if err := again.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-again.ep.ready:
-	case <-ctx.Done():
-		t.Fatal("the restarted node never caught up with the elections")
-	}
-	e = sched.Epoch(time.Now())
+	again := join("restarted node", len(d.Nodes))
 	if again.ep.ownImports < kept || kept < 3 {
 		t.Errorf("the restarted node imported %d epochs from its own history, of %d it kept", again.ep.ownImports, kept)
 	}
-	if a, b := again.Epochs().Committee(e-1), d.Nodes[0].Epochs().Committee(e-1); !slices.Equal(committeeIDs(a), committeeIDs(b)) {
-		t.Errorf("restarted node, epoch %d: committee %v, the network's %v", e-1, committeeIDs(a), committeeIDs(b))
-	}
+	agrees("restarted node", again)
 
 	// A node given a checkpoint of a node it trusts (network.checkpoint) starts there.
 	data, err := d.Nodes[0].EpochCheckpoint()
@@ -218,25 +223,10 @@ func TestCommitteeHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.network.Checkpoint = path
-	fromCP, err := d.newNode(len(d.Nodes)+1, boot[:2], nil)
+	fromCP := join("node started from a checkpoint", len(d.Nodes)+1)
 	d.network.Checkpoint = ""
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fromCP.Close()
-	if err := fromCP.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-fromCP.ep.ready:
-	case <-ctx.Done():
-		t.Fatal("the node started from a checkpoint never caught up with the elections")
-	}
-	e = sched.Epoch(time.Now())
 	if fromCP.ep.from != cpFile.Epoch {
 		t.Errorf("the node followed the elections from epoch %d, want the checkpoint's %d", fromCP.ep.from, cpFile.Epoch)
 	}
-	if a, b := fromCP.Epochs().Committee(e-1), d.Nodes[0].Epochs().Committee(e-1); !slices.Equal(committeeIDs(a), committeeIDs(b)) {
-		t.Errorf("node from a checkpoint, epoch %d: committee %v, the network's %v", e-1, committeeIDs(a), committeeIDs(b))
-	}
+	agrees("node started from a checkpoint", fromCP)
 }
