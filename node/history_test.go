@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/filecoin-project/go-clock"
 	ds "github.com/ipfs/go-datastore"
 	dsq "github.com/ipfs/go-datastore/query"
 	"google.golang.org/protobuf/proto"
@@ -178,6 +179,27 @@ func TestCommitteeHistory(t *testing.T) {
 				t.Errorf("%s, epoch %d: committee %v, the network's %v", what, k, committeeIDs(a), committeeIDs(b))
 			}
 		}
+	}
+
+	// A light client whose first walk was in epoch 0 goes on from the checkpoint it left there (its
+	// clock is a mock: the first call reads epoch 0, the second now).
+	clk := clock.NewMock()
+	clk.Set(sched.Start(0).Add(time.Second))
+	l3, err := NewLightClient(ctx, LightOptions{Bootstrap: boot, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l3.Close()
+	if _, err := l3.Indexers(ctx, d.Network(), d.Stakes()); err != nil {
+		t.Fatalf("light client in epoch 0: %v", err)
+	}
+	clk.Set(time.Now())
+	if got, err = l3.Indexers(ctx, d.Network(), d.Stakes()); err != nil {
+		t.Fatalf("light client, after a walk in epoch 0: %v", err)
+	}
+	want, _ = d.Nodes[0].Epochs().Serving(l3.cachedAt)
+	if !slices.Equal(committeeIDs(got), committeeIDs(want)) || len(want) == 0 || l3.walkedFrom != 0 {
+		t.Errorf("light client after a walk in epoch 0: walked from %d, committee %d members, the network's %d", l3.walkedFrom, len(got), len(want))
 	}
 
 	// A full node that joins now.

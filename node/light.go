@@ -178,8 +178,8 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 		if tr, err = epoch.NewTracker(cfg, now); err != nil {
 			return nil, err
 		}
-		tr.Advance(now) // epoch 0 needs no import
 	}
+	tr.Advance(now) // epoch 0 needs no import (a checkpoint of epoch 0 included)
 	// Sealed records fetched are kept until a checkpoint passes them, so that a walk that failed
 	// half-way does not fetch them again. The current epoch's record may be unsealed: it is used,
 	// never kept.
