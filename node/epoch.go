@@ -39,6 +39,9 @@ type epochs struct {
 	ownImports int
 	// from is where the node began following the elections: 0 (genesis) or its checkpoint's epoch.
 	from uint64
+	// missing holds when this node first found no record of an epoch anywhere (the loop's only).
+	missing map[uint64]time.Time
+	giveUp  time.Duration // historyGiveUp when the node was made
 
 	// ready is closed once the node has caught up with the elections (no committee record left to
 	// import): from then on it can tell the active indexers, so its container may be reserved.
@@ -104,7 +107,7 @@ func (n *Node) newEpochs(key crypto.PrivKey) (*epochs, error) {
 		}
 	}
 	es := &epochs{n: n, tr: tr, log: n.log.With("sub", "epoch"), self: string(n.net.ID()), drawn: map[uint64]bool{}, resyncing: map[uint64]bool{},
-		ready: make(chan struct{}), from: start}
+		ready: make(chan struct{}), from: start, giveUp: historyGiveUp}
 	if key.Type() == crypto.Ed25519 {
 		raw, err := key.Raw()
 		if err != nil {
@@ -277,6 +280,7 @@ func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
 			es.log.Debug("imported committee from this node's history", "epoch", e, "tickets", kept)
 			continue
 		}
+		notHeld := false // full nodes answered, and none holds e
 		if e+historyLag <= sched.Epoch(now) {
 			hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			tickets, found, err := es.hist.take(hctx, es.n.net, es.tr, e)
@@ -294,6 +298,7 @@ func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
 				es.log.Debug("imported committee from history", "epoch", e, "tickets", kept)
 				continue
 			}
+			notHeld = errors.Is(err, errHistoryNotHeld)
 			es.log.Debug("committee history not found; trying the DHT", "epoch", e, "err", err)
 		}
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -306,17 +311,31 @@ func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
 		// Sealed records appear as soon as e starts. If none has after half the epoch (at most
 		// importPatience), no node that followed e-1 published one (all joined late, say): take the
 		// fullest unsealed record, whose tickets were published during e-1. With no record at all,
-		// wait: sealing e with nothing would derive seeds of the network's no node holds.
+		// wait while full nodes may still have one: sealing e with nothing would derive seeds that
+		// differ from theirs. When the full nodes asked hold none either (the whole network was
+		// down through e, say), every node is in the same place: seal it empty, as they all will.
 		late := now.After(sched.Start(e).Add(min(sched.Length/2, importPatience)))
 		if !sealed && !late {
 			es.log.Debug("sealed committee record not found yet", "epoch", e, "err", err)
 			return true
 		}
-		if err != nil {
+		if err != nil && notHeld {
+			if es.missing == nil {
+				es.missing = map[uint64]time.Time{}
+			}
+			if _, ok := es.missing[e]; !ok {
+				es.missing[e] = now
+			}
+			notHeld = now.Sub(es.missing[e]) >= es.giveUp // each pass asks other nodes
+		}
+		if err != nil && !notHeld {
 			es.log.Warn("no committee record of this epoch, in the DHT or in full nodes' history: waiting for one", "epoch", e, "err", err)
 			return true
 		}
-		if !sealed {
+		delete(es.missing, e)
+		if err != nil {
+			es.log.Warn("no node holds a committee record of this epoch: sealing it empty, as every node that imports it does", "epoch", e)
+		} else if !sealed {
 			es.log.Warn("no sealed committee record: importing the fullest unsealed one; this node's seeds may differ from the network's", "epoch", e)
 		}
 		kept, err := es.tr.ImportSealed(e, imported(tickets))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	"google.golang.org/protobuf/proto"
@@ -21,12 +22,19 @@ import (
 // MaxCatchUp epochs, and serves them on p2p.ProtoCommitteeHistory; a joiner reads the epochs that
 // ended a while ago from there, in batches, and the last ones from the DHT.
 
+// historyGiveUp is defaultHistoryGiveUp; tests shorten it.
+var historyGiveUp = defaultHistoryGiveUp
+
 const (
 	// historyLag: an epoch at least this far behind the current one is read from full nodes'
 	// history first. Younger ones come from the DHT, where their records appear as they start.
 	historyLag = 2
 	// historyPeers is how many full nodes a batch is asked of; their answers are merged per epoch.
 	historyPeers = 3
+	// defaultHistoryGiveUp is how long a node asks for an epoch's committee that no full node it asks
+	// holds (other nodes each time) before it seals the epoch empty, as every node in its place
+	// does: after the whole network was down through the epoch, nobody sealed it.
+	defaultHistoryGiveUp = 2 * time.Minute
 	// historyPrefix is where a node keeps the sealed sets, under its datastore.
 	historyPrefix = "/node/committees"
 )
@@ -112,14 +120,17 @@ type historyCandidate struct {
 // verify: a node can withhold a winner's ticket, but cannot make a forged one count. ok is false
 // when no node sent a record of e.
 func (h *historyBuf) take(ctx context.Context, net *p2p.Net, tr *epoch.Tracker, e uint64) (tickets []epoch.ImportedTicket, ok bool, err error) {
+	answered := 0
 	if _, have := h.recs[e]; !have {
-		h.recs, err = fetchHistory(ctx, net, e, h.asks)
+		h.recs, answered, err = fetchHistory(ctx, net, e, h.asks)
 		h.asks++
 	}
 	cands, have := h.recs[e]
 	if !have {
-		if err == nil {
-			err = fmt.Errorf("no full node holds the committee of epoch %d", e)
+		if answered > 0 {
+			err = fmt.Errorf("%w: epoch %d (%d full nodes answered)", errHistoryNotHeld, e, answered)
+		} else if err == nil {
+			err = fmt.Errorf("no full node answered for the committee of epoch %d", e)
 		}
 		return nil, false, err
 	}
@@ -134,12 +145,15 @@ func (h *historyBuf) take(ctx context.Context, net *p2p.Net, tr *epoch.Tracker, 
 	return cands[best].tickets, true, nil
 }
 
+// errHistoryNotHeld: full nodes answered a history request, and none holds the epoch's committee.
+var errHistoryNotHeld = errors.New("no full node asked holds the committee")
+
 // fetchHistory asks up to historyPeers connected full nodes for the batch of records from epoch
-// `from` and groups their answers per epoch by content.
-func fetchHistory(ctx context.Context, net *p2p.Net, from uint64, offset int) (map[uint64][]historyCandidate, error) {
+// `from` and groups their answers per epoch by content; answered is how many nodes answered.
+func fetchHistory(ctx context.Context, net *p2p.Net, from uint64, offset int) (out map[uint64][]historyCandidate, answered int, err error) {
 	peers := net.HistoryPeers(historyPeers, offset)
 	if len(peers) == 0 {
-		return nil, errors.New("no connected peer serves committee history")
+		return nil, 0, errors.New("no connected peer serves committee history")
 	}
 	answers := make([][]p2p.HistoryRecord, len(peers))
 	errs := make([]error, len(peers))
@@ -148,9 +162,12 @@ func fetchHistory(ctx context.Context, net *p2p.Net, from uint64, offset int) (m
 		wg.Go(func() { answers[i], errs[i] = net.CommitteeHistory(ctx, p, from, p2p.MaxHistoryBatch) })
 	}
 	wg.Wait()
-	out := map[uint64][]historyCandidate{}
+	out = map[uint64][]historyCandidate{}
 	index := map[string]int{} // epoch and record bytes -> its candidate's place in out[epoch]
-	for _, a := range answers {
+	for i, a := range answers {
+		if errs[i] == nil {
+			answered++
+		}
 		for _, r := range a {
 			k := fmt.Sprint(r.Epoch, "|", string(r.Raw))
 			if i, seen := index[k]; seen {
@@ -161,5 +178,5 @@ func fetchHistory(ctx context.Context, net *p2p.Net, from uint64, offset int) (m
 			out[r.Epoch] = append(out[r.Epoch], historyCandidate{tickets: imported(r.Tickets), votes: 1})
 		}
 	}
-	return out, errors.Join(errs...)
+	return out, answered, errors.Join(errs...)
 }
