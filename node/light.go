@@ -248,6 +248,14 @@ func (l *LightClient) assignedChecker(container string) (peer.ID, error) {
 	return peer.ID(a[0]), nil
 }
 
+// WalkedFrom is the epoch the last Indexers walk started from: 0 (genesis), or the checkpoint's
+// (the client's own, from an earlier call or, with LightOptions.StateDir, an earlier run).
+func (l *LightClient) WalkedFrom() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.walkedFrom
+}
+
 // Epoch is the network's current epoch on the client's clock (0 without a valid genesis).
 func (l *LightClient) Epoch(nc NetworkConfig) uint64 {
 	cfg, err := nc.EpochConfig(epoch.Allocation(nil))

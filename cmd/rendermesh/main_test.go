@@ -319,9 +319,10 @@ func TestIndexersVerifiesTheCommittee(t *testing.T) {
 		t.Fatalf("indexers: %v\n%s", r.err, r.stderr)
 	}
 	var out struct {
-		Epoch    uint64 `json:"epoch"`
-		Verified bool   `json:"verified"`
-		Indexers []struct {
+		Epoch        uint64 `json:"epoch"`
+		Verified     bool   `json:"verified"`
+		VerifiedFrom uint64 `json:"verified_from_epoch"`
+		Indexers     []struct {
 			PeerID string `json:"peer_id"`
 		} `json:"indexers"`
 	}
@@ -337,8 +338,22 @@ func TestIndexersVerifiesTheCommittee(t *testing.T) {
 	for _, ix := range out.Indexers {
 		got = append(got, ix.PeerID)
 	}
-	if !out.Verified || out.Epoch < 2 || strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("indexers: epoch %d verified %v: %v; the nodes hold %v", out.Epoch, out.Verified, got, want)
+	if !out.Verified || out.Epoch < 2 || strings.Join(got, ",") != strings.Join(want, ",") || out.VerifiedFrom != 0 {
+		t.Errorf("indexers: epoch %d verified %v from epoch %d: %v; the nodes hold %v", out.Epoch, out.Verified, out.VerifiedFrom, got, want)
+	}
+	// With --data-dir, a second run starts from the checkpoint the first one kept.
+	dir := t.TempDir()
+	for run := range 2 {
+		r := runCmd(t, "indexers", "--bootstrap", boot, "--config", d.NetworkFile(), "--data-dir", dir, "--json")
+		if r.err != nil {
+			t.Fatalf("indexers --data-dir, run %d: %v\n%s", run+1, r.err, r.stderr)
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+		}
+		if !out.Verified || len(out.Indexers) == 0 || (run == 0) != (out.VerifiedFrom == 0) {
+			t.Errorf("indexers --data-dir, run %d: verified %v from epoch %d, %d indexers", run+1, out.Verified, out.VerifiedFrom, len(out.Indexers))
+		}
 	}
 	if r := runCmd(t, "indexers", "--bootstrap", boot); !errors.Is(r.err, errUsage) {
 		t.Errorf("without --config: %v, want a usage error", r.err)
