@@ -122,16 +122,16 @@ func ReadCommitteeHistory(r io.Reader, from uint64, count int) ([]HistoryRecord,
 	}
 }
 
-// HistoryPeers lists up to max connected peers that serve committee history (as identify told),
+// HistoryPeers lists up to limit connected peers that serve committee history (as identify told),
 // starting at a rotation of the list given by offset, so that callers can spread their asks.
-func (n *Net) HistoryPeers(max int, offset int) []peer.ID {
+func (n *Net) HistoryPeers(limit, offset int) []peer.ID {
 	var out []peer.ID
 	peers := n.host.Network().Peers()
 	for i := range peers {
 		p := peers[(i+offset)%len(peers)]
 		if ok, _ := n.host.Peerstore().SupportsProtocols(p, ProtoCommitteeHistory); len(ok) > 0 {
 			out = append(out, p)
-			if len(out) == max {
+			if len(out) == limit {
 				break
 			}
 		}

@@ -267,14 +267,13 @@ func run(cfg Config) (*Result, error) {
 		pl.end = s.now()
 	}
 	if cfg.HeapProfile != nil {
-		runtime.GC()
-		if err := pprof.Lookup("heap").WriteTo(cfg.HeapProfile, 0); err != nil {
-			s.log.Warn("heap profile", "err", err)
-		}
+		runtime.GC() // the profile then shows the live heap
 	}
-	if cfg.GoroutineProfile != nil {
-		if err := pprof.Lookup("goroutine").WriteTo(cfg.GoroutineProfile, 0); err != nil {
-			s.log.Warn("goroutine profile", "err", err)
+	for name, w := range map[string]io.Writer{"heap": cfg.HeapProfile, "goroutine": cfg.GoroutineProfile} {
+		if w != nil {
+			if err := pprof.Lookup(name).WriteTo(w, 0); err != nil {
+				s.log.Warn("profile", "profile", name, "err", err)
+			}
 		}
 	}
 	prog.Phase.Store("stopping")

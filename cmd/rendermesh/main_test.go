@@ -107,6 +107,15 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// A profile that cannot be written stops the run before it starts, naming the profile.
+func TestSimnetProfileUnwritable(t *testing.T) {
+	clearEnv(t)
+	for flag, what := range map[string]string{"--memprofile": "heap profile", "--goroutineprofile": "goroutine profile"} {
+		r := runCmd(t, "simnet", "run", "--peers", "2", "--out", t.TempDir(), flag, filepath.Join(t.TempDir(), "no", "such", "dir"))
+		checkErr(t, r.err, what, "no such file")
+	}
+}
+
 func TestFindWithoutBootstrap(t *testing.T) {
 	clearEnv(t)
 	r := runCmd(t, "find", "--gpu", "H100")

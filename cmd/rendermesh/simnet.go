@@ -104,24 +104,16 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var heapProfile io.Writer
-	if *memProfile != "" {
-		hf, err := os.Create(*memProfile)
-		if err != nil {
-			return fmt.Errorf("heap profile: %w", err)
-		}
-		defer hf.Close()
-		heapProfile = hf
+	heapProfile, closeHeap, err := profileFile(*memProfile, "heap profile")
+	if err != nil {
+		return err
 	}
-	var goroutineProfile io.Writer
-	if *goProfile != "" {
-		gf, err := os.Create(*goProfile)
-		if err != nil {
-			return fmt.Errorf("goroutine profile: %w", err)
-		}
-		defer gf.Close()
-		goroutineProfile = gf
+	defer closeHeap()
+	goroutineProfile, closeGoroutines, err := profileFile(*goProfile, "goroutine profile")
+	if err != nil {
+		return err
 	}
+	defer closeGoroutines()
 	prog := new(simnet.Progress)
 	done := make(chan struct{})
 	barDone := make(chan struct{})
@@ -195,4 +187,17 @@ func showProgress(ctx context.Context, p *simnet.Progress, w io.Writer, done <-c
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// profileFile creates the file a profile goes to (path "": none, a nil writer) and returns the
+// function that closes it.
+func profileFile(path, what string) (io.Writer, func(), error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return f, func() { f.Close() }, nil
 }
