@@ -3,6 +3,7 @@ package p2p
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -183,8 +185,47 @@ type CommitteeCheck func(epoch uint64, tickets []OpenedTicket) error
 // CommitteeCheck, if set, verifies the tickets themselves. Select prefers a sealed record, then the
 // one with more tickets.
 type CommitteeValidator struct {
-	mu    sync.Mutex
-	check CommitteeCheck
+	mu     sync.Mutex
+	check  CommitteeCheck
+	opened *lru.Cache[[sha256.Size]byte, openedCommittee]
+}
+
+// openedCommittee is what OpenCommitteeRecord made of one record's bytes.
+type openedCommittee struct {
+	epoch   uint64
+	rec     *pb.CommitteeRecord
+	tickets []OpenedTicket
+	err     error
+}
+
+// committeeCacheSize bounds the records a validator remembers having opened. A node is sent the
+// same record by many peers (every publisher puts it, and a put is validated, then selected
+// against the record held, which is validated again), and opening one verifies the signature of
+// each of its tickets: remembering the outcome, which depends on the bytes alone, makes the repeats
+// free. The records of a few epochs, in their versions, fit.
+const committeeCacheSize = 128
+
+// open is OpenCommitteeRecord, remembered. What it returns is shared: callers must not change it.
+func (v *CommitteeValidator) open(key string, value []byte) (uint64, *pb.CommitteeRecord, []OpenedTicket, error) {
+	h := sha256.New()
+	h.Write([]byte(key))
+	h.Write([]byte{0})
+	h.Write(value)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	v.mu.Lock()
+	if v.opened == nil {
+		v.opened, _ = lru.New[[sha256.Size]byte, openedCommittee](committeeCacheSize)
+	}
+	c, ok := v.opened.Get(sum)
+	v.mu.Unlock()
+	if !ok {
+		c.epoch, c.rec, c.tickets, c.err = OpenCommitteeRecord(key, value)
+		v.mu.Lock()
+		v.opened.Add(sum, c)
+		v.mu.Unlock()
+	}
+	return c.epoch, c.rec, c.tickets, c.err
 }
 
 // SetCheck installs the deep check (the node does once its tracker exists).
@@ -196,7 +237,7 @@ func (v *CommitteeValidator) SetCheck(c CommitteeCheck) {
 
 // Validate implements record.Validator.
 func (v *CommitteeValidator) Validate(key string, value []byte) error {
-	e, _, tickets, err := OpenCommitteeRecord(key, value)
+	e, _, tickets, err := v.open(key, value)
 	if err != nil {
 		return err
 	}
@@ -218,7 +259,7 @@ func (v *CommitteeValidator) Select(key string, values [][]byte) (int, error) {
 		if v.Validate(key, value) != nil {
 			continue
 		}
-		_, rec, tickets, _ := OpenCommitteeRecord(key, value)
+		_, rec, tickets, _ := v.open(key, value)
 		better := best < 0 || (rec.Sealed && !bestSealed) || (rec.Sealed == bestSealed && len(tickets) > bestN)
 		if better {
 			best, bestSealed, bestN = i, rec.Sealed, len(tickets)

@@ -323,3 +323,64 @@ func FuzzOpenCommitteeRecord(f *testing.F) {
 		}
 	})
 }
+
+// The validator remembers what it made of a record's bytes, and of nothing else: the same bytes
+// under another key, or one byte changed, are opened afresh, and a record once rejected stays so.
+func TestCommitteeValidatorRemembers(t *testing.T) {
+	tickets := signedTickets(t, 7, 3)
+	key, value := CommitteeKey(7), committeeRecord(t, 7, true, tickets)
+	var v CommitteeValidator
+	for range 3 {
+		if err := v.Validate(key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.Validate(CommitteeKey(8), value); err == nil {
+		t.Error("the same bytes under another epoch's key were accepted")
+	}
+	other, _ := testKey(t, 9)
+	forged := committeeRecord(t, 7, true, [][]byte{tickets[0], tickets[1], reseal(t, tickets[2], nil, other.GetPublic())})
+	for range 2 {
+		if err := v.Validate(key, forged); !errors.Is(err, ErrMalformed) {
+			t.Errorf("forged record: %v", err)
+		}
+	}
+	_, rec, opened, err := v.open(key, value)
+	if err != nil || !rec.Sealed || len(opened) != 3 {
+		t.Fatalf("open: sealed %v, %d tickets, %v", rec.Sealed, len(opened), err)
+	}
+	if got := v.opened.Len(); got != 3 {
+		t.Errorf("%d records remembered, want 3 (the record, under two keys, and the forged one)", got)
+	}
+	for i := range 2 * committeeCacheSize {
+		v.Validate(CommitteeKey(uint64(100+i)), value)
+	}
+	if got := v.opened.Len(); got != committeeCacheSize {
+		t.Errorf("%d records remembered, bound %d", got, committeeCacheSize)
+	}
+}
+
+// BenchmarkCommitteePut is what a node does with a committee record (16 tickets) put to it that
+// it already holds: validate it, then select between it and the record held. "fresh" opens both
+// every time, as the validator did before it remembered them.
+func BenchmarkCommitteePut(b *testing.B) {
+	tickets := signedTickets(b, 7, 16)
+	key, value := CommitteeKey(7), committeeRecord(b, 7, true, tickets)
+	held := slices.Clone(value)
+	for _, fresh := range []bool{false, true} {
+		b.Run(map[bool]string{false: "remembered", true: "fresh"}[fresh], func(b *testing.B) {
+			v := new(CommitteeValidator)
+			for b.Loop() {
+				if fresh {
+					v = new(CommitteeValidator)
+				}
+				if err := v.Validate(key, value); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := v.Select(key, [][]byte{value, held}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

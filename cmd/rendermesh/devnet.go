@@ -96,6 +96,7 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	checkFPS := fs.Int("check-fps", 30, "the frame rate checkers ask of a challenge stream (lower it on a machine too slow to render many streams at once)")
 	checkMethods := fs.String("check-methods", "telemetry,simulation", "the checks' methods, in order: telemetry (signed NVML readings), simulation (a challenge render session)")
 	cheaters := fs.Int("cheaters", 4, "containers that cheat their checks (a better GPU claimed, half the frame rate, replayed frames, going silent), in turn")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole devnet to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
@@ -130,6 +131,11 @@ func cmdDevnet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	stopCPU, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopCPU()
 	progress := func(string) {}
 	if isTerminal(stderr) || !*asJSON {
 		progress = func(s string) { fmt.Fprintln(stderr, "devnet:", s) }

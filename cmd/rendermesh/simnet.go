@@ -93,17 +93,11 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer logf.Close()
 
-	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("cpu profile: %w", err)
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return fmt.Errorf("cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopCPU, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopCPU()
 	heapProfile, closeHeap, err := profileFile(*memProfile, "heap profile")
 	if err != nil {
 		return err
@@ -191,6 +185,20 @@ func showProgress(ctx context.Context, p *simnet.Progress, w io.Writer, done <-c
 
 // profileFile creates the file a profile goes to (path "": none, a nil writer) and returns the
 // function that closes it.
+// startCPUProfile profiles the process's CPU into path until the returned function is called
+// (nothing when path is empty).
+func startCPUProfile(path string) (func(), error) {
+	w, closeFile, err := profileFile(path, "cpu profile")
+	if err != nil || w == nil {
+		return closeFile, err
+	}
+	if err := pprof.StartCPUProfile(w); err != nil {
+		closeFile()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); closeFile() }, nil
+}
+
 func profileFile(path, what string) (io.Writer, func(), error) {
 	if path == "" {
 		return nil, func() {}, nil
