@@ -38,12 +38,14 @@ type Status struct {
 // ChecksStatus is what /v1/status says about checks: this node's work as a checker and the
 // attestation ledger it keeps.
 type ChecksStatus struct {
-	Checker      bool `json:"checker"` // runs the checker role
-	Licensed     bool `json:"licensed"`
-	Checks       int  `json:"checks"` // attestations published
-	Passed       int  `json:"passed"`
-	Failed       int  `json:"failed"`
-	Inconclusive int  `json:"inconclusive"`
+	Checker       bool `json:"checker"` // runs the checker role
+	Licensed      bool `json:"licensed"`
+	Checks        int  `json:"checks"` // attestations published
+	Passed        int  `json:"passed"`
+	Failed        int  `json:"failed"`
+	Inconclusive  int  `json:"inconclusive"`
+	Confirmations int  `json:"confirmations"`
+	Overloaded    int  `json:"overloaded"`
 	// SessionSamples and SessionRefused count consumers' session statistics samples taken and
 	// refused (docs/CHECKERS.md, "Checks during sessions").
 	SessionSamples int    `json:"session_samples"`
@@ -71,6 +73,7 @@ func (n *Node) Status() Status {
 		e := n.ep.tr.Schedule().Epoch(n.opts.Clock.Now())
 		cs := &ChecksStatus{Checker: c.Role, Licensed: n.chk.elig.Eligible(n.net.ID(), e),
 			Checks: c.Stats.Checks, Passed: c.Stats.Passed, Failed: c.Stats.Failed, Inconclusive: c.Stats.Inconclusive,
+			Confirmations: c.Stats.Confirmations, Overloaded: c.Stats.Overloaded,
 			SessionSamples: c.Stats.SessionSamples, SessionRefused: c.Stats.SessionRefused,
 			Epoch: e, Attestations: len(c.Ledger.Leaves(e)), Excluded: len(c.Excluded)}
 		if e > 0 {

@@ -49,16 +49,18 @@ type checkerSvc struct {
 	cfg    CheckerConfig
 	prf    []byte // the key of this checker's secret timing
 	sem    chan struct{}
+	load   LoadProbe // this machine's load while it checks
 
-	mu         sync.Mutex
-	watched    map[string]watchedContainer
-	last       map[string]time.Time // when this checker last started a check of a container
-	running    map[string]bool
-	randomDone map[uint64]map[string]bool
-	ranks      map[uint64]map[string]int
-	excluded   map[string]checker.Decision // final: kept after the ledger forgets the epochs
-	delays     []time.Duration             // issue to arrival of accepted attestations (bounded)
-	stats      CheckerStats
+	mu             sync.Mutex
+	watched        map[string]watchedContainer
+	last           map[string]time.Time // when this checker last started a check of a container
+	running        map[string]bool
+	randomDone     map[uint64]map[string]bool
+	ranks          map[uint64]map[string]int
+	excluded       map[string]checker.Decision // final: kept after the ledger forgets the epochs
+	delays         []time.Duration             // issue to arrival of accepted attestations (bounded)
+	overloadWarned time.Time
+	stats          CheckerStats
 
 	checkStreams chan struct{} // the container's side: challenge sessions served at once
 
@@ -78,7 +80,12 @@ type CheckerStats struct {
 	Passed       int
 	Failed       int
 	Inconclusive int // not attested: the container was busy, the checker stopped, ...
-	PublishErrs  int
+	// Confirmations counts the checks run again because one failed on timing (timingConfirmations).
+	Confirmations int
+	// Overloaded counts the checks (one per method and attempt) measured while this machine
+	// could not keep up (MachineLoad.Overloaded).
+	Overloaded  int
+	PublishErrs int
 	// SessionSamples counts consumers' session samples taken (judged; failures attested),
 	// SessionRefused those refused (docs/CHECKERS.md, "Checks during sessions").
 	SessionSamples int
@@ -129,6 +136,9 @@ func (n *Node) newChecker() (*checkerSvc, error) {
 		excluded: map[string]checker.Decision{}, checkStreams: make(chan struct{}, maxCheckStreams),
 	}
 	c.sem = make(chan struct{}, max(1, c.cfg.Concurrent))
+	if c.load = n.opts.Load; c.load == nil {
+		c.load = NewRuntimeLoad()
+	}
 	if n.ep.sk != nil {
 		k := sha256.Sum256(append([]byte("rendermesh check timing\x00"), n.ep.sk.Seed()...))
 		c.prf = k[:]
@@ -486,17 +496,13 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 	}
 	var passed []done
 	for _, m := range c.cfg.Methods {
-		nonce := make([]byte, checker.NonceSize)
-		_, _ = rand.Read(nonce)
-		var res checker.Result
 		method := pb.CheckMethod_CHECK_METHOD_TELEMETRY
-		switch m {
-		case MethodTelemetry:
-			res, err = c.telemetryCheck(ctx, pid, rec, nonce, state)
-		case MethodSimulation:
+		if m == MethodSimulation {
 			method = pb.CheckMethod_CHECK_METHOD_SIMULATION
-			res, err = c.simulationCheck(ctx, pid, nonce)
 		}
+		nonce, res, err := c.confirmed(ctx, pid, m, func(nonce []byte) (checker.Result, error) {
+			return c.runMethod(ctx, m, pid, rec, nonce, state)
+		})
 		if err != nil || ctx.Err() != nil {
 			c.count(func(s *CheckerStats) { s.Inconclusive++ })
 			c.log.Debug("check inconclusive", "container", pid, "method", m, "err", err)
@@ -515,6 +521,87 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 		c.publish(ctx, pid, rec, kind, d.method, d.nonce, d.res)
 	}
 }
+
+// timingConfirmations is how many more times a check that failed on timing is run before the
+// failure is attested: a container must fail it on three challenges in a row.
+const timingConfirmations = 2
+
+// timingCheck says whether a failed check measured timing (rates, gaps, delays, an answer that
+// did not come), which a moment of loss or of load can spoil, rather than content or claims.
+func timingCheck(c checker.Check) bool {
+	switch c {
+	case checker.CheckStream, checker.CheckContinuity, checker.CheckFrameRate, checker.CheckLatency, checker.CheckBitrate, CheckUnanswered:
+		return true
+	}
+	return false
+}
+
+// confirmed runs one method of a check on a fresh nonce, and again while it fails on timing, up
+// to timingConfirmations more times: a timing failure may be the moment's (a burst of loss, a busy
+// core on either side), so it is attested only if it repeats on every challenge. A container that
+// does not let a failure be confirmed (it refuses the challenge as busy, ...) keeps the failure.
+// It returns the nonce and result to attest, or the error of an inconclusive check.
+func (c *checkerSvc) confirmed(ctx context.Context, pid peer.ID, m string, run func(nonce []byte) (checker.Result, error)) ([]byte, checker.Result, error) {
+	var nonce []byte
+	var res checker.Result
+	for attempt := 0; ; attempt++ {
+		n := make([]byte, checker.NonceSize)
+		_, _ = rand.Read(n)
+		r, err := c.measured(pid, m, func() (checker.Result, error) { return run(n) })
+		switch {
+		case ctx.Err() != nil:
+			return nil, checker.Result{}, errInconclusive
+		case err != nil && attempt == 0:
+			return nil, checker.Result{}, err
+		case err != nil:
+			c.log.Info("check: confirmation refused, the failure stands", "container", pid, "method", m, "err", err)
+			return nonce, res, nil
+		}
+		nonce, res = n, r
+		if res.Verdict == checker.Pass || !timingCheck(res.Check) || attempt == timingConfirmations {
+			return nonce, res, nil
+		}
+		c.count(func(s *CheckerStats) { s.Confirmations++ })
+		c.log.Info("check: confirming a timing failure", "container", pid, "method", m, "check", res.Check, "reason", res.Reason, "attempt", attempt+1)
+	}
+}
+
+// runMethod runs one method of a check.
+func (c *checkerSvc) runMethod(ctx context.Context, m string, pid peer.ID, rec *pb.ContainerRecord, nonce []byte, state pb.ContainerState) (checker.Result, error) {
+	switch m {
+	case MethodTelemetry:
+		return c.telemetryCheck(ctx, pid, rec, nonce, state)
+	case MethodSimulation:
+		return c.simulationCheck(ctx, pid, nonce)
+	}
+	return checker.Result{}, fmt.Errorf("%w: unknown method %q", errInconclusive, m)
+}
+
+// measured runs a check, measuring this machine's load while it runs: a check measured on a
+// machine that could not keep up is counted, and the operator warned (once a minute).
+func (c *checkerSvc) measured(pid peer.ID, m string, run func() (checker.Result, error)) (checker.Result, error) {
+	mark := c.load.Mark()
+	res, err := run()
+	load := c.load.Since(mark)
+	if over, why := load.Overloaded(); over && err == nil {
+		now := time.Now()
+		c.mu.Lock()
+		c.stats.Overloaded++
+		warn := now.Sub(c.overloadWarned) >= overloadWarnEvery
+		if warn {
+			c.overloadWarned = now
+		}
+		c.mu.Unlock()
+		if warn {
+			c.log.Warn("this checker's machine is overloaded while it checks: its timing verdicts are less sure (lower checker.concurrent or give it more CPU)", "why", why, "verdict", res.Verdict, "check", res.Check)
+		}
+	}
+	c.log.Debug("check measured", "container", pid, "method", m, "verdict", res.Verdict, "check", res.Check, "sched_p99", load.SchedP99, "cpu_pressure", load.CPUPressure)
+	return res, err
+}
+
+// overloadWarnEvery spaces the warnings of an overloaded checker.
+const overloadWarnEvery = time.Minute
 
 func (c *checkerSvc) count(f func(*CheckerStats)) {
 	c.mu.Lock()

@@ -33,6 +33,9 @@ type CheckReport struct {
 	// SessionSamples and SessionRefused add up the consumers' session samples the checkers took
 	// and refused (CheckerStats; docs/CHECKERS.md, "Checks during sessions").
 	SessionSamples, SessionRefused int
+	// Confirmations and Overloaded add up the checkers' checks run again after a timing failure,
+	// and checks measured while the machine could not keep up (CheckerStats).
+	Confirmations, Overloaded int
 	// RootsAgree says every node computes the same Merkle root for every epoch that is over
 	// (RootEpochs of them).
 	RootsAgree bool
@@ -79,6 +82,8 @@ func CheckOutcome(nodes []*Node, containers []string, cheat map[string]Cheat, cu
 		delays = append(delays, st.Delays...)
 		rep.SessionSamples += st.Stats.SessionSamples
 		rep.SessionRefused += st.Stats.SessionRefused
+		rep.Confirmations += st.Stats.Confirmations
+		rep.Overloaded += st.Stats.Overloaded
 		views = append(views, v)
 	}
 	rep.Attestations = len(all)

@@ -69,6 +69,9 @@ type Options struct {
 	// Cheat makes a container cheat its checks (devnet and simnet cheaters; see Cheat). Never set
 	// from configuration.
 	Cheat Cheat
+	// Load reads this machine's load while the node checks a container (nil: RuntimeLoad; the
+	// simnet's nodes, on simulated time, use SimulatedLoad).
+	Load LoadProbe
 	// LedgerEpochs is how many epochs the attestation ledger keeps (0: 8, what settlement needs).
 	// Devnets keep every epoch of a run, so that their summaries compare whole runs.
 	LedgerEpochs int

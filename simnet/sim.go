@@ -351,6 +351,7 @@ func (s *sim) nodeConfig(p *peerSpec) (node.Config, node.Options) {
 		Datastore:    dssync.MutexWrap(ds.NewMapDatastore()),
 		Transports:   s.links.transports(p.index),
 		ScoreInspect: 5 * time.Second,
+		Load:         node.SimulatedLoad{},
 
 		ReceiptInterval: time.Duration(s.sc.Consumers.ReceiptInterval),
 	}

@@ -66,6 +66,10 @@ type devnetSummary struct {
 	Excluded                 int            `json:"excluded"`
 	AttestationRootsAgree    bool           `json:"attestation_roots_agree"`
 	CheckedMS                float64        `json:"checked_ms"` // start to every container's registration check done (-1: not all)
+	// Checks run again because they failed on timing (a failure is attested only when it
+	// repeats), and checks measured while the machine could not keep up (docs/CHECKERS.md).
+	CheckConfirmations int `json:"check_confirmations"`
+	ChecksOverloaded   int `json:"checks_overloaded"`
 	// Checks during sessions: with checkers, the devnet's consumers share their sessions'
 	// statistics. The samples the checkers took and refused (their /v1/status, summed), the
 	// honest containers a session sample failed (among false_positives), and the devnet sessions
@@ -259,6 +263,7 @@ loop:
 	sum.Cheaters, sum.CheatersCaught, sum.FalsePositives, sum.Excluded = cr.Cheaters, cr.CheatersCaught, cr.FalsePositives, cr.Excluded
 	sum.FalsePositiveChecks = cr.FalsePositiveChecks
 	sum.AttestationRootsAgree = cr.RootsAgree
+	sum.CheckConfirmations, sum.ChecksOverloaded = cr.Confirmations, cr.Overloaded
 	sum.SessionSamples, sum.SessionSamplesRefused, sum.SessionFalsePositives = cr.SessionSamples, cr.SessionRefused, cr.SessionFalsePositives
 	sum.SessionStatsErrors, sum.SessionStatsLastError = mst.StatsErrors, mst.StatsLastErr
 	sum.RSSBytes = node.RSSBytes()
@@ -282,6 +287,7 @@ loop:
   matches            %d, %.0f%% matched, p50 %.1f ms, p99 %.1f ms; %d sessions, %d co-signed receipts
   render             %d sessions streamed (%d through the relay), first frame p50 %.0f ms, frame latency p50 %.1f ms
   checks             %d checkers, %d attestations (delivered %.1f%%, p99 %.0f ms); cheaters caught %d of %d, %d excluded; false positives %d
+                     %d timing failures checked again, %d checks measured on an overloaded machine
   session checks     %d samples taken (%d refused), %d sessions failed to share; %d honest containers failed a session sample
 `, sum.Nodes, sum.Containers, sum.StartMS, sum.ConvergedMS, sum.ContainersFound, sum.Containers,
 		sum.Queries, sum.QueryFailures, sum.QueryMSP50, sum.QueryMSP99,
@@ -291,6 +297,7 @@ loop:
 		sum.Matches, 100*sum.MatchSuccessRatio, sum.MatchMSP50, sum.MatchMSP99, sum.Sessions, sum.Receipts,
 		sum.Rendered, sum.RelaySessions, sum.FirstFrameMSP50, sum.FrameLatencyP50,
 		sum.Checkers, sum.Attestations, 100*sum.AttestationDeliveryRatio, sum.AttestationMSP99, sum.CheatersCaught, sum.Cheaters, sum.Excluded, sum.FalsePositives,
+		sum.CheckConfirmations, sum.ChecksOverloaded,
 		sum.SessionSamples, sum.SessionSamplesRefused, sum.SessionStatsErrors, sum.SessionFalsePositives)
 	if sum.SessionStatsLastError != "" {
 		fmt.Fprintf(stdout, "  last sharing error  %s\n", sum.SessionStatsLastError)
