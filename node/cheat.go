@@ -36,7 +36,16 @@ const (
 	// registration check by telemetry alone lets it through; a challenge, or its consumers'
 	// session statistics, catch it.
 	CheatStall Cheat = "stall"
+	// CheatBusy passes its registration check, then, in standby, answers every check "busy", as
+	// a container that serves as many checks as it can does: it dodges its random checks unless
+	// refusals are counted.
+	CheatBusy Cheat = "busy"
 )
+
+// cheatsBusy says whether a container cheating with c refuses a check now, as busy.
+func (n *Node) cheatsBusy() bool {
+	return n.opts.Cheat == CheatBusy && n.cont != nil && n.cont.State() == pb.ContainerState_CONTAINER_STATE_STANDBY
+}
 
 // cheatStall bounds how long a silent cheater's source stays silent before it fails.
 const cheatStall = 20 * time.Second

@@ -55,6 +55,8 @@ type checkerSvc struct {
 	watched        map[string]watchedContainer
 	last           map[string]time.Time // when this checker last started a check of a container
 	running        map[string]bool
+	refusals       map[string]int       // checks in a row a container refused as busy
+	retryAt        map[string]time.Time // when a check a container refused as busy is due again
 	randomDone     map[uint64]map[string]bool
 	ranks          map[uint64]map[string]int
 	excluded       map[string]checker.Decision // final: kept after the ledger forgets the epochs
@@ -132,6 +134,7 @@ func (n *Node) newChecker() (*checkerSvc, error) {
 		n: n, log: n.log.With("sub", "checks"), v: v, ledger: ledger, elig: elig,
 		role: n.cfg.HasRole(RoleChecker), cfg: n.cfg.Checker,
 		watched: map[string]watchedContainer{}, last: map[string]time.Time{}, running: map[string]bool{},
+		refusals: map[string]int{}, retryAt: map[string]time.Time{},
 		randomDone: map[uint64]map[string]bool{}, ranks: map[uint64]map[string]int{},
 		excluded: map[string]checker.Decision{}, checkStreams: make(chan struct{}, maxCheckStreams),
 	}
@@ -355,6 +358,8 @@ func (c *checkerSvc) loop(ctx context.Context, wg *sync.WaitGroup) {
 		for id, w := range c.watched {
 			if now.Sub(w.seen) > stale {
 				delete(c.watched, id)
+				delete(c.refusals, id)
+				delete(c.retryAt, id)
 				continue
 			}
 			ids = append(ids, id)
@@ -395,6 +400,12 @@ func (c *checkerSvc) consider(ctx context.Context, wg *sync.WaitGroup, e uint64,
 			c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_REGISTRATION, state, now)
 		}
 	case pb.ContainerState_CONTAINER_STATE_STANDBY:
+		if c.retryDue(id, now) {
+			// A check it refused as busy, of whatever kind: again, until it answers or has
+			// refused maxBusyRefusals in a row.
+			c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_RANDOM, state, now)
+			return
+		}
 		if r != 0 {
 			return
 		}
@@ -476,6 +487,50 @@ func (c *checkerSvc) launch(ctx context.Context, wg *sync.WaitGroup, id string, 
 // checks, this node is stopping): nothing is attested.
 var errInconclusive = errors.New("checker: inconclusive")
 
+// errRefusedBusy marks a check the container refused because it serves as many checks as it can.
+// That says nothing about it once; a container that keeps refusing is counted (noteRefused).
+var errRefusedBusy = fmt.Errorf("%w: the container is busy with other checks", errInconclusive)
+
+// maxBusyRefusals is how many checks in a row a container may refuse as busy before the checker
+// attests a failure (unanswered). An honest container serves two challenges and two telemetry
+// reports at once, and is assigned two checkers: it is busy for a third only by rare overlap, and
+// not three times in a row, recheck apart. Without the bound, a container that passed its
+// registration could dodge every random check by answering busy.
+const maxBusyRefusals = 3
+
+// noteRefused counts a check of container id that the container refused as busy, and says whether
+// that makes maxBusyRefusals in a row (then the count starts again). Otherwise the check is due
+// again a recheck interval from now, in standby too.
+func (c *checkerSvc) noteRefused(id string, now time.Time) (n int, fail bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refusals[id]++
+	n = c.refusals[id]
+	if n >= maxBusyRefusals {
+		delete(c.refusals, id)
+		delete(c.retryAt, id)
+		return n, true
+	}
+	c.retryAt[id] = now.Add(time.Duration(c.cfg.Recheck))
+	return n, false
+}
+
+// noteAnswered forgets the refusals of a container that was checked.
+func (c *checkerSvc) noteAnswered(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.refusals, id)
+	delete(c.retryAt, id)
+}
+
+// retryDue says whether a check the container refused as busy is due again.
+func (c *checkerSvc) retryDue(id string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.retryAt[id]
+	return ok && !now.Before(t)
+}
+
 // check runs the configured methods on a container in order (telemetry, the cheap one, first),
 // stopping at the first failure, and then publishes: the failure alone, or one pass per method.
 // The container's standing follows its last verdict, so a check must not attest a pass and a
@@ -495,6 +550,7 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 		res    checker.Result
 	}
 	var passed []done
+	busy := false
 	for _, m := range c.cfg.Methods {
 		method := pb.CheckMethod_CHECK_METHOD_TELEMETRY
 		if m == MethodSimulation {
@@ -506,16 +562,32 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 		if err != nil || ctx.Err() != nil {
 			c.count(func(s *CheckerStats) { s.Inconclusive++ })
 			c.log.Debug("check inconclusive", "container", pid, "method", m, "err", err)
+			busy = busy || errors.Is(err, errRefusedBusy)
 			continue
 		}
 		if res.Verdict != checker.Pass {
 			// The check failed: only the failure is attested. Publishing the methods that passed
 			// before it would let the container's standing read standby for a moment, and
 			// indexers could match it in that moment.
+			c.noteAnswered(string(pid))
 			c.publish(ctx, pid, rec, kind, method, nonce, res)
 			return
 		}
 		passed = append(passed, done{method, nonce, res})
+	}
+	if len(passed) > 0 {
+		c.noteAnswered(string(pid))
+	} else if busy && ctx.Err() == nil {
+		if n, fail := c.noteRefused(string(pid), c.n.opts.Clock.Now()); fail {
+			nonce := make([]byte, checker.NonceSize)
+			_, _ = rand.Read(nonce)
+			method := pb.CheckMethod_CHECK_METHOD_SIMULATION
+			if !slices.Contains(c.cfg.Methods, MethodSimulation) {
+				method = pb.CheckMethod_CHECK_METHOD_TELEMETRY
+			}
+			c.publish(ctx, pid, rec, kind, method, nonce, failed(CheckUnanswered, nonce,
+				fmt.Sprintf("refused %d checks in a row as busy", n)))
+		}
 	}
 	for _, d := range passed {
 		c.publish(ctx, pid, rec, kind, d.method, d.nonce, d.res)
@@ -631,7 +703,7 @@ func (c *checkerSvc) telemetryCheck(ctx context.Context, pid peer.ID, rec *pb.Co
 	case ctx.Err() != nil:
 		return checker.Result{}, errInconclusive
 	case errors.Is(err, ErrTelemetryRefused) && strings.Contains(err.Error(), refusedBusy):
-		return checker.Result{}, fmt.Errorf("%w: %v", errInconclusive, err)
+		return checker.Result{}, fmt.Errorf("%w: %v", errRefusedBusy, err)
 	case err != nil:
 		return failed(CheckUnanswered, nonce, "no telemetry report: "+err.Error()), nil
 	}
@@ -682,7 +754,7 @@ func (c *checkerSvc) simulationCheck(ctx context.Context, pid peer.ID, nonce []b
 	case ctx.Err() != nil:
 		return checker.Result{}, errInconclusive
 	case errors.Is(err, render.ErrRefused) && strings.Contains(err.Error(), refusedBusy):
-		return checker.Result{}, fmt.Errorf("%w: %v", errInconclusive, err)
+		return checker.Result{}, fmt.Errorf("%w: %v", errRefusedBusy, err)
 	case err != nil && rep == nil:
 		return failed(CheckUnanswered, nonce, "render session: "+err.Error()), nil
 	}

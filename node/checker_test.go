@@ -284,6 +284,55 @@ func TestChallengeCatchesFrameRateCheat(t *testing.T) {
 	}
 }
 
+// A container that passed its registration check and then answers every check "busy" in standby
+// is failed (unanswered) once it has refused maxBusyRefusals checks in a row: it cannot dodge its
+// random checks. One checker, telemetry only (cheap under the race detector), a random check every
+// epoch, refused checks retried after 2 s.
+func TestBusyDodgerFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 5 nodes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cc := DefaultChecker()
+	cc.Methods, cc.PerContainer, cc.Concurrent = []string{MethodTelemetry}, 1, 2
+	cc.RandomEvery, cc.Recheck = 1, Duration(2*time.Second)
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 5, Epoch: 10 * time.Second, Committee: 5, Checkers: 1,
+		Cheaters: 1, CheatKinds: []Cheat{CheatBusy}, Checker: &cc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var cheater string
+	for id := range d.Cheaters() {
+		cheater = id
+	}
+	ref := d.Nodes[0]
+	for {
+		passed, failed := false, ""
+		for _, e := range ref.Checks().Ledger.History(cheater) {
+			switch {
+			case e.Verdict == pb.Verdict_VERDICT_PASS:
+				passed = true
+			case passed:
+				failed = e.Msg.Reason
+			}
+		}
+		if failed != "" {
+			if !strings.HasPrefix(failed, string(CheckUnanswered)) || !strings.Contains(failed, "busy") {
+				t.Fatalf("the dodger failed on %q, want unanswered: refused as busy", failed)
+			}
+			t.Logf("after its registration pass: %s", failed)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the dodger was never failed (registration passed: %v)", passed)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 // A container admits a challenge only from a licensed checker among the first MaxPerContainer the
 // epoch's seed assigns to it: of 20 licensed checkers, 16; an unlicensed peer never.
 func TestMayChallenge(t *testing.T) {

@@ -202,6 +202,9 @@ func (n *Node) authoriseCheck(remote peer.ID) (release func(), err error) {
 	if err := n.chk.elig.mayChallenge(string(n.net.ID()), remote, n.opts.Clock.Now()); err != nil {
 		return nil, fmt.Errorf("a challenge without a ticket: %w", err)
 	}
+	if n.cheatsBusy() {
+		return nil, fmt.Errorf("%s: serving %d checks already", refusedBusy, maxCheckStreams)
+	}
 	select {
 	case n.chk.checkStreams <- struct{}{}:
 		return func() { <-n.chk.checkStreams }, nil

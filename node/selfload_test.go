@@ -197,3 +197,46 @@ func TestCheckConfirmsTimingFailures(t *testing.T) {
 		t.Errorf("a check stopped with the node: %v, want inconclusive", err)
 	}
 }
+
+// A container that refuses checks as busy is checked again a recheck interval later, and fails
+// (unanswered) when it has refused maxBusyRefusals in a row; a check it answers clears the count.
+func TestBusyRefusals(t *testing.T) {
+	c := &checkerSvc{cfg: CheckerConfig{Recheck: Duration(30 * time.Second)},
+		refusals: map[string]int{}, retryAt: map[string]time.Time{}}
+	now := time.Unix(1_700_000_000, 0)
+	if c.retryDue("a", now) {
+		t.Fatal("a retry due before any refusal")
+	}
+	for i := 1; i < maxBusyRefusals; i++ {
+		n, fail := c.noteRefused("a", now)
+		if n != i || fail {
+			t.Fatalf("refusal %d: counted %d, fail %v", i, n, fail)
+		}
+		if c.retryDue("a", now.Add(29*time.Second)) || !c.retryDue("a", now.Add(30*time.Second)) {
+			t.Fatalf("refusal %d: the retry is not due a recheck interval later", i)
+		}
+		now = now.Add(30 * time.Second)
+	}
+	if n, fail := c.noteRefused("a", now); n != maxBusyRefusals || !fail {
+		t.Fatalf("refusal %d: fail %v", n, fail)
+	}
+	if c.retryDue("a", now.Add(time.Hour)) {
+		t.Error("a retry still due after the failure")
+	}
+	if n, fail := c.noteRefused("a", now); n != 1 || fail {
+		t.Errorf("after the failure the count starts again: %d, %v", n, fail)
+	}
+	c.noteRefused("b", now)
+	c.noteRefused("b", now)
+	c.noteAnswered("b")
+	if n, fail := c.noteRefused("b", now); n != 1 || fail {
+		t.Errorf("an answered check clears the count: %d, %v", n, fail)
+	}
+	c.noteAnswered("b")
+	if c.retryDue("b", now.Add(time.Hour)) {
+		t.Error("a retry due for a container that answered")
+	}
+	if !errors.Is(errRefusedBusy, errInconclusive) {
+		t.Error("a busy refusal is not inconclusive")
+	}
+}

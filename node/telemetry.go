@@ -78,6 +78,8 @@ func (n *Node) serveTelemetry(ctx context.Context, s network.Stream, slots telem
 	switch {
 	case n.cont == nil || !ok:
 		report.Refused = telemetryRefusedNotContainer
+	case n.cheatsBusy():
+		report.Refused = telemetryRefusedBusy
 	default:
 		select {
 		case slots <- struct{}{}:
