@@ -67,3 +67,13 @@ func BenchmarkFrameLatency720p60Relay(b *testing.B) {
 	po := PlayOptions{PeerOptions: PeerOptions{Loopback: true, RelayOnly: true, ICEServers: ice}, Pointer: true}
 	benchSession(b, 5*time.Second, so, po)
 }
+
+// BenchmarkFrameLatency720p60Capped is BenchmarkFrameLatency720p60 with the bitrate held at
+// 2500 kbit/s instead of the default cap of 8000, which loopback reaches: smaller frames, fewer
+// tokens to code at both ends.
+func BenchmarkFrameLatency720p60Capped(b *testing.B) {
+	so := StreamOptions{PeerOptions: PeerOptions{Loopback: true}, Width: 1280, Height: 720, FPS: 60,
+		Bitrates: Bitrates{StartKbps: 2500, MaxKbps: 2500}}
+	po := PlayOptions{PeerOptions: PeerOptions{Loopback: true}, Pointer: true}
+	benchSession(b, 5*time.Second, so, po)
+}
