@@ -97,6 +97,7 @@ func New(cfg Config) (*Net, error) {
 	n.ctx, n.cancel = ctx, cancel
 	if !cfg.Client {
 		n.hbValidator = newHeartbeatValidator(cfg.Clock, cfg.HeartbeatInterval, cfg.Metrics)
+		disc := newTopicDiscovery(routing.NewRoutingDiscovery(n.dht), cfg.Clock, n.host.ID())
 		psOpts := []pubsub.Option{
 			// Every rendermesh gossip message is an envelope its author signed (heartbeats, tickets,
 			// attestations): a second signature by the publishing host would double the cost of
@@ -111,7 +112,7 @@ func New(cfg Config) (*Net, error) {
 			// The default validation queue (32) overflows under one fast burst from a flooder, and
 			// honest messages arriving in those milliseconds are dropped (seen with attestations).
 			pubsub.WithValidateQueueSize(validateQueueSize),
-			pubsub.WithDiscovery(routing.NewRoutingDiscovery(n.dht)),
+			pubsub.WithDiscovery(disc),
 			pubsub.WithPeerExchange(true),
 			pubsub.WithLogger(cfg.Logger.With("sub", "gossipsub")),
 		}
