@@ -49,8 +49,8 @@ type topicPeers struct {
 	ongoing bool
 }
 
-// newTopicDiscovery wraps disc; seed fixes the pauses' jitter (per node, so that simnet runs
-// repeat).
+// newTopicDiscovery wraps disc for the node self, whose peer ID seeds the pauses' jitter (so that
+// simnet runs repeat).
 func newTopicDiscovery(disc discovery.Discovery, clk clock.Clock, self peer.ID) *topicDiscovery {
 	if clk == nil {
 		clk = clock.New()

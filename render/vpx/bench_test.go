@@ -3,6 +3,7 @@ package vpx
 import (
 	"bytes"
 	"fmt"
+	"image"
 	"testing"
 )
 
@@ -12,27 +13,33 @@ func benchEncode(b *testing.B, w, h, kbps int) {
 		threads := c.threads
 		b.Run(fmt.Sprintf("threads=%d/cpu-used=%d", threads, c.cpuUsed), func(b *testing.B) {
 			e := newEncoder(b, EncoderConfig{Width: w, Height: h, BitrateKbps: kbps, Threads: threads, CPUUsed: c.cpuUsed})
-			// Past the keyframe and the rate control's first adjustments.
-			for i := range 30 {
-				if _, _, err := e.Encode(frames[i%len(frames)], false); err != nil {
-					b.Fatal(err)
-				}
-			}
-			total := 0
-			i := 0
-			cpu := cpuTime()
-			for b.Loop() {
-				f, _, err := e.Encode(frames[i%len(frames)], false)
-				if err != nil {
-					b.Fatal(err)
-				}
-				total += len(f)
-				i++
-			}
-			b.ReportMetric(float64(total)/float64(i), "bytes/frame")
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(i), "cpu-ns/frame")
+			cpu, frames := encodeLoop(b, e, frames, 30)
+			b.ReportMetric(float64(cpu)/float64(frames), "cpu-ns/frame")
 		})
 	}
+}
+
+// encodeLoop encodes warm frames (past the keyframe and the rate control's first adjustments),
+// then one frame per benchmark iteration, reporting bytes/frame; it returns the CPU time of the
+// measured frames and their count.
+func encodeLoop(b *testing.B, e *Encoder, frames []*image.YCbCr, warm int) (cpuNS int64, n int) {
+	for i := range warm {
+		if _, _, err := e.Encode(frames[i%len(frames)], false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	total := 0
+	cpu := cpuTime()
+	for b.Loop() {
+		f, _, err := e.Encode(frames[n%len(frames)], false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += len(f)
+		n++
+	}
+	b.ReportMetric(float64(total)/float64(n), "bytes/frame")
+	return int64(cpuTime() - cpu), n
 }
 
 // BenchmarkEncode720p: one 1280x720 frame of moving content at 2500 kbit/s (ns/op is per frame,

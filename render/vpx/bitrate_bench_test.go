@@ -15,22 +15,7 @@ func BenchmarkBitrate720p60(b *testing.B) {
 	for _, kbps := range []int{2500, 4000, 8000} {
 		cfg := EncoderConfig{Width: 1280, Height: 720, FPS: 60, BitrateKbps: kbps, Threads: 1, CPUUsed: 16}
 		b.Run(fmt.Sprintf("encode/kbps=%d", kbps), func(b *testing.B) {
-			e := newEncoder(b, cfg)
-			for i := range 60 {
-				if _, _, err := e.Encode(frames[i%len(frames)], false); err != nil {
-					b.Fatal(err)
-				}
-			}
-			total, i := 0, 0
-			for b.Loop() {
-				f, _, err := e.Encode(frames[i%len(frames)], false)
-				if err != nil {
-					b.Fatal(err)
-				}
-				total += len(f)
-				i++
-			}
-			b.ReportMetric(float64(total)/float64(i), "bytes/frame")
+			encodeLoop(b, newEncoder(b, cfg), frames, 60)
 		})
 		b.Run(fmt.Sprintf("decode/kbps=%d", kbps), func(b *testing.B) {
 			e := newEncoder(b, cfg)
