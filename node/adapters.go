@@ -27,27 +27,24 @@ type lookupNet struct {
 	quorum int
 }
 
-func (l lookupNet) FindProviders(ctx context.Context, key string, limit int) ([]string, error) {
-	infos, err := l.n.FindProviders(ctx, key, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(infos))
-	for _, pi := range infos {
-		// Remember how to reach the provider: its record is stored near its key, not on it, but a
+func (l lookupNet) FindProviders(ctx context.Context, key string, limit int, found func(string)) error {
+	return l.n.StreamProviders(ctx, key, limit, func(pi peer.AddrInfo) {
+		// Remember how to reach the provider: its record is asked of it first (ContainerRecord), and a
 		// later session dials it directly.
 		l.n.Host().Peerstore().AddAddrs(pi.ID, pi.Addrs, providerAddrTTL)
-		out = append(out, pi.ID.String())
-	}
-	return out, nil
+		found(pi.ID.String())
+	})
 }
 
+// ContainerRecord asks the container for its own record, and the DHT too when it does not answer
+// within p2p.DefaultRecordHedge (p2p.Net.FetchContainerRecord).
 func (l lookupNet) ContainerRecord(ctx context.Context, id string) (*pb.ContainerRecord, error) {
 	pid, err := peer.Decode(id)
 	if err != nil {
 		return nil, err
 	}
-	return l.n.ContainerRecord(ctx, pid, l.quorum)
+	rec, _, err := l.n.FetchContainerRecord(ctx, pid, l.quorum, 0)
+	return rec, err
 }
 
 func peerIDString(b []byte) string {
@@ -59,5 +56,6 @@ func peerIDString(b []byte) string {
 }
 
 // Lookup is the node's view of the DHT for consumer queries (consumer.Find). quorum is how many
-// peers' answers a record fetch waits for (0: the DHT's default, a complete lookup).
+// peers' answers a record fetch from the DHT waits for (0: the DHT's default, a complete lookup); a
+// record is asked of its container first.
 func (n *Node) Lookup(quorum int) consumer.Lookup { return lookupNet{n: n.net, quorum: quorum} }

@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	dhtpb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
 )
@@ -196,3 +199,40 @@ func (r *plainReader) Read(p []byte) (int, error) {
 }
 
 func (r *plainReader) Len() int { return len(r.data) }
+
+func FuzzDirectAnswer(f *testing.F) {
+	key, id := testKey(f, 1)
+	_, other := testKey(f, 2)
+	answer := func(k string, value []byte, typ dhtpb.Message_MessageType) []byte {
+		m := dhtpb.NewMessage(typ, []byte(k), 0)
+		if value != nil {
+			m.Record = &recpb.Record{Key: []byte(k), Value: value}
+		}
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	valid := sealRecord(f, testRecord(id, 1, testEpoch, time.Hour), key)
+	f.Add(answer(ContainerRecordKey(id), valid, dhtpb.Message_GET_VALUE))
+	f.Add(answer(ContainerRecordKey(other), valid, dhtpb.Message_GET_VALUE))
+	f.Add(answer(ContainerRecordKey(id), valid, dhtpb.Message_PUT_VALUE))
+	f.Add(answer(ContainerRecordKey(id), nil, dhtpb.Message_GET_VALUE))
+	f.Add(answer(ContainerRecordKey(id), valid[:len(valid)/2], dhtpb.Message_GET_VALUE))
+	f.Add([]byte{0xff, 0xff})
+	f.Add([]byte{})
+	v := NewContainerRecordValidator(newMockClock(), NewMetrics(nil))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		rec, err := decodeDirectAnswer(v, id, payload)
+		if err != nil {
+			if rec != nil {
+				t.Fatal("a record returned with an error")
+			}
+			return
+		}
+		if peer.ID(rec.PeerId) != id {
+			t.Fatalf("accepted a record of %s from an answer of %s", peer.ID(rec.PeerId), id)
+		}
+	})
+}

@@ -9,8 +9,11 @@ import (
 // Metrics are the p2p layer's own Prometheus collectors (libp2p registers its own beside them). Several
 // nodes in one process (devnet, simnet) share one Metrics so their counters add up.
 type Metrics struct {
-	RecordRejected     *prometheus.CounterVec
-	RecordAccepted     prometheus.Counter
+	RecordRejected *prometheus.CounterVec
+	RecordAccepted prometheus.Counter
+	// RecordFetches counts consumers' record fetches (FetchContainerRecord) by where the record came
+	// from: "container", "dht", or "none" when neither had one.
+	RecordFetches      *prometheus.CounterVec
 	HeartbeatRejected  *prometheus.CounterVec
 	HeartbeatDelivered prometheus.Counter
 	TicketRejected     *prometheus.CounterVec
@@ -37,6 +40,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rendermesh", Subsystem: "dht", Name: "record_accepted_total",
 			Help: "Container records that passed the DHT validator.",
 		}),
+		RecordFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rendermesh", Subsystem: "dht", Name: "record_fetches_total",
+			Help: "Container records fetched for queries, by source (container, dht, none).",
+		}, []string{"source"}),
 		HeartbeatRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rendermesh", Subsystem: "gossip", Name: "heartbeat_rejected_total",
 			Help: "Heartbeats rejected or ignored by the topic validator, by reason.",
@@ -85,6 +92,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.IndexEntries = register(reg, m.IndexEntries)
 	m.RecordRejected = register(reg, m.RecordRejected)
 	m.RecordAccepted = register(reg, m.RecordAccepted)
+	m.RecordFetches = register(reg, m.RecordFetches)
 	m.HeartbeatRejected = register(reg, m.HeartbeatRejected)
 	m.HeartbeatDelivered = register(reg, m.HeartbeatDelivered)
 	m.TicketRejected = register(reg, m.TicketRejected)

@@ -121,6 +121,31 @@ func TestNetworkEnsemble(t *testing.T) {
 		}
 	})
 
+	t.Run("container record from its container", func(t *testing.T) {
+		owner, reader := nets[1], nets[3]
+		// The owner's newest record (seq 2, put above), in one request to the owner.
+		got, err := reader.ContainerRecordFrom(ctx, owner.ID())
+		if err != nil || peer.ID(got.PeerId) != owner.ID() || got.Seq != 2 {
+			t.Fatalf("got %v, %v", got, err)
+		}
+		rec, src, err := client.FetchContainerRecord(ctx, owner.ID(), 2, 0)
+		if err != nil || rec.Seq != 2 || src != FromContainer {
+			t.Fatalf("fetch: %v from %q, %v", rec, src, err)
+		}
+		// A node that published no record of its own has none to give, and neither has the DHT.
+		if _, err := reader.ContainerRecordFrom(ctx, nets[2].ID()); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("from a node without a record: %v, want ErrNotFound", err)
+		}
+		if _, _, err := reader.FetchContainerRecord(ctx, nets[2].ID(), 0, 0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("fetch without a record: %v, want ErrNotFound", err)
+		}
+		// A peer nobody can reach: the DHT answers for it.
+		_, id := testKey(t, 998)
+		if _, _, err := reader.FetchContainerRecord(ctx, id, 0, 0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("fetch of an unknown peer: %v, want ErrNotFound", err)
+		}
+	})
+
 	t.Run("container record of another node", func(t *testing.T) {
 		if err := nets[1].PutContainerRecord(ctx, testRecord(nets[2].ID(), 1, time.Now(), time.Hour)); err == nil {
 			t.Fatal("a node stored a record naming another")
@@ -235,6 +260,21 @@ func TestNetworkEnsemble(t *testing.T) {
 		}
 		if err := client.SubscribeHeartbeats(testRegion, func(*pb.Heartbeat) {}); !errors.Is(err, ErrNoPubSub) {
 			t.Errorf("SubscribeHeartbeats: %v, want ErrNoPubSub", err)
+		}
+	})
+
+	// Last, because it takes the owner's DHT handler away.
+	t.Run("container that does not answer itself", func(t *testing.T) {
+		owner, reader := nets[1], nets[3]
+		stall := make(chan struct{})
+		defer close(stall)
+		owner.Host().SetStreamHandler(dhtProtocol, func(s network.Stream) {
+			<-stall
+			_ = s.Reset()
+		})
+		rec, src, err := reader.FetchContainerRecord(ctx, owner.ID(), 2, 50*time.Millisecond)
+		if err != nil || rec.Seq != 2 || src != FromDHT {
+			t.Fatalf("fetch: %v from %q, %v; want seq 2 from the DHT", rec, src, err)
 		}
 	})
 }

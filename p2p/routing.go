@@ -68,16 +68,26 @@ func (n *Net) Provide(ctx context.Context, key string) error {
 // FindProviders returns up to limit peers that provide a capability key (limit 0: no limit), as the
 // DHT finds them, stopping when ctx ends.
 func (n *Net) FindProviders(ctx context.Context, key string, limit int) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	err := n.StreamProviders(ctx, key, limit, func(pi peer.AddrInfo) { out = append(out, pi) })
+	return out, err
+}
+
+// StreamProviders calls found, from the calling goroutine, for each of up to limit peers that provide a
+// capability key (limit 0: no limit) as soon as the DHT finds it, and returns when the lookup ends. It
+// fails only when the key is malformed or ctx ended before any provider was found.
+func (n *Net) StreamProviders(ctx context.Context, key string, limit int, found func(peer.AddrInfo)) error {
 	c, err := CapabilityCID(key)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []peer.AddrInfo
+	foundAny := false
 	for pi := range n.dht.FindProvidersAsync(ctx, c, limit) {
-		out = append(out, pi)
+		foundAny = true
+		found(pi)
 	}
-	if len(out) == 0 && ctx.Err() != nil {
-		return nil, fmt.Errorf("p2p: find providers of %s: %w", key, ctx.Err())
+	if !foundAny && ctx.Err() != nil {
+		return fmt.Errorf("p2p: find providers of %s: %w", key, ctx.Err())
 	}
-	return out, nil
+	return nil
 }

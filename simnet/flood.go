@@ -567,6 +567,27 @@ func (s *sim) counter(name string) float64 {
 	return total
 }
 
+// labelled reads one series of a counter family: the one whose label name has value.
+func (s *sim) labelled(name, label, value string) float64 {
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return counterValue(m)
+				}
+			}
+		}
+	}
+	return 0
+}
+
 var honestReasons = []string{p2p.HBIgnoreStale, p2p.HBIgnoreReplayed, p2p.ReasonReplayed, p2p.ReasonExpired,
 	epoch.TicketDuplicate, epoch.TicketUnknownSeed, epoch.TicketOtherSeed,
 	string(p2p.AttestDuplicate), string(p2p.AttestLate), string(p2p.AttestFromFuture)}

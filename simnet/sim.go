@@ -467,7 +467,9 @@ func (s *sim) probe(p *peerSpec, registered time.Duration) {
 		n := s.randomNode(uint64(p.index)<<20 | attempt)
 		if n != nil {
 			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-			_, err := n.Lookup(s.sc.Queries.Quorum).ContainerRecord(ctx, p.id.String())
+			// From the DHT only: a consumer's Lookup asks the container itself first, which says
+			// nothing about how far the record has spread.
+			_, err := n.Net().ContainerRecord(ctx, p.id, s.sc.Queries.Quorum)
 			cancel()
 			if err == nil {
 				s.mu.Lock()
@@ -668,6 +670,8 @@ func (s *sim) result() *Result {
 	sum.QueryMsP50, sum.QueryMsP99 = ms(percentile(qlat, 50)), ms(percentile(qlat, 99))
 	slices.Sort(hops)
 	sum.QueryHopsP50, sum.QueryHopsP99 = pct(hops, 50), pct(hops, 99)
+	sum.QueryRecordsFromContainer = int(s.labelled("rendermesh_dht_record_fetches_total", "source", string(p2p.FromContainer)))
+	sum.QueryRecordsFromDHT = int(s.labelled("rendermesh_dht_record_fetches_total", "source", string(p2p.FromDHT)))
 	rep.QueryLatencies = msList(qlat)
 	sum.QuerySuccessMinWindow = 1
 	for _, w := range rep.Windows {

@@ -28,6 +28,10 @@ type Summary struct {
 	QueryMsP99        float64 `json:"query_ms_p99"`
 	QueryHopsP50      float64 `json:"query_hops_p50"`
 	QueryHopsP99      float64 `json:"query_hops_p99"`
+	// Where the queries' records came from: the containers themselves, or the DHT when a container
+	// had not answered within p2p.DefaultRecordHedge (p2p.Net.FetchContainerRecord).
+	QueryRecordsFromContainer int `json:"query_records_from_container"`
+	QueryRecordsFromDHT       int `json:"query_records_from_dht"`
 	// The worst window's success ratio (the dip), and the longest time from a disruption (a peer
 	// leaving, a cut healing) to a failed query after it (0: no failures outside cuts).
 	QuerySuccessMinWindow float64 `json:"query_success_min_window"`

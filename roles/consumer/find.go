@@ -22,8 +22,10 @@ import (
 
 // Lookup is what finding containers needs from the network.
 type Lookup interface {
-	// FindProviders returns the peers (peer IDs in text form) that provide a capability key.
-	FindProviders(ctx context.Context, key string, limit int) ([]string, error)
+	// FindProviders calls found for each of up to limit peers (peer IDs in text form) that provide a
+	// capability key, as soon as it is found, from the calling goroutine, and returns when the lookup
+	// ends. It fails when the key is malformed or ctx ended before any provider was found.
+	FindProviders(ctx context.Context, key string, limit int, found func(peerID string)) error
 	// ContainerRecord fetches and verifies the newest capability record of a peer.
 	ContainerRecord(ctx context.Context, peerID string) (*pb.ContainerRecord, error)
 }
@@ -121,34 +123,67 @@ func Find(ctx context.Context, lk Lookup, q Query) ([]Found, Stats, error) {
 	st := Stats{Keys: keys}
 	limit := cmp.Or(q.Limit, 256)
 
-	// Providers of every key, asked concurrently; a container must provide all of them.
-	provs := make([][]string, len(keys))
-	errs := make([]error, len(keys))
-	var wg sync.WaitGroup
-	for i, key := range keys {
-		wg.Go(func() { provs[i], errs[i] = lk.FindProviders(ctx, key, limit) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, st, fmt.Errorf("consumer: find providers: %w", err)
-	}
-	candidates := intersect(provs)
-	st.Providers = len(candidates)
-
-	// Their records, fetched concurrently and checked against the query.
-	recs := make([]*pb.ContainerRecord, len(candidates))
+	// Providers of every key, asked concurrently; a container must provide all of them. Its record is
+	// fetched as soon as the last key names it, while the lookups go on: a lookup finds most providers
+	// well before it has asked the last peers near its key.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu         sync.Mutex
+		named      = map[string]int{} // how many keys named a peer
+		candidates []string
+		recs       = map[string]*pb.ContainerRecord{}
+		fetches    sync.WaitGroup
+		lookups    sync.WaitGroup
+	)
 	sem := make(chan struct{}, cmp.Or(q.Parallel, 16))
-	for i, id := range candidates {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			recs[i], _ = lk.ContainerRecord(ctx, id)
+	errs := make([]error, len(keys))
+	for i, key := range keys {
+		lookups.Go(func() {
+			seen := map[string]bool{}
+			errs[i] = lk.FindProviders(fctx, key, limit, func(id string) {
+				if seen[id] {
+					return
+				}
+				seen[id] = true
+				mu.Lock()
+				named[id]++
+				ready := named[id] == len(keys)
+				if ready {
+					candidates = append(candidates, id)
+				}
+				mu.Unlock()
+				if !ready {
+					return
+				}
+				fetches.Go(func() {
+					select {
+					case sem <- struct{}{}:
+					case <-fctx.Done():
+						return
+					}
+					defer func() { <-sem }()
+					rec, _ := lk.ContainerRecord(fctx, id)
+					mu.Lock()
+					recs[id] = rec
+					mu.Unlock()
+				})
+			})
 		})
 	}
-	wg.Wait()
+	lookups.Wait()
+	if err := errors.Join(errs...); err != nil {
+		cancel()
+		fetches.Wait()
+		return nil, st, fmt.Errorf("consumer: find providers: %w", err)
+	}
+	fetches.Wait()
+	slices.Sort(candidates)
+	st.Providers = len(candidates)
+
 	var out []Found
-	for i, rec := range recs {
-		switch {
+	for _, id := range candidates {
+		switch rec := recs[id]; {
 		case rec == nil:
 			st.Missing++
 		case !q.Matches(rec):
@@ -156,7 +191,7 @@ func Find(ctx context.Context, lk Lookup, q Query) ([]Found, Stats, error) {
 			st.Filtered++
 		default:
 			st.Fetched++
-			out = append(out, Found{PeerID: candidates[i], Record: rec})
+			out = append(out, Found{PeerID: id, Record: rec})
 		}
 	}
 	if len(out) == 0 && ctx.Err() != nil {
@@ -166,26 +201,4 @@ func Find(ctx context.Context, lk Lookup, q Query) ([]Found, Stats, error) {
 		return cmp.Or(cmp.Compare(a.Record.GetSessionFeeMicros(), b.Record.GetSessionFeeMicros()), strings.Compare(a.PeerID, b.PeerID))
 	})
 	return out, st, nil
-}
-
-// intersect returns the IDs present in every list, sorted, without duplicates.
-func intersect(lists [][]string) []string {
-	count := map[string]int{}
-	for _, l := range lists {
-		seen := map[string]bool{}
-		for _, id := range l {
-			if !seen[id] {
-				seen[id] = true
-				count[id]++
-			}
-		}
-	}
-	var out []string
-	for id, n := range count {
-		if n == len(lists) {
-			out = append(out, id)
-		}
-	}
-	slices.Sort(out)
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"testing/synctest"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/container"
@@ -17,11 +18,14 @@ type fakeLookup struct {
 	failKey   string
 }
 
-func (f fakeLookup) FindProviders(_ context.Context, key string, _ int) ([]string, error) {
+func (f fakeLookup) FindProviders(_ context.Context, key string, _ int, found func(string)) error {
 	if key == f.failKey {
-		return nil, errors.New("boom")
+		return errors.New("boom")
 	}
-	return f.providers[key], nil
+	for _, id := range f.providers[key] {
+		found(id)
+	}
+	return nil
 }
 
 func (f fakeLookup) ContainerRecord(_ context.Context, id string) (*pb.ContainerRecord, error) {
@@ -123,4 +127,58 @@ func TestFindProviderError(t *testing.T) {
 	if _, _, err := Find(context.Background(), lk, Query{App: "demo"}); err == nil {
 		t.Fatal("a failing provider lookup must fail the query")
 	}
+}
+
+// streamingLookup names one provider, then holds its lookup open until that provider's record has
+// been asked for: Find must fetch records while the lookups are still running.
+type streamingLookup struct {
+	fetched chan string
+}
+
+func (s streamingLookup) FindProviders(ctx context.Context, key string, _ int, found func(string)) error {
+	found("a")
+	select {
+	case id := <-s.fetched:
+		if id != "a" {
+			return errors.New("fetched the wrong record")
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	found("b")
+	return nil
+}
+
+func (s streamingLookup) ContainerRecord(_ context.Context, id string) (*pb.ContainerRecord, error) {
+	if id == "a" {
+		s.fetched <- id
+	}
+	return rec("H100", "u33dc0", 100, standby, "demo"), nil
+}
+
+func TestFindFetchesWhileLookingUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Without pipelining the lookup waits for a fetch that waits for the lookup: synctest
+		// reports the deadlock.
+		found, st, err := Find(t.Context(), streamingLookup{fetched: make(chan string)}, Query{App: "demo"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(found) != 2 || st.Providers != 2 || st.Fetched != 2 {
+			t.Fatalf("found %d, stats %+v", len(found), st)
+		}
+	})
+}
+
+func TestFindFailingLookupStopsFetches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lk := fakeLookup{
+			providers: map[string][]string{"gpu:H100": {"a"}},
+			records:   map[string]*pb.ContainerRecord{"a": rec("H100", "u33dc0", 1, standby, "demo")},
+			failKey:   "app:demo",
+		}
+		if _, _, err := Find(t.Context(), lk, Query{GPU: "H100", App: "demo"}); err == nil {
+			t.Fatal("a failing provider lookup must fail the query")
+		}
+	})
 }
