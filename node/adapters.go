@@ -38,13 +38,13 @@ func (l lookupNet) FindProviders(ctx context.Context, key string, limit int, fou
 
 // ContainerRecord asks the container for its own record, and the DHT too when it does not answer
 // within p2p.DefaultRecordHedge (p2p.Net.FetchContainerRecord).
-func (l lookupNet) ContainerRecord(ctx context.Context, id string) (*pb.ContainerRecord, error) {
+func (l lookupNet) ContainerRecord(ctx context.Context, id string) (*pb.ContainerRecord, string, error) {
 	pid, err := peer.Decode(id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	rec, _, err := l.n.FetchContainerRecord(ctx, pid, l.quorum, 0)
-	return rec, err
+	rec, src, err := l.n.FetchContainerRecord(ctx, pid, l.quorum, 0)
+	return rec, string(src), err
 }
 
 func peerIDString(b []byte) string {

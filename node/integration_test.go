@@ -32,6 +32,8 @@ type ensemble struct {
 	nodes []*Node // nodes[0] is the bootstrap node
 	cfgs  []Config
 	light *LightClient
+	// sources counts where the light client's found records came from.
+	sources map[string]int
 }
 
 func newEnsemble(t *testing.T) *ensemble {
@@ -124,6 +126,13 @@ func (e *ensemble) find(q consumer.Query) map[string]*pb.ContainerRecord {
 	out := map[string]*pb.ContainerRecord{}
 	for _, f := range found {
 		out[f.PeerID] = f.Record
+		if f.Source != string(p2p.FromContainer) && f.Source != string(p2p.FromDHT) {
+			e.t.Fatalf("%s: record source %q", f.PeerID, f.Source)
+		}
+		if e.sources == nil {
+			e.sources = map[string]int{}
+		}
+		e.sources[f.Source]++
 	}
 	return out
 }
@@ -177,6 +186,11 @@ func TestIntegrationContainersAdvertiseExpireAndRestart(t *testing.T) {
 				t.Errorf("container %d: record simulated=%v state=%v", i, rec.GetHardware().GetSimulated(), rec.GetState())
 			}
 		}
+	}
+	// Every container is up: each answers for its own record, unless it is slower than the hedge.
+	t.Logf("records found, by source: %v", e.sources)
+	if e.sources[string(p2p.FromContainer)] == 0 {
+		t.Errorf("no record came from its container: %v", e.sources)
 	}
 
 	// Lock one container, then stop it: its record outlives it until it expires.

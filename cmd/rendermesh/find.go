@@ -30,6 +30,7 @@ type foundJSON struct {
 	Fee       string   `json:"session_fee"`
 	Seq       uint64   `json:"seq"`
 	Expires   string   `json:"expires"`
+	Source    string   `json:"source"` // container (its own answer) or dht
 }
 
 type findJSON struct {
@@ -118,7 +119,7 @@ func toFoundJSON(f consumer.Found) foundJSON {
 	out := foundJSON{PeerID: f.PeerID, State: container.StateName(r.GetState()), Simulated: r.GetHardware().GetSimulated(),
 		Region: r.GetLocation().GetRegion(), Geohash: r.GetLocation().GetGeohash(), Apps: r.GetApps(),
 		Fee: node.FormatAmount(r.GetSessionFeeMicros()), Seq: r.GetSeq(),
-		Expires: time.UnixMilli(r.GetExpiresUnixMs()).UTC().Format(time.RFC3339)}
+		Expires: time.UnixMilli(r.GetExpiresUnixMs()).UTC().Format(time.RFC3339), Source: f.Source}
 	out.GPUs = container.GPUModels(r.GetHardware())
 	if _, err := peer.Decode(f.PeerID); err != nil {
 		out.PeerID = "invalid"

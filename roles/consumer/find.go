@@ -26,8 +26,9 @@ type Lookup interface {
 	// capability key, as soon as it is found, from the calling goroutine, and returns when the lookup
 	// ends. It fails when the key is malformed or ctx ended before any provider was found.
 	FindProviders(ctx context.Context, key string, limit int, found func(peerID string)) error
-	// ContainerRecord fetches and verifies the newest capability record of a peer.
-	ContainerRecord(ctx context.Context, peerID string) (*pb.ContainerRecord, error)
+	// ContainerRecord fetches and verifies the newest capability record of a peer, and says where
+	// it came from (e.g. "container" when the peer answered itself, "dht").
+	ContainerRecord(ctx context.Context, peerID string) (*pb.ContainerRecord, string, error)
 }
 
 // Query describes the containers wanted. At least one of GPU, Region and App must be set.
@@ -52,6 +53,9 @@ var ErrQuery = errors.New("consumer: bad query")
 type Found struct {
 	PeerID string
 	Record *pb.ContainerRecord
+	// Source is where the record came from (Lookup.ContainerRecord): the container's own answer is
+	// its claim to whoever asks; the DHT's copy is the one indexers and checkers read.
+	Source string
 }
 
 // Stats says how a query went.
@@ -133,6 +137,7 @@ func Find(ctx context.Context, lk Lookup, q Query) ([]Found, Stats, error) {
 		named      = map[string]int{} // how many keys named a peer
 		candidates []string
 		recs       = map[string]*pb.ContainerRecord{}
+		sources    = map[string]string{}
 		fetches    sync.WaitGroup
 		lookups    sync.WaitGroup
 	)
@@ -163,9 +168,9 @@ func Find(ctx context.Context, lk Lookup, q Query) ([]Found, Stats, error) {
 						return
 					}
 					defer func() { <-sem }()
-					rec, _ := lk.ContainerRecord(fctx, id)
+					rec, src, _ := lk.ContainerRecord(fctx, id)
 					mu.Lock()
-					recs[id] = rec
+					recs[id], sources[id] = rec, src
 					mu.Unlock()
 				})
 			})
@@ -191,7 +196,7 @@ func Find(ctx context.Context, lk Lookup, q Query) ([]Found, Stats, error) {
 			st.Filtered++
 		default:
 			st.Fetched++
-			out = append(out, Found{PeerID: id, Record: rec})
+			out = append(out, Found{PeerID: id, Record: rec, Source: sources[id]})
 		}
 	}
 	if len(out) == 0 && ctx.Err() != nil {

@@ -28,11 +28,11 @@ func (f fakeLookup) FindProviders(_ context.Context, key string, _ int, found fu
 	return nil
 }
 
-func (f fakeLookup) ContainerRecord(_ context.Context, id string) (*pb.ContainerRecord, error) {
+func (f fakeLookup) ContainerRecord(_ context.Context, id string) (*pb.ContainerRecord, string, error) {
 	if r, ok := f.records[id]; ok {
-		return r, nil
+		return r, "fake:" + id, nil
 	}
-	return nil, errors.New("not found")
+	return nil, "", errors.New("not found")
 }
 
 func rec(model, geohash string, fee uint64, state pb.ContainerState, apps ...string) *pb.ContainerRecord {
@@ -67,6 +67,9 @@ func TestFindIntersectsFiltersAndSorts(t *testing.T) {
 	var ids []string
 	for _, f := range found {
 		ids = append(ids, f.PeerID)
+		if f.Source != "fake:"+f.PeerID {
+			t.Errorf("%s: source %q, want the lookup's", f.PeerID, f.Source)
+		}
 	}
 	if !slices.Equal(ids, []string{"b", "a"}) { // cheapest first
 		t.Fatalf("found %v, want [b a]", ids)
@@ -149,11 +152,11 @@ func (s streamingLookup) FindProviders(ctx context.Context, key string, _ int, f
 	return nil
 }
 
-func (s streamingLookup) ContainerRecord(_ context.Context, id string) (*pb.ContainerRecord, error) {
+func (s streamingLookup) ContainerRecord(_ context.Context, id string) (*pb.ContainerRecord, string, error) {
 	if id == "a" {
 		s.fetched <- id
 	}
-	return rec("H100", "u33dc0", 100, standby, "demo"), nil
+	return rec("H100", "u33dc0", 100, standby, "demo"), "container", nil
 }
 
 func TestFindFetchesWhileLookingUp(t *testing.T) {
