@@ -7,6 +7,7 @@ import (
 	"time"
 
 	dhtpb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-msgio/pbio"
@@ -23,8 +24,9 @@ const dhtProtocol = protocol.ID(DHTProtocolPrefix + "/kad/1.0.0")
 const maxDirectResponse = 64 << 10
 
 // DefaultRecordHedge is how long FetchContainerRecord waits for a container's own answer before it
-// asks the DHT as well: a new connection across continents and one request take about two round
-// trips of at most 250 ms each.
+// asks the DHT as well: a new connection across continents, identify and one request take three
+// round trips of up to about 275 ms each (docs/BENCHMARKS.md: 7 of 252 records in a 100-peer simnet
+// took longer and came from the DHT).
 const DefaultRecordHedge = time.Second
 
 // ContainerRecordFrom asks the container id itself for its record: one GET_VALUE request of the
@@ -62,11 +64,7 @@ func (n *Net) ContainerRecordFrom(ctx context.Context, id peer.ID) (*pb.Containe
 }
 
 // openDirectRecord checks a container's GET_VALUE answer about its own record and opens the record.
-type recordValidator interface {
-	Validate(key string, value []byte) error
-}
-
-func openDirectRecord(v recordValidator, id peer.ID, resp *dhtpb.Message) (*pb.ContainerRecord, error) {
+func openDirectRecord(v record.Validator, id peer.ID, resp *dhtpb.Message) (*pb.ContainerRecord, error) {
 	key := ContainerRecordKey(id)
 	if resp.GetType() != dhtpb.Message_GET_VALUE {
 		return nil, fmt.Errorf("p2p: record answer of %s: message type %s, want GET_VALUE", id, resp.GetType())
@@ -93,7 +91,7 @@ func openDirectRecord(v recordValidator, id peer.ID, resp *dhtpb.Message) (*pb.C
 
 // decodeDirectAnswer parses the payload of a GET_VALUE answer (without its length prefix), as read
 // from a container; split out for the fuzz test.
-func decodeDirectAnswer(v recordValidator, id peer.ID, payload []byte) (*pb.ContainerRecord, error) {
+func decodeDirectAnswer(v record.Validator, id peer.ID, payload []byte) (*pb.ContainerRecord, error) {
 	if len(payload) > maxDirectResponse {
 		return nil, fmt.Errorf("p2p: record answer of %s: %d bytes, limit %d", id, len(payload), maxDirectResponse)
 	}
