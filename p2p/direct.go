@@ -7,7 +7,6 @@ import (
 	"time"
 
 	dhtpb "github.com/libp2p/go-libp2p-kad-dht/pb"
-	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-msgio/pbio"
@@ -32,8 +31,11 @@ const DefaultRecordHedge = time.Second
 // ContainerRecordFrom asks the container id itself for its record: one GET_VALUE request of the
 // DHT's own protocol (/rendermesh/kad/1.0.0), sent to id instead of to the peers closest to the key.
 // A container holds its newest record, because a DHT put stores the record locally before sending it
-// to the closest peers. The answer is validated like any record the DHT receives (signature by id,
-// expiry, sequence not older than one already seen). A provider lookup leaves the container's
+// to the closest peers. The answer is verified like any record the DHT receives (signed by id, not
+// expired, a lifetime within MaxRecordTTL), but it does not count as seen by the DHT's validator:
+// the DHT's copies may still be a put behind the container's own, and the validator would then
+// refuse them as replays, so a container that has just gone would vanish from queries before its
+// record expires. A provider lookup leaves the container's
 // addresses in the peerstore, so the request needs one connection, not a walk of the DHT.
 func (n *Net) ContainerRecordFrom(ctx context.Context, id peer.ID) (*pb.ContainerRecord, error) {
 	key := ContainerRecordKey(id)
@@ -60,11 +62,11 @@ func (n *Net) ContainerRecordFrom(ctx context.Context, id peer.ID) (*pb.Containe
 		}
 		return nil, fmt.Errorf("p2p: read record answer of %s: %w", id, err)
 	}
-	return openDirectRecord(n.dht.Validator, id, &resp)
+	return openDirectRecord(n.records, id, &resp)
 }
 
 // openDirectRecord checks a container's GET_VALUE answer about its own record and opens the record.
-func openDirectRecord(v record.Validator, id peer.ID, resp *dhtpb.Message) (*pb.ContainerRecord, error) {
+func openDirectRecord(v *ContainerRecordValidator, id peer.ID, resp *dhtpb.Message) (*pb.ContainerRecord, error) {
 	key := ContainerRecordKey(id)
 	if resp.GetType() != dhtpb.Message_GET_VALUE {
 		return nil, fmt.Errorf("p2p: record answer of %s: message type %s, want GET_VALUE", id, resp.GetType())
@@ -76,22 +78,17 @@ func openDirectRecord(v record.Validator, id peer.ID, resp *dhtpb.Message) (*pb.
 	if string(rec.GetKey()) != key {
 		return nil, fmt.Errorf("p2p: record answer of %s: record for key %q, want %q", id, rec.GetKey(), key)
 	}
-	if err := v.Validate(key, rec.GetValue()); err != nil {
-		return nil, fmt.Errorf("p2p: record answer of %s: %w", id, err)
-	}
-	out, signer, err := OpenContainerRecord(rec.GetValue())
+	// check also makes sure that id, the peer the key names, signed it.
+	out, _, err := v.check(key, rec.GetValue())
 	if err != nil {
-		return nil, err
-	}
-	if signer != id {
-		return nil, fmt.Errorf("p2p: record answer of %s: signed by %s", id, signer)
+		return nil, fmt.Errorf("p2p: record answer of %s: %w", id, err)
 	}
 	return out, nil
 }
 
 // decodeDirectAnswer parses the payload of a GET_VALUE answer (without its length prefix), as read
 // from a container; split out for the fuzz test.
-func decodeDirectAnswer(v record.Validator, id peer.ID, payload []byte) (*pb.ContainerRecord, error) {
+func decodeDirectAnswer(v *ContainerRecordValidator, id peer.ID, payload []byte) (*pb.ContainerRecord, error) {
 	if len(payload) > maxDirectResponse {
 		return nil, fmt.Errorf("p2p: record answer of %s: %d bytes, limit %d", id, len(payload), maxDirectResponse)
 	}

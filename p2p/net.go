@@ -47,6 +47,7 @@ type Net struct {
 
 	hbValidator *heartbeatValidator
 	committees  *CommitteeValidator
+	records     *ContainerRecordValidator // the DHT's, for records asked of containers
 
 	mu     sync.Mutex
 	scores map[peer.ID]float64 // last snapshot, when Config.ScoreInspect is set
@@ -63,7 +64,8 @@ func New(cfg Config) (*Net, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Net{cfg: cfg, log: cfg.Logger, topics: map[string]*pubsub.Topic{}, committees: &CommitteeValidator{}}
+	n := &Net{cfg: cfg, log: cfg.Logger, topics: map[string]*pubsub.Topic{}, committees: &CommitteeValidator{},
+		records: NewContainerRecordValidator(cfg.Clock, cfg.Metrics)}
 	n.host, err = newHost(cfg)
 	if err != nil {
 		return nil, err
@@ -76,7 +78,7 @@ func New(cfg Config) (*Net, error) {
 		dht.Mode(mode),
 		dht.ProtocolPrefix(DHTProtocolPrefix),
 		dht.Validator(record.NamespacedValidator{
-			ContainerRecordNamespace: NewContainerRecordValidator(cfg.Clock, cfg.Metrics),
+			ContainerRecordNamespace: n.records,
 			CommitteeNamespace:       n.committees,
 		}),
 		dht.Datastore(namespace.Wrap(cfg.Datastore, ds.NewKey("dht"))),
