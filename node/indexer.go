@@ -234,14 +234,20 @@ func (s *indexerSvc) serve(ctx context.Context, remote peer.ID, rw io.ReadWriter
 		}
 		return err
 	}
-	resp := s.match(ctx, remote, req)
+	return p2p.WriteMsg(rw, s.answer(ctx, remote, req, began))
+}
+
+// answer matches one request and counts the outcome; serve calls it for requests from the network
+// and the node's own consumer calls it when it asks itself (libp2p does not dial itself).
+func (s *indexerSvc) answer(ctx context.Context, consumer peer.ID, req *pb.MatchRequest, began time.Time) *pb.MatchResponse {
+	resp := s.match(ctx, consumer, req)
 	result := "matched"
 	if !resp.Matched {
 		result = resp.Refused
 	}
 	s.m.Matches.WithLabelValues(result).Inc()
 	s.m.MatchSeconds.Observe(time.Since(began).Seconds())
-	return p2p.WriteMsg(rw, resp)
+	return resp
 }
 
 func refuse(filter, detail string) *pb.MatchResponse {
@@ -266,7 +272,8 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 	}
 	s.relays.ensure(s.n.ctx, s.n, grantEpoch) // in the background, once per epoch
 	ix := s.index()
-	cands, st, ref := ix.MatchWithStats(req, now, reserveAttempts)
+	// One more than the attempts: the consumer's own container, if it has one, is skipped below.
+	cands, st, ref := ix.MatchWithStats(req, now, reserveAttempts+1)
 	if ref != nil {
 		return refuse(ref.Filter, ref.Detail)
 	}
@@ -278,6 +285,12 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 	resp := &pb.MatchResponse{Candidates: uint32(st.Passed)}
 	var last string
 	for _, c := range cands {
+		if peer.ID(c.Peer) == consumer {
+			continue // a node that consumes is never matched to its own container
+		}
+		if resp.Attempts == reserveAttempts {
+			break
+		}
 		resp.Attempts++
 		sid := make([]byte, 16)
 		_, _ = rand.Read(sid)
@@ -291,7 +304,12 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 		}
 		rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
 		ans := &pb.ReserveResponse{}
-		err := s.n.net.Request(rctx, peer.ID(c.Peer), p2p.ProtoReserve, rr, ans, p2p.MaxReserveSize)
+		var err error
+		if self := s.n.net.ID(); peer.ID(c.Peer) == self && s.n.cont != nil {
+			ans = s.n.reserve(rctx, self, rr) // this node is the container: no stream to itself
+		} else {
+			err = s.n.net.Request(rctx, peer.ID(c.Peer), p2p.ProtoReserve, rr, ans, p2p.MaxReserveSize)
+		}
 		cancel()
 		if err != nil {
 			last = fmt.Sprintf("container %s: %v", peer.ID(c.Peer).ShortString(), err)
@@ -318,6 +336,10 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 		resp.IceServers = s.relays.servers(grantEpoch, sid, time.Duration(units)*sessionUnit+relayMargin, clk.Now())
 		return resp
 	}
-	resp.Refused, resp.Detail = "reservation", fmt.Sprintf("%d candidates, none could be reserved; last: %s", len(cands), last)
+	if resp.Attempts == 0 {
+		resp.Refused, resp.Detail = "reservation", "the only candidate is the consumer's own container"
+		return resp
+	}
+	resp.Refused, resp.Detail = "reservation", fmt.Sprintf("%d candidates, none could be reserved; last: %s", resp.Attempts, last)
 	return resp
 }

@@ -1,0 +1,89 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/indexer"
+)
+
+// A node that is both a container and on the indexer committee reserves its own container without
+// dialling itself (libp2p refuses that), answers its own consumer without dialling itself, and never
+// matches a consumer to the consumer's own container. CI once caught an indexer refusing a match
+// with "dial to self attempted".
+func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 3 nodes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 3, Epoch: 10 * time.Second, Committee: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.WaitServing(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	var n *Node
+	for n == nil {
+		for _, x := range d.Nodes {
+			if x.cont != nil && x.idx != nil && x.idx.serving(x.opts.Clock.Now()) &&
+				x.cont.State() == pb.ContainerState_CONTAINER_STATE_STANDBY {
+				n = x
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no node is both a standby container and a serving indexer")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	self := n.Net().ID()
+	// Every other container is barred in n's index, so n's own container is the only candidate.
+	ix := n.idx.index()
+	for _, id := range d.containerIDs() {
+		if id != string(self) {
+			ix.SetStanding(id, indexer.DefaultQualityPPM, true)
+		}
+	}
+	req := func() *pb.MatchRequest { return &pb.MatchRequest{App: "demo", RequestId: NewRequestID()} }
+
+	// n as a consumer asks itself: answered in process, and its own container is not offered.
+	resp, err := (&nodeMatchNet{n: n}).Match(ctx, string(self), req())
+	if err != nil {
+		t.Fatalf("asking its own indexer: %v", err)
+	}
+	if resp.Matched || resp.Refused != "reservation" || resp.Detail != "the only candidate is the consumer's own container" {
+		t.Fatalf("own consumer: %+v, want a refusal naming its own container", resp)
+	}
+
+	// Another consumer is matched to n's container, which n reserves in process.
+	consumer := d.Light.net.ID()
+	resp = n.idx.answer(ctx, consumer, req(), time.Now())
+	if !resp.Matched {
+		t.Fatalf("refused: %s (%s)", resp.Refused, resp.Detail)
+	}
+	tk, signer, err := openTicket(resp.Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peer.ID(tk.Container) != self || peer.ID(signer) != self || peer.ID(tk.Consumer) != consumer {
+		t.Fatalf("ticket: container %s, signer %s, consumer %s; want container and signer %s",
+			peer.ID(tk.Container), peer.ID(signer), peer.ID(tk.Consumer), self)
+	}
+	if lease := time.UnixMilli(tk.LeaseExpiresUnixMs); !lease.After(n.opts.Clock.Now()) {
+		t.Errorf("lease ends %v, before now", lease)
+	}
+	// The container holds that reservation: a second one for the same time is refused.
+	again := n.reserve(ctx, self, &pb.ReserveRequest{SessionId: []byte("0123456789abcdef"), Consumer: []byte(consumer),
+		Epoch: tk.Epoch, App: "demo", PriceMicros: tk.PriceMicros, Units: 1, LeaseMs: 10_000})
+	if again.Reserved {
+		t.Errorf("reserved twice: %+v", again)
+	}
+}
