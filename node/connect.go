@@ -157,9 +157,6 @@ func (m *nodeMatchNet) Indexers(context.Context) ([]string, uint64, error) {
 }
 
 func (m *nodeMatchNet) Match(ctx context.Context, indexer string, req *pb.MatchRequest) (*pb.MatchResponse, error) {
-	if self := m.n.net.ID(); peer.ID(indexer) == self && m.n.idx != nil {
-		return m.n.idx.answer(ctx, self, req, time.Now()), nil // this node is on the committee
-	}
 	return requestMatch(ctx, m.n.net, indexer, req)
 }
 

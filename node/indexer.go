@@ -234,20 +234,14 @@ func (s *indexerSvc) serve(ctx context.Context, remote peer.ID, rw io.ReadWriter
 		}
 		return err
 	}
-	return p2p.WriteMsg(rw, s.answer(ctx, remote, req, began))
-}
-
-// answer matches one request and counts the outcome; serve calls it for requests from the network
-// and the node's own consumer calls it when it asks itself (libp2p does not dial itself).
-func (s *indexerSvc) answer(ctx context.Context, consumer peer.ID, req *pb.MatchRequest, began time.Time) *pb.MatchResponse {
-	resp := s.match(ctx, consumer, req)
+	resp := s.match(ctx, remote, req)
 	result := "matched"
 	if !resp.Matched {
 		result = resp.Refused
 	}
 	s.m.Matches.WithLabelValues(result).Inc()
 	s.m.MatchSeconds.Observe(time.Since(began).Seconds())
-	return resp
+	return p2p.WriteMsg(rw, resp)
 }
 
 func refuse(filter, detail string) *pb.MatchResponse {
@@ -304,12 +298,7 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 		}
 		rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
 		ans := &pb.ReserveResponse{}
-		var err error
-		if self := s.n.net.ID(); peer.ID(c.Peer) == self && s.n.cont != nil {
-			ans = s.n.reserve(rctx, self, rr) // this node is the container: no stream to itself
-		} else {
-			err = s.n.net.Request(rctx, peer.ID(c.Peer), p2p.ProtoReserve, rr, ans, p2p.MaxReserveSize)
-		}
+		err := s.n.net.Request(rctx, peer.ID(c.Peer), p2p.ProtoReserve, rr, ans, p2p.MaxReserveSize)
 		cancel()
 		if err != nil {
 			last = fmt.Sprintf("container %s: %v", peer.ID(c.Peer).ShortString(), err)

@@ -7,13 +7,14 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/indexer"
 )
 
-// A node that is both a container and on the indexer committee reserves its own container without
-// dialling itself (libp2p refuses that), answers its own consumer without dialling itself, and never
-// matches a consumer to the consumer's own container. CI once caught an indexer refusing a match
+// A node that is both a container and on the indexer committee reserves its own container and
+// answers its own consumer, though libp2p does not dial itself (p2p.Net serves such requests in
+// process), and never matches a consumer to the consumer's own container. CI once caught an indexer refusing a match
 // with "dial to self attempted".
 func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
 	if testing.Short() {
@@ -54,7 +55,8 @@ func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
 	}
 	req := func() *pb.MatchRequest { return &pb.MatchRequest{App: "demo", RequestId: NewRequestID()} }
 
-	// n as a consumer asks itself: answered in process, and its own container is not offered.
+	// n as a consumer asks itself: the request reaches its own indexer in process, and its own
+	// container is not offered.
 	resp, err := (&nodeMatchNet{n: n}).Match(ctx, string(self), req())
 	if err != nil {
 		t.Fatalf("asking its own indexer: %v", err)
@@ -63,9 +65,14 @@ func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
 		t.Fatalf("own consumer: %+v, want a refusal naming its own container", resp)
 	}
 
-	// Another consumer is matched to n's container, which n reserves in process.
+	// Another consumer asks n over the network and is matched to n's container, which n's indexer
+	// reserves in process.
 	consumer := d.Light.net.ID()
-	resp = n.idx.answer(ctx, consumer, req(), time.Now())
+	d.Light.net.Host().Peerstore().AddAddrs(self, n.Net().Addrs(), time.Hour)
+	resp, err = requestMatch(ctx, d.Light.net, string(self), req())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !resp.Matched {
 		t.Fatalf("refused: %s (%s)", resp.Refused, resp.Detail)
 	}
@@ -80,10 +87,15 @@ func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
 	if lease := time.UnixMilli(tk.LeaseExpiresUnixMs); !lease.After(n.opts.Clock.Now()) {
 		t.Errorf("lease ends %v, before now", lease)
 	}
-	// The container holds that reservation: a second one for the same time is refused.
-	again := n.reserve(ctx, self, &pb.ReserveRequest{SessionId: []byte("0123456789abcdef"), Consumer: []byte(consumer),
-		Epoch: tk.Epoch, App: "demo", PriceMicros: tk.PriceMicros, Units: 1, LeaseMs: 10_000})
-	if again.Reserved {
+	// The container holds that reservation: a second one, asked of it as its indexer would, is refused.
+	again := &pb.ReserveResponse{}
+	err = n.Net().Request(ctx, self, p2p.ProtoReserve, &pb.ReserveRequest{SessionId: []byte("0123456789abcdef"),
+		Consumer: []byte(consumer), Epoch: tk.Epoch, App: "demo", PriceMicros: tk.PriceMicros, Units: 1, LeaseMs: 10_000},
+		again, p2p.MaxReserveSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Reserved || again.Refused == "" {
 		t.Errorf("reserved twice: %+v", again)
 	}
 }

@@ -68,25 +68,18 @@ func (n *Node) serveReserve(ctx context.Context, remote peer.ID, rw io.ReadWrite
 		n.opts.Metrics.Reservations.WithLabelValues("bad_request").Inc()
 		return err
 	}
-	return p2p.WriteMsg(rw, n.reserve(ctx, remote, req))
-}
-
-// reserve answers an indexer's reservation request, whether it came over the network or from this
-// node's own indexer (a node can be a container and sit on the indexer committee; libp2p refuses to
-// dial itself, so that request never crosses the network).
-func (n *Node) reserve(ctx context.Context, indexer peer.ID, req *pb.ReserveRequest) *pb.ReserveResponse {
 	var resp *pb.ReserveResponse
-	if !n.activeIndexer(indexer) {
+	if !n.activeIndexer(remote) {
 		resp = &pb.ReserveResponse{Refused: "not_indexer", State: n.cont.State()}
 	} else {
-		resp = n.cont.Reserve(ctx, string(indexer), req)
+		resp = n.cont.Reserve(ctx, string(remote), req)
 	}
 	result := "reserved"
 	if !resp.Reserved {
 		result = resp.Refused
 	}
 	n.opts.Metrics.Reservations.WithLabelValues(result).Inc()
-	return resp
+	return p2p.WriteMsg(rw, resp)
 }
 
 // sessionOpenTimeout bounds how long a consumer may take to present its ticket; ackTimeout how long

@@ -179,6 +179,10 @@ func TestSessionChecksCatchFrameRateCheat(t *testing.T) {
 	if err != nil || ack.Accepted || !strings.Contains(ack.Reason, "did not send") {
 		t.Errorf("a sample forwarded by another peer: %+v, %v", ack, err)
 	}
+	ack, err = chk.Net().SendSessionStats(ctx, chk.Net().ID(), raw) // the checker to itself: answered in process
+	if err != nil || ack.Accepted || !strings.Contains(ack.Reason, "did not send") {
+		t.Errorf("a sample the checker sent itself: %+v, %v", ack, err)
+	}
 	if _, err := ref.Net().SendSessionStats(ctx, d.Nodes[1].Net().ID(), raw); err == nil {
 		t.Error("a node without the checker role took session statistics")
 	}

@@ -18,6 +18,7 @@ import (
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
@@ -50,7 +51,8 @@ type Net struct {
 	records     *ContainerRecordValidator // the DHT's, for records asked of containers
 
 	mu     sync.Mutex
-	scores map[peer.ID]float64 // last snapshot, when Config.ScoreInspect is set
+	scores map[peer.ID]float64          // last snapshot, when Config.ScoreInspect is set
+	local  map[protocol.ID]localHandler // what Handle registered, for requests this node makes of itself
 	topics map[string]*pubsub.Topic
 	subs   []*pubsub.Subscription
 	wg     sync.WaitGroup

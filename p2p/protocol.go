@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -94,7 +95,17 @@ func (b byteReader) ReadByte() (byte, error) {
 // stream is closed when fn returns nil and reset when it returns an error, which is logged at debug
 // level: the remote sees a reset stream, never our error text. Close resets open streams, so fn should
 // block only on the stream or on ctx.
+//
+// Requests this node makes of itself (Request, SendSessionStats) reach fn in process: libp2p does not
+// dial its own host, and one node may well hold both ends, e.g. an indexer reserving the container
+// it also runs.
 func (n *Net) Handle(id protocol.ID, timeout time.Duration, fn func(ctx context.Context, remote peer.ID, s io.ReadWriter) error) {
+	n.mu.Lock()
+	if n.local == nil {
+		n.local = map[protocol.ID]localHandler{}
+	}
+	n.local[id] = localHandler{timeout: timeout, fn: fn}
+	n.mu.Unlock()
 	n.host.SetStreamHandler(id, func(s network.Stream) {
 		remote := s.Conn().RemotePeer()
 		ctx := context.Background()
@@ -123,9 +134,9 @@ func (n *Net) Handle(id protocol.ID, timeout time.Duration, fn func(ctx context.
 // into resp. ctx bounds the whole exchange: its deadline is set on the stream, and cancelling it
 // resets the stream.
 func (n *Net) Request(ctx context.Context, p peer.ID, id protocol.ID, req, resp proto.Message, max int) error {
-	s, err := n.host.NewStream(ctx, p, id)
+	s, err := n.requestStream(ctx, p, id)
 	if err != nil {
-		return fmt.Errorf("p2p: open %s stream to %s: %w", id, p, err)
+		return err
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		if err := s.SetDeadline(deadline); err != nil {
@@ -154,6 +165,79 @@ func (n *Net) Request(ctx context.Context, p peer.ID, id protocol.ID, req, resp 
 	_ = s.Close()
 	return nil
 }
+
+// localHandler is a request/response handler registered with Handle.
+type localHandler struct {
+	timeout time.Duration
+	fn      func(ctx context.Context, remote peer.ID, s io.ReadWriter) error
+}
+
+// ErrNoLocalHandler is returned for a request this node makes of itself on a protocol it does not
+// serve.
+var ErrNoLocalHandler = errors.New("this node does not serve the protocol itself")
+
+// reqStream is what a request needs of a stream: a libp2p stream, or a pipe to this node's own
+// handler.
+type reqStream interface {
+	io.ReadWriter
+	SetDeadline(time.Time) error
+	CloseWrite() error
+	Close() error
+	Reset() error
+}
+
+// requestStream opens a stream of protocol id to p for one request; to this node itself, a pipe to
+// the handler Handle registered.
+func (n *Net) requestStream(ctx context.Context, p peer.ID, id protocol.ID) (reqStream, error) {
+	if p != n.host.ID() {
+		s, err := n.host.NewStream(ctx, p, id)
+		if err != nil {
+			return nil, fmt.Errorf("p2p: open %s stream to %s: %w", id, p, err)
+		}
+		return s, nil
+	}
+	n.mu.Lock()
+	h, ok := n.local[id]
+	closed := n.closed
+	if ok && !closed {
+		n.wg.Add(1)
+	}
+	n.mu.Unlock()
+	switch {
+	case closed:
+		return nil, fmt.Errorf("p2p: open %s stream to self: %w", id, net.ErrClosed)
+	case !ok:
+		return nil, fmt.Errorf("p2p: open %s stream to self: %w", id, ErrNoLocalHandler)
+	}
+	ours, theirs := net.Pipe()
+	go func() {
+		defer n.wg.Done()
+		ctx := n.ctx // the handler's context ends with the node, as an inbound stream's would be reset
+		if h.timeout > 0 {
+			deadline := time.Now().Add(h.timeout)
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+			_ = theirs.SetDeadline(deadline)
+		}
+		stop := context.AfterFunc(ctx, func() { _ = theirs.Close() })
+		defer stop()
+		if err := h.fn(ctx, n.host.ID(), theirs); err != nil {
+			n.log.Debug("stream handler failed", "protocol", id, "peer", "self", "err", err)
+		}
+		_ = theirs.Close()
+	}()
+	return pipeStream{ours}, nil
+}
+
+// pipeStream is the requester's end of a pipe to this node's own handler.
+type pipeStream struct{ net.Conn }
+
+// CloseWrite does nothing: requests are length-prefixed, so no handler waits for the end of input.
+func (pipeStream) CloseWrite() error { return nil }
+
+// Reset closes the pipe; the handler's reads and writes fail at once.
+func (s pipeStream) Reset() error { return s.Close() }
 
 // contextErr is ctx.Err(), or context.DeadlineExceeded once ctx's deadline has passed: the stream's
 // copy of the deadline can fire a moment before ctx's own timer.

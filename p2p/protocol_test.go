@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -161,47 +162,71 @@ func TestHandleRequest(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	t.Run("echo", func(t *testing.T) {
-		for seq := range uint64(3) {
-			var resp pb.Heartbeat
-			req := testHeartbeat(client.ID(), seq, testEpoch)
-			if err := client.Request(ctx, server.ID(), echo, req, &resp, max); err != nil {
-				t.Fatal(err)
-			}
-			if resp.Seq != seq+1 || resp.LoadPermille != req.LoadPermille {
-				t.Fatalf("response %v to seq %d", &resp, seq)
-			}
+	// The same requests from another node and from the server itself: libp2p does not dial its own
+	// host, so Request hands those to the server's handler in process.
+	for _, from := range []*Net{client, server} {
+		name := "remote"
+		if from == server {
+			name = "self"
 		}
-	})
-	t.Run("response too large", func(t *testing.T) {
-		var resp pb.Heartbeat
-		err := client.Request(ctx, server.ID(), echo, testHeartbeat(client.ID(), 1, testEpoch), &resp, 8)
-		if !errors.Is(err, ErrMsgTooLarge) {
-			t.Fatalf("%v, want ErrMsgTooLarge", err)
+		t.Run(name, func(t *testing.T) {
+			t.Run("echo", func(t *testing.T) {
+				for seq := range uint64(3) {
+					var resp pb.Heartbeat
+					req := testHeartbeat(from.ID(), seq, testEpoch)
+					if err := from.Request(ctx, server.ID(), echo, req, &resp, max); err != nil {
+						t.Fatal(err)
+					}
+					if resp.Seq != seq+1 || resp.LoadPermille != req.LoadPermille {
+						t.Fatalf("response %v to seq %d", &resp, seq)
+					}
+				}
+			})
+			t.Run("response too large", func(t *testing.T) {
+				var resp pb.Heartbeat
+				err := from.Request(ctx, server.ID(), echo, testHeartbeat(from.ID(), 1, testEpoch), &resp, 8)
+				if !errors.Is(err, ErrMsgTooLarge) {
+					t.Fatalf("%v, want ErrMsgTooLarge", err)
+				}
+			})
+			t.Run("handler error resets the stream", func(t *testing.T) {
+				if err := from.Request(ctx, server.ID(), failing, &pb.Heartbeat{}, &pb.Heartbeat{}, max); err == nil {
+					t.Fatal("request succeeded")
+				}
+			})
+			t.Run("handler deadline", func(t *testing.T) {
+				if err := from.Request(ctx, server.ID(), slow, &pb.Heartbeat{}, &pb.Heartbeat{}, max); err == nil {
+					t.Fatal("request succeeded")
+				}
+			})
+			t.Run("request deadline", func(t *testing.T) {
+				short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				defer cancel()
+				err := from.Request(short, server.ID(), stuck, &pb.Heartbeat{}, &pb.Heartbeat{}, max)
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("%v, want context.DeadlineExceeded", err)
+				}
+			})
+			t.Run("unsupported protocol", func(t *testing.T) {
+				err := from.Request(ctx, server.ID(), ProtocolID("test-none", "1.0.0"), &pb.Heartbeat{}, &pb.Heartbeat{}, max)
+				if err == nil {
+					t.Fatal("request succeeded")
+				}
+				if from == server && !errors.Is(err, ErrNoLocalHandler) {
+					t.Fatalf("%v, want ErrNoLocalHandler", err)
+				}
+			})
+		})
+	}
+	t.Run("self after close", func(t *testing.T) {
+		n := startNet(t, testConfig(t, 7))
+		n.Handle(echo, time.Second, func(context.Context, peer.ID, io.ReadWriter) error { return nil })
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
 		}
-	})
-	t.Run("handler error resets the stream", func(t *testing.T) {
-		if err := client.Request(ctx, server.ID(), failing, &pb.Heartbeat{}, &pb.Heartbeat{}, max); err == nil {
-			t.Fatal("request succeeded")
-		}
-	})
-	t.Run("handler deadline", func(t *testing.T) {
-		if err := client.Request(ctx, server.ID(), slow, &pb.Heartbeat{}, &pb.Heartbeat{}, max); err == nil {
-			t.Fatal("request succeeded")
-		}
-	})
-	t.Run("request deadline", func(t *testing.T) {
-		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		defer cancel()
-		err := client.Request(short, server.ID(), stuck, &pb.Heartbeat{}, &pb.Heartbeat{}, max)
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("%v, want context.DeadlineExceeded", err)
-		}
-	})
-	t.Run("unsupported protocol", func(t *testing.T) {
-		err := client.Request(ctx, server.ID(), ProtocolID("test-none", "1.0.0"), &pb.Heartbeat{}, &pb.Heartbeat{}, max)
-		if err == nil {
-			t.Fatal("request succeeded")
+		err := n.Request(ctx, n.ID(), echo, &pb.Heartbeat{}, &pb.Heartbeat{}, max)
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("%v, want net.ErrClosed", err)
 		}
 	})
 }

@@ -181,12 +181,14 @@ func ReadSessionStats(r io.Reader) ([]byte, error) {
 // SendSessionStats sends a sealed sample to a checker and returns its answer. The checker is
 // found through the DHT when this node knows no address of it.
 func (n *Net) SendSessionStats(ctx context.Context, checker peer.ID, raw []byte) (*pb.SessionStatsAck, error) {
-	if err := n.Reach(ctx, checker); err != nil {
-		return nil, err
+	if checker != n.host.ID() {
+		if err := n.Reach(ctx, checker); err != nil {
+			return nil, err
+		}
 	}
-	s, err := n.host.NewStream(ctx, checker, ProtoSessionStats)
+	s, err := n.requestStream(ctx, checker, ProtoSessionStats)
 	if err != nil {
-		return nil, fmt.Errorf("p2p: open %s stream to %s: %w", ProtoSessionStats, checker, err)
+		return nil, err
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(deadline)
