@@ -14,8 +14,8 @@ import (
 
 // A node that is both a container and on the indexer committee reserves its own container and
 // answers its own consumer, though libp2p does not dial itself (p2p.Net serves such requests in
-// process), and never matches a consumer to the consumer's own container. CI once caught an indexer refusing a match
-// with "dial to self attempted".
+// process), and never matches a consumer to the consumer's own container. CI once caught an
+// indexer refusing a match with "dial to self attempted".
 func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a devnet of 3 nodes")
@@ -30,20 +30,23 @@ func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
 	if err := d.WaitServing(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	var n *Node
-	for n == nil {
+	pick := func() *Node {
 		for _, x := range d.Nodes {
 			if x.cont != nil && x.idx != nil && x.idx.serving(x.opts.Clock.Now()) &&
 				x.cont.State() == pb.ContainerState_CONTAINER_STATE_STANDBY {
-				n = x
-				break
+				return x
 			}
 		}
+		return nil
+	}
+	n := pick()
+	for n == nil {
 		select {
 		case <-ctx.Done():
 			t.Fatal("no node is both a standby container and a serving indexer")
 		case <-time.After(200 * time.Millisecond):
 		}
+		n = pick()
 	}
 	self := n.Net().ID()
 	// Every other container is barred in n's index, so n's own container is the only candidate.
