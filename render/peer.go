@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
@@ -110,6 +111,7 @@ func newAPI(o PeerOptions, sending *Bitrates, onEstimator func(cc.BandwidthEstim
 		if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
 			return nil, err
 		}
+		ir.Add(headerCopyFactory{}) // between the TWCC header extension and the NACK responder
 	}
 	// NACK at most 3 times per lost packet: pion's generator otherwise re-asks for every missing
 	// packet of its window every 100 ms, and on a congested link the retransmissions it provokes
@@ -232,4 +234,25 @@ func (t *trickle) describe(m *pb.RenderSignal) error {
 	}
 	t.queued, t.open = nil, true
 	return nil
+}
+
+// headerCopyFactory makes the interceptor that hands the interceptors beneath it (the TWCC header
+// extension) a copy of each outgoing RTP header. The NACK responder above it resends a stored packet
+// from one goroutine per NACK it receives, so two NACKs naming the same packet had the TWCC
+// interceptor write its sequence number into the one stored header at once: a data race in
+// pion/interceptor v0.1.48 that the race detector reported in TestBandwidthCut. With a copy, each
+// send carries its own transport sequence number and the stored packet is never written.
+type headerCopyFactory struct{}
+
+func (headerCopyFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &headerCopy{}, nil
+}
+
+type headerCopy struct{ interceptor.NoOp }
+
+func (*headerCopy) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		c := h.Clone()
+		return w.Write(&c, payload, a)
+	})
 }
