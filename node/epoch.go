@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rendermesh/rendermesh/p2p"
 	"github.com/rendermesh/rendermesh/p2p/pb"
@@ -48,11 +50,20 @@ type epochs struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 
+	// nextLive is when the node next asks peers for their live committee views (the loop's only);
+	// livePulls counts the pulls (the loop's only), liveAdded the tickets they added.
+	nextLive  time.Time
+	livePulls int
+	liveAdded atomic.Int64
+
 	mu        sync.Mutex
 	drawn     map[uint64]bool
 	resyncing map[uint64]bool
 	ctx       context.Context // the loop's
 }
+
+// livePeers is how many peers a node asks for their live committee views at a time.
+const livePeers = 2
 
 // importRetry is how often a node that must import a committee record tries again; importPatience
 // how long after the epoch's start it waits for a sealed one at most.
@@ -125,7 +136,7 @@ func (es *epochs) start(ctx context.Context, wg *sync.WaitGroup) error {
 		return es.tr.CheckRecord(e, imported(tickets))
 	})
 	es.ctx = ctx
-	es.n.net.ServeCommitteeHistory(es.historyRecord)
+	es.n.net.ServeCommitteeHistory(es.historyRecord, es.liveRecord)
 	if err := es.n.net.SubscribeTickets(es.onTicket); err != nil {
 		return err
 	}
@@ -183,6 +194,10 @@ func (es *epochs) loop(ctx context.Context) {
 			wait = min(wait, importRetry)
 		} else if _, known := es.tr.Seed(cur); known || now.Before(sched.Genesis) {
 			es.readyOnce.Do(func() { close(es.ready) }) // caught up: the current committee is known
+			if !now.Before(es.nextLive) {
+				es.nextLive = es.pullLive(ctx, now)
+			}
+			wait = min(wait, es.nextLive.Sub(now))
 		} else {
 			wait = min(wait, importRetry) // the next pass derives the seeds the imports revealed
 		}
@@ -194,6 +209,94 @@ func (es *epochs) loop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// Live repair (docs/EPOCHS.md, "Repairing missed tickets"). Gossip reaches the peers in the
+// indexer topic's mesh when a ticket goes round; a node that joined after it, or was not yet in the
+// mesh (a peer that joins just before genesis, when epoch 0's and 1's tickets are drawn), misses it
+// for good: gossip does not replay. So once a node has caught up, and then shortly after each epoch
+// starts (when the next epoch's winners have just published), it asks a couple of peers for their
+// live views of the running and next epochs' committees, and adds each ticket it lacks after
+// verifying it as one from gossip. A ticket for the next epoch that arrives so before it starts
+// counts in its seal like any other: the node seals what the network sealed.
+
+// liveDelay is how long after an epoch's start a node asks for the live views: long enough for the
+// winners' tickets to have gone round the mesh, well before the epoch is over, and spread per node
+// (by its peer ID) so that the network's asks do not all land at once.
+func (es *epochs) liveDelay() time.Duration {
+	base := min(es.tr.Schedule().Length/20, 5*time.Second)
+	h := sha256.Sum256([]byte("live-repair/" + es.self))
+	return base + time.Duration(binary.BigEndian.Uint64(h[:8])%1000)*base/1000
+}
+
+// pullLive asks up to livePeers connected full nodes, in the background, for their live views of
+// the committees of the epoch running at now and the next, and returns when to ask next: after the
+// next epoch's start, or soon when no peer serves them yet.
+func (es *epochs) pullLive(ctx context.Context, now time.Time) time.Time {
+	sched := es.tr.Schedule()
+	cur := sched.Epoch(now)
+	next := sched.Start(cur + 1).Add(es.liveDelay())
+	if now.Before(sched.Genesis) {
+		next = sched.Start(0).Add(es.liveDelay())
+	} else if at := sched.Start(cur).Add(es.liveDelay()); now.Before(at) {
+		next = at
+	}
+	if now.Before(sched.Genesis) {
+		return next // nothing is drawn before genesis
+	}
+	peers := es.n.net.HistoryPeers(livePeers, es.livePulls*livePeers)
+	if len(peers) == 0 {
+		return now.Add(importRetry)
+	}
+	es.livePulls++
+	es.n.wg.Go(func() {
+		added := 0
+		for _, p := range peers {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			recs, err := es.n.net.LiveCommittees(rctx, p, cur, p2p.MaxLiveEpochs)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					es.log.Debug("live committees", "peer", p, "err", err)
+				}
+				continue
+			}
+			for _, r := range recs {
+				for _, t := range r.Tickets {
+					_, err := es.tr.Add(t.Msg, string(t.Signer), t.Raw, es.n.opts.Clock.Now())
+					switch {
+					case err == nil:
+						added++
+					case epoch.TicketReason(err) == epoch.TicketOtherSeed:
+						es.maybeResync(t.Msg.Epoch)
+					}
+				}
+			}
+		}
+		if added > 0 {
+			es.liveAdded.Add(int64(added))
+			es.log.Info("added tickets this node had missed on gossip, from peers' live committees", "epoch", cur, "tickets", added)
+		}
+	})
+	return next
+}
+
+// liveRecord is this node's live view of epoch e's committee, for the running epoch and the next:
+// every ticket of e it has verified, in an unsealed record.
+func (es *epochs) liveRecord(e uint64) ([]byte, bool) {
+	cur := es.tr.Schedule().Epoch(es.n.opts.Clock.Now())
+	if e != cur && e != cur+1 {
+		return nil, false
+	}
+	rec := &pb.CommitteeRecord{Epoch: e}
+	for _, tk := range es.tr.Committee(e) {
+		if len(rec.Tickets) == p2p.MaxCommitteeTickets {
+			break
+		}
+		rec.Tickets = append(rec.Tickets, tk.Raw)
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
+	return raw, err == nil
 }
 
 // advance seals what has started, publishes the sealed sets this node should, and draws for the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -42,7 +43,9 @@ func TestCommitteeHistoryRoundTrip(t *testing.T) {
 	}
 	server := startNet(t, testConfig(t, 1))
 	client := startNet(t, testConfig(t, 2))
-	server.ServeCommitteeHistory(func(e uint64) ([]byte, bool) { raw, ok := kept[e]; return raw, ok })
+	live := map[uint64][]byte{9: committeeRecordBytes(t, 9, 3, false), 10: committeeRecordBytes(t, 10, 0, false), 11: committeeRecordBytes(t, 11, 1, false)}
+	server.ServeCommitteeHistory(func(e uint64) ([]byte, bool) { raw, ok := kept[e]; return raw, ok },
+		func(e uint64) ([]byte, bool) { raw, ok := live[e]; return raw, ok })
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	if err := client.Host().Connect(ctx, addrInfo(server)); err != nil {
@@ -70,8 +73,46 @@ func TestCommitteeHistoryRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if got := client.HistoryPeers(4, 0); len(got) != 1 || got[0] != server.ID() {
-		t.Errorf("history peers %v, want the server", got)
+	// Live views: unsealed records, at most MaxLiveEpochs of them, up to the first it lacks.
+	for _, c := range []struct {
+		from        uint64
+		count, want int
+	}{
+		{9, 2, 2},
+		{9, 5, MaxLiveEpochs},
+		{11, 2, 1},
+		{12, 2, 0},
+	} {
+		recs, err := client.LiveCommittees(ctx, server.ID(), c.from, c.count)
+		if err != nil {
+			t.Fatalf("live from %d, %d: %v", c.from, c.count, err)
+		}
+		if len(recs) != c.want {
+			t.Fatalf("live from %d, %d: %d records, want %d", c.from, c.count, len(recs), c.want)
+		}
+		for i, r := range recs {
+			if r.Epoch != c.from+uint64(i) || !bytes.Equal(r.Raw, live[r.Epoch]) {
+				t.Fatalf("live from %d: record %d is of epoch %d", c.from, i, r.Epoch)
+			}
+		}
+	}
+	// A node that serves no live views says so; its history still answers.
+	other := startNet(t, testConfig(t, 3))
+	other.ServeCommitteeHistory(func(e uint64) ([]byte, bool) { raw, ok := kept[e]; return raw, ok }, nil)
+	if err := client.Host().Connect(ctx, addrInfo(other)); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := client.LiveCommittees(ctx, other.ID(), 9, 2); err == nil {
+		t.Errorf("live committees from a node that serves none: %d records, no error", len(recs))
+	}
+	if recs, err := client.CommitteeHistory(ctx, other.ID(), 3, 2); err != nil || len(recs) != 2 {
+		t.Errorf("history from a node that serves no live views: %d records, %v", len(recs), err)
+	}
+	if got := client.HistoryPeers(1, 0); len(got) != 1 {
+		t.Errorf("history peers %v, want one", got)
+	}
+	if got := client.HistoryPeers(4, 0); len(got) != 2 || !slices.Contains(got, server.ID()) || !slices.Contains(got, other.ID()) {
+		t.Errorf("history peers %v, want the two servers", got)
 	}
 }
 
@@ -105,6 +146,50 @@ func TestReadCommitteeHistoryRejects(t *testing.T) {
 			t.Errorf("%s: %d records, err %v, want %v", name, len(recs), err, c.want)
 		}
 	}
+}
+
+// A live answer may hold unsealed records; everything else an answer must be holds as for history.
+func TestReadLiveCommittees(t *testing.T) {
+	good := historyAnswer(t, committeeRecordBytes(t, 5, 2, false), committeeRecordBytes(t, 6, 0, true))
+	recs, err := ReadLiveCommittees(bytes.NewReader(good), 5, 2)
+	if err != nil || len(recs) != 2 || len(recs[0].Tickets) != 2 || len(recs[1].Tickets) != 0 {
+		t.Fatalf("valid answer: %d records, %v", len(recs), err)
+	}
+	for name, c := range map[string]struct {
+		from  uint64
+		count int
+	}{
+		"another epoch's record": {6, 2},
+		"more than asked":        {5, 1},
+	} {
+		if recs, err := ReadLiveCommittees(bytes.NewReader(good), c.from, c.count); !errors.Is(err, ErrMalformed) || recs != nil {
+			t.Errorf("%s: %d records, err %v", name, len(recs), err)
+		}
+	}
+}
+
+func FuzzReadLiveCommittees(f *testing.F) {
+	f.Add(historyAnswer(f, committeeRecordBytes(f, 5, 2, false), committeeRecordBytes(f, 6, 1, true)))
+	f.Add([]byte{0x03, 0x08, 0x05, 0x10})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		recs, err := ReadLiveCommittees(bytes.NewReader(data), 5, 2)
+		if err != nil {
+			if recs != nil {
+				t.Fatalf("error %v with records", err)
+			}
+			return
+		}
+		if len(recs) > 2 {
+			t.Fatalf("%d records, asked for 2", len(recs))
+		}
+		for i, r := range recs {
+			rec := new(pb.CommitteeRecord)
+			if r.Epoch != 5+uint64(i) || proto.Unmarshal(r.Raw, rec) != nil || rec.Epoch != r.Epoch || len(r.Tickets) != len(rec.Tickets) {
+				t.Fatalf("record %d accepted: epoch %d, %v", i, r.Epoch, rec)
+			}
+		}
+	})
 }
 
 func FuzzReadCommitteeHistory(f *testing.F) {

@@ -1004,10 +1004,17 @@ func (x *CommitteeRecord) GetTickets() [][]byte {
 // CommitteeRecords, each length-prefixed) for consecutive epochs from `from`; the node closes the
 // stream after the last it holds. The DHT keeps committee records for a day: joiners and light
 // clients further behind read the history from full nodes, which keep it.
+//
+// With `live` set, the request asks instead for the node's live view of the committees of up to
+// `count` epochs (at most 2: the running one and the next) from `from`: a CommitteeRecord per epoch,
+// unsealed, holding every ticket of the epoch the node has verified (none when it holds none). A node
+// that missed tickets on gossip (it joined, or was not yet in the topic's mesh, when they went
+// round) repairs its view so; every ticket is verified again as if it came from gossip.
 type CommitteeHistoryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
 	Count         uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Live          bool                   `protobuf:"varint,3,opt,name=live,proto3" json:"live,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1054,6 +1061,13 @@ func (x *CommitteeHistoryRequest) GetCount() uint32 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *CommitteeHistoryRequest) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
 }
 
 // HardwareRequirement is the least hardware a consumer accepts. Zero fields ask nothing.
@@ -2585,10 +2599,11 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\x0fCommitteeRecord\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\bR\x06sealed\x12\x18\n" +
-	"\atickets\x18\x03 \x03(\fR\atickets\"C\n" +
+	"\atickets\x18\x03 \x03(\fR\atickets\"W\n" +
 	"\x17CommitteeHistoryRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"\xe6\x01\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x12\n" +
+	"\x04live\x18\x03 \x01(\bR\x04live\"\xe6\x01\n" +
 	"\x13HardwareRequirement\x12\x1b\n" +
 	"\tgpu_model\x18\x01 \x01(\tR\bgpuModel\x12\x19\n" +
 	"\bmin_gpus\x18\x02 \x01(\rR\aminGpus\x12/\n" +

@@ -1,0 +1,83 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+// A node that joins while an epoch runs has missed, on gossip, the tickets of the next epoch (drawn
+// when the running one began). It asks peers for their live views once it has caught up, so it holds
+// the next committee before that epoch starts, as the nodes that followed do, rather than only once
+// the next epoch's sealed record appears.
+func TestJoinerRepairsLiveCommittee(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 5 nodes through several 8-second epochs")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 5, Epoch: 8 * time.Second, Committee: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ref := d.Nodes[0].Epochs()
+	sched := ref.Schedule()
+	sleepUntil := func(at time.Time) {
+		t.Helper()
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(time.Until(at)):
+		}
+	}
+	// The joiner starts a second into an epoch (from epoch 2: its seed mixes earlier winners) whose
+	// next committee has members.
+	var e uint64
+	for e = max(2, sched.Epoch(time.Now())+1); ; e++ {
+		sleepUntil(sched.Start(e).Add(time.Second))
+		if len(ref.Committee(e+1)) > 0 {
+			break
+		}
+		if e > 8 {
+			t.Fatal("no epoch from 2 to 9 drew a committee for the next")
+		}
+	}
+	var boot []string
+	for _, n := range d.Nodes {
+		boot = append(boot, addrStrings(n)...)
+	}
+	late, err := d.newNode(len(d.Nodes), boot[:2], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	if err := late.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-late.ep.ready:
+	case <-ctx.Done():
+		t.Fatal("the late node never caught up with the elections")
+	}
+	want := committeeIDs(ref.Committee(e + 1))
+	for {
+		got := committeeIDs(late.Epochs().Committee(e + 1))
+		if slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(sched.Start(e + 1)) {
+			t.Fatalf("epoch %d started and the node that joined in epoch %d still held %d of its %d committee members (it added %d tickets from peers' live views)",
+				e+1, e, len(got), len(want), late.ep.liveAdded.Load())
+		}
+		sleepUntil(time.Now().Add(50 * time.Millisecond))
+	}
+	if late.ep.liveAdded.Load() == 0 {
+		t.Error("the late node holds the next committee, but added no ticket from peers' live views")
+	}
+	// The running epoch's committee is the sealed record's, which it imported.
+	if got, want := committeeIDs(late.Epochs().Committee(e)), committeeIDs(ref.Committee(e)); !slices.Equal(got, want) {
+		t.Errorf("epoch %d: the late node holds a committee of %d members, the network %d", e, len(got), len(want))
+	}
+}
