@@ -57,6 +57,19 @@ func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
 		}
 	}
 	req := func() *pb.MatchRequest { return &pb.MatchRequest{App: "demo", RequestId: NewRequestID()} }
+	// n's index learns its own container's standby state from its heartbeat, which may come a moment
+	// after the container's own state changed (a loaded machine): wait until it would offer it.
+	for {
+		cands, _ := ix.Match(req(), n.opts.Clock.Now(), 1)
+		if len(cands) == 1 && cands[0].Peer == string(self) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("n's index never offered its own container")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 
 	// n as a consumer asks itself: the request reaches its own indexer in process, and its own
 	// container is not offered.
