@@ -13,11 +13,11 @@ import (
 // the next epoch's sealed record appears.
 func TestJoinerRepairsLiveCommittee(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a devnet of 5 nodes through several 8-second epochs")
+		t.Skip("runs a devnet of 5 nodes through several 10-second epochs")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 5, Epoch: 8 * time.Second, Committee: 4})
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 5, Epoch: 10 * time.Second, Committee: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +53,7 @@ func TestJoinerRepairsLiveCommittee(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer late.Close()
+	started := time.Now()
 	if err := late.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +74,8 @@ func TestJoinerRepairsLiveCommittee(t *testing.T) {
 		}
 		sleepUntil(time.Now().Add(50 * time.Millisecond))
 	}
+	t.Logf("joined %v into epoch %d; held its next committee (%d members) %v later",
+		started.Sub(sched.Start(e)).Round(time.Millisecond), e, len(want), time.Since(started).Round(time.Millisecond))
 	if late.ep.liveAdded.Load() == 0 {
 		t.Error("the late node holds the next committee, but added no ticket from peers' live views")
 	}
