@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/filecoin-project/go-clock"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
@@ -250,35 +251,44 @@ func (es *epochs) pullLive(ctx context.Context, now time.Time) time.Time {
 	}
 	es.livePulls++
 	es.n.wg.Go(func() {
-		added := 0
-		for _, p := range peers {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			recs, err := es.n.net.LiveCommittees(rctx, p, cur, p2p.MaxLiveEpochs)
-			cancel()
-			if err != nil {
-				if ctx.Err() == nil {
-					es.log.Debug("live committees", "peer", p, "err", err)
-				}
-				continue
-			}
-			for _, r := range recs {
-				for _, t := range r.Tickets {
-					_, err := es.tr.Add(t.Msg, string(t.Signer), t.Raw, es.n.opts.Clock.Now())
-					switch {
-					case err == nil:
-						added++
-					case epoch.TicketReason(err) == epoch.TicketOtherSeed:
-						es.maybeResync(t.Msg.Epoch)
-					}
-				}
-			}
-		}
+		added := addLive(ctx, es.n.net, es.tr, peers, cur, es.n.opts.Clock, es.log, es.maybeResync)
 		if added > 0 {
 			es.liveAdded.Add(int64(added))
 			es.log.Info("added tickets this node had missed on gossip, from peers' live committees", "epoch", cur, "tickets", added)
 		}
 	})
 	return next
+}
+
+// addLive asks each of peers for its live views of the committees of epoch `from` and the next,
+// and adds to tr every ticket it lacks that verifies as one from gossip would (at the clock's now).
+// It returns how many it added; otherSeed, when not nil, is told of each epoch for which a peer
+// sent a real draw on another seed than tr's.
+func addLive(ctx context.Context, net *p2p.Net, tr *epoch.Tracker, peers []peer.ID, from uint64, clk clock.Clock, log *slog.Logger, otherSeed func(uint64)) int {
+	added := 0
+	for _, p := range peers {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		recs, err := net.LiveCommittees(rctx, p, from, p2p.MaxLiveEpochs)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Debug("live committees", "peer", p, "err", err)
+			}
+			continue
+		}
+		for _, r := range recs {
+			for _, t := range r.Tickets {
+				_, err := tr.Add(t.Msg, string(t.Signer), t.Raw, clk.Now())
+				switch {
+				case err == nil:
+					added++
+				case otherSeed != nil && epoch.TicketReason(err) == epoch.TicketOtherSeed:
+					otherSeed(t.Msg.Epoch)
+				}
+			}
+		}
+	}
+	return added
 }
 
 // liveRecord is this node's live view of epoch e's committee, for the running epoch and the next:

@@ -226,6 +226,15 @@ func (l *LightClient) Indexers(ctx context.Context, nc NetworkConfig, stakes epo
 			delete(l.sealed, e) // behind the checkpoint now
 		}
 	}
+	// The running epoch's committee as the full nodes hold it: the sealed record leaves out the
+	// tickets that came after the epoch began, and epoch 0's is empty (its tickets are drawn at
+	// genesis), so a client would find no indexer for the whole first epoch. Every ticket is
+	// verified against the seed the walk derived, as a full node verifies one from gossip.
+	if peers := l.net.HistoryPeers(livePeers, int(cur)); len(peers) > 0 {
+		if added := addLive(ctx, l.net, tr, peers, cur, l.clock, l.log, nil); added > 0 {
+			l.log.Debug("tickets from full nodes' live committees", "epoch", cur, "added", added)
+		}
+	}
 	serving, _ := tr.Serving(cur) // an epoch that drew nobody: the last committee serves on
 	l.cached, l.cachedAt, l.cacheKey = serving, cur, key
 	l.seed, l.seeded = tr.Seed(cur)

@@ -84,3 +84,40 @@ func TestJoinerRepairsLiveCommittee(t *testing.T) {
 		t.Errorf("epoch %d: the late node holds a committee of %d members, the network %d", e, len(got), len(want))
 	}
 }
+
+// Epoch 0's tickets are drawn at genesis and never sealed, so its committee record is empty: a light
+// client holds the genesis committee only from full nodes' live views. Before it asked for them, a
+// consumer found no indexer for the whole first epoch of a network.
+func TestLightClientFindsTheGenesisCommittee(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 4 nodes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// A long epoch, so that the test runs inside epoch 0; a committee of 8 expected seats among 4
+	// candidates, so that it draws somebody (but for e^-8 of seeds).
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 4, Epoch: 5 * time.Minute, Committee: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ref := d.Nodes[0].Epochs()
+	sched := ref.Schedule()
+	for len(ref.Committee(0)) == 0 || time.Now().Before(sched.Start(0).Add(2*time.Second)) {
+		select {
+		case <-ctx.Done():
+			t.Fatal("node 0 never held a genesis committee")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	got, err := d.Light.Indexers(ctx, d.Network(), d.Stakes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := sched.Epoch(time.Now()); e != 0 {
+		t.Fatalf("the test ran into epoch %d", e)
+	}
+	if want := committeeIDs(ref.Committee(0)); !slices.Equal(committeeIDs(got), want) {
+		t.Errorf("the light client found %d indexers in epoch 0, the network's committee has %d", len(got), len(want))
+	}
+}
