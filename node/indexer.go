@@ -277,6 +277,9 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 		start = time.UnixMilli(req.StartUnixMs)
 	}
 	resp := &pb.MatchResponse{Candidates: uint32(st.Passed)}
+	if st.Passed > 0 && ix.Passes(req, now, string(consumer)) {
+		resp.Candidates-- // the consumer's own container, never offered to it
+	}
 	var last string
 	for _, c := range cands {
 		if peer.ID(c.Peer) == consumer {

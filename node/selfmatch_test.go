@@ -77,8 +77,8 @@ func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("asking its own indexer: %v", err)
 	}
-	if resp.Matched || resp.Refused != "reservation" || resp.Detail != "the only candidate is the consumer's own container" {
-		t.Fatalf("own consumer: %+v, want a refusal naming its own container", resp)
+	if resp.Matched || resp.Refused != "reservation" || resp.Detail != "the only candidate is the consumer's own container" || resp.Candidates != 0 {
+		t.Fatalf("own consumer: %+v, want a refusal naming its own container, and no candidate counted", resp)
 	}
 
 	// Another consumer asks n over the network and is matched to n's container, which n's indexer
@@ -89,8 +89,8 @@ func TestIndexerThatIsAlsoTheContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !resp.Matched {
-		t.Fatalf("refused: %s (%s)", resp.Refused, resp.Detail)
+	if !resp.Matched || resp.Candidates != 1 {
+		t.Fatalf("matched %v with %d candidates, want its one: %s (%s)", resp.Matched, resp.Candidates, resp.Refused, resp.Detail)
 	}
 	tk, signer, err := openTicket(resp.Ticket)
 	if err != nil {

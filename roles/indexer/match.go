@@ -256,6 +256,32 @@ func (ix *Index) MatchWithStats(req *pb.MatchRequest, now time.Time, limit int) 
 	return q.rank(cands, limit), st, nil
 }
 
+// Passes reports whether the container indexed under peer passes every filter of req at now, i.e.
+// whether Match would count it among the candidates. An indexer asks it of a consumer's own
+// container, which it never offers that consumer.
+func (ix *Index) Passes(req *pb.MatchRequest, now time.Time, peer string) bool {
+	if ValidateRequest(req) != nil {
+		return false
+	}
+	q, err := newQuery(req, now)
+	if err != nil {
+		return false
+	}
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	e := ix.peers[peer]
+	if e == nil || e.shard == nil || !slices.Contains(e.apps, q.app) {
+		return false
+	}
+	q.hw.modelID = ix.models[q.hw.model]
+	sh := e.shard
+	mult := q.multiplier(ix.demand, sh.region)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	_, _, ok := q.pass(&sh.hot[e.pos], e, mult)
+	return ok
+}
+
 var candPool = sync.Pool{New: func() any { s := make([]cand, 0, 256); return &s }}
 
 // Stages: the index of the filter an entry failed, or stagePass.

@@ -749,6 +749,16 @@ func TestMatchAgainstReference(t *testing.T) {
 			limit := 1 + r.IntN(8)
 			got, st, ref := ix.MatchWithStats(q, now, limit)
 			want, surv, filter := refMatch(s, mult, q, now, limit)
+			// Passes agrees with the reference about single containers, whatever their rank.
+			if len(names) > 0 {
+				all, _, _ := refMatch(s, mult, q, now, len(names)+1)
+				for range 3 {
+					p := names[r.IntN(len(names))]
+					if got, want := ix.Passes(q, now, p), slices.Contains(peers(all), p); got != want {
+						t.Fatalf("round %d: Passes(%s) = %v, the reference says %v", round, p, got, want)
+					}
+				}
+			}
 			outcomes[cmp.Or(filter, "matched")]++
 			if st.ShardsPruned > 0 {
 				outcomes["pruned"]++
