@@ -453,6 +453,8 @@ func TestResumeAfterContainerDies(t *testing.T) {
 		select {
 		case <-ctx.Done():
 			t.Fatal("no container got the session")
+		case c := <-done:
+			t.Fatalf("connect ended before any container got the session: %+v, %v", c.res, c.err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
