@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -164,6 +165,7 @@ func readHistory(r io.Reader, from uint64, count int, sealed bool) ([]HistoryRec
 func (n *Net) HistoryPeers(limit, offset int) []peer.ID {
 	var out []peer.ID
 	peers := n.host.Network().Peers()
+	slices.Sort(peers) // the same connections give the same choice (the simnet's reproducibility)
 	for i := range peers {
 		p := peers[(i+offset)%len(peers)]
 		if ok, _ := n.host.Peerstore().SupportsProtocols(p, ProtoCommitteeHistory); len(ok) > 0 {

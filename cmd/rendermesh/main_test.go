@@ -438,9 +438,18 @@ func TestResumeAfterContainerDies(t *testing.T) {
 	}
 	done := make(chan connected, 1)
 	go func() {
-		res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(),
-			Hold: 15 * time.Second, Resume: true, Render: node.RenderOptions{Play: true, Width: 320, Height: 180, Loopback: true}})
-		done <- connected{res, err}
+		for {
+			res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(),
+				Hold: 15 * time.Second, Resume: true, Render: node.RenderOptions{Play: true, Width: 320, Height: 180, Loopback: true}})
+			// Refused for capacity (the devnet's first containers may still await their checks, one
+			// held by WaitServing's match for its lease): ask again, as a consumer would.
+			if err == nil && res.Match != nil && !res.Match.Matched && ctx.Err() == nil {
+				time.Sleep(time.Second)
+				continue
+			}
+			done <- connected{res, err}
+			return
+		}
 	}()
 	// Kill the container once it is busy with the session (and has streamed a little).
 	var victim *node.Node
