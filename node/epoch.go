@@ -236,14 +236,12 @@ func (es *epochs) liveDelay() time.Duration {
 func (es *epochs) pullLive(ctx context.Context, now time.Time) time.Time {
 	sched := es.tr.Schedule()
 	cur := sched.Epoch(now)
-	next := sched.Start(cur + 1).Add(es.liveDelay())
 	if now.Before(sched.Genesis) {
-		next = sched.Start(0).Add(es.liveDelay())
-	} else if at := sched.Start(cur).Add(es.liveDelay()); now.Before(at) {
-		next = at
+		return sched.Start(0).Add(es.liveDelay()) // nothing is drawn before genesis
 	}
-	if now.Before(sched.Genesis) {
-		return next // nothing is drawn before genesis
+	next := sched.Start(cur + 1).Add(es.liveDelay())
+	if at := sched.Start(cur).Add(es.liveDelay()); now.Before(at) {
+		next = at
 	}
 	peers := es.n.net.HistoryPeers(livePeers, es.livePulls*livePeers)
 	if len(peers) == 0 {
@@ -298,14 +296,7 @@ func (es *epochs) liveRecord(e uint64) ([]byte, bool) {
 	if e != cur && e != cur+1 {
 		return nil, false
 	}
-	rec := &pb.CommitteeRecord{Epoch: e}
-	for _, tk := range es.tr.Committee(e) {
-		if len(rec.Tickets) == p2p.MaxCommitteeTickets {
-			break
-		}
-		rec.Tickets = append(rec.Tickets, tk.Raw)
-	}
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(committeeRecord(e, es.tr.Committee(e), false))
 	return raw, err == nil
 }
 
@@ -535,6 +526,16 @@ func (es *epochs) sampled(e uint64) bool {
 	return binary.BigEndian.Uint64(h[:8])%uint64(n) < uint64(es.publishers)
 }
 
+// committeeRecord is epoch e's committee record holding set's tickets (at most
+// p2p.MaxCommitteeTickets of them).
+func committeeRecord(e uint64, set []*epoch.Ticket, sealed bool) *pb.CommitteeRecord {
+	rec := &pb.CommitteeRecord{Epoch: e, Sealed: sealed}
+	for _, tk := range set[:min(len(set), p2p.MaxCommitteeTickets)] {
+		rec.Tickets = append(rec.Tickets, tk.Raw)
+	}
+	return rec
+}
+
 // putCommittee stores this node's view of epoch e's committee (its sealed set when sealed) in the
 // DHT, in the background.
 func (es *epochs) putCommittee(ctx context.Context, e uint64, sealed bool) {
@@ -544,13 +545,7 @@ func (es *epochs) putCommittee(ctx context.Context, e uint64, sealed bool) {
 	} else {
 		set = es.tr.Committee(e)
 	}
-	rec := &pb.CommitteeRecord{Epoch: e, Sealed: sealed}
-	for _, tk := range set {
-		if len(rec.Tickets) == p2p.MaxCommitteeTickets {
-			break
-		}
-		rec.Tickets = append(rec.Tickets, tk.Raw)
-	}
+	rec := committeeRecord(e, set, sealed)
 	es.n.wg.Go(func() {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rendermesh/rendermesh/p2p"
-	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/epoch"
 )
 
@@ -49,14 +48,7 @@ func (es *epochs) keepSealed(ctx context.Context, e uint64) {
 	if !ok {
 		return
 	}
-	rec := &pb.CommitteeRecord{Epoch: e, Sealed: true}
-	for _, tk := range set {
-		if len(rec.Tickets) == p2p.MaxCommitteeTickets {
-			break
-		}
-		rec.Tickets = append(rec.Tickets, tk.Raw)
-	}
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(committeeRecord(e, set, true))
 	if err != nil {
 		es.log.Warn("encode committee history", "epoch", e, "err", err)
 		return
