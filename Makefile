@@ -11,6 +11,7 @@ PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 DEVNET_NODES  ?= 30
 SIMNET_PEERS  ?= 1000
 SIMNET_SCENARIO ?= steady
+SIMNET_LINKS  ?= streams
 SIMNET_OUT    ?= out/simnet-$(SIMNET_SCENARIO)-$(SIMNET_PEERS)
 
 .PHONY: help build test test-short test-sim demo simnet bench fuzz lint verify proto deps deps-vpx deps-proto clean
@@ -50,8 +51,8 @@ test-short: ## the quick tests only
 demo: build ## run a devnet of $(DEVNET_NODES) nodes for a minute and print its summary
 	./$(BIN) devnet --nodes $(DEVNET_NODES) --duration 60s --web 127.0.0.1:8080
 
-simnet: build ## a large simnet: SIMNET_PEERS (1000) peers of SIMNET_SCENARIO (steady), report in SIMNET_OUT
-	./$(BIN) simnet run --peers $(SIMNET_PEERS) --seed 1 --scenario $(SIMNET_SCENARIO) --out $(SIMNET_OUT) --json
+simnet: build ## a large simnet: SIMNET_PEERS (1000) peers of SIMNET_SCENARIO (steady) on SIMNET_LINKS (streams), report in SIMNET_OUT
+	./$(BIN) simnet run --peers $(SIMNET_PEERS) --seed 1 --scenario $(SIMNET_SCENARIO) --links $(SIMNET_LINKS) --procs 2 --out $(SIMNET_OUT) --json
 
 bench: ## run the Go benchmarks (see docs/BENCHMARKS.md for the devnet figures)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...

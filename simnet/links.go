@@ -22,8 +22,9 @@ import (
 type links struct {
 	topo  *Topology
 	seed  uint64
-	peers []*peerSpec // every peer of the plan, by index; fixed before the run starts
-	net   *simnet.Simnet
+	peers []*peerSpec    // every peer of the plan, by index; fixed before the run starts
+	net   *simnet.Simnet // the QUIC model's packets; nil in the stream model
+	mem   *memNet        // the stream model (LinksStreams); nil in the QUIC model
 
 	dead    []atomic.Bool // crashed peers
 	sent    sync.Map      // pair (from<<32|to) -> *atomic.Uint64: packets sent, the loss draw's counter
@@ -32,11 +33,49 @@ type links struct {
 	lost    atomic.Uint64
 }
 
-func newLinks(topo *Topology, seed uint64, peers []*peerSpec) *links {
+func newLinks(model string, topo *Topology, seed uint64, peers []*peerSpec) *links {
 	l := &links{topo: topo, seed: seed, peers: peers,
 		dead: make([]atomic.Bool, len(peers))}
-	l.net = &simnet.Simnet{LatencyFunc: l.latency, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if model == LinksStreams {
+		l.mem = newMemNet(l)
+	} else {
+		l.net = &simnet.Simnet{LatencyFunc: l.latency, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
 	return l
+}
+
+func (l *links) start() {
+	if l.net != nil {
+		l.net.Start()
+	}
+}
+
+func (l *links) close() {
+	if l.net != nil {
+		l.net.Close()
+	}
+}
+
+// blocked says whether nothing gets from peer a to peer b: either has crashed, or the partition
+// separates them.
+func (l *links) blocked(a, b int) bool {
+	return l.dead[a].Load() || l.dead[b].Load() || (l.cut.Load() && l.peers[a].side != l.peers[b].side)
+}
+
+// setCut starts (true) or heals (false) the partition.
+func (l *links) setCut(on bool) {
+	l.cut.Store(on)
+	if l.mem != nil {
+		l.mem.update()
+	}
+}
+
+// kill makes peer i's links dead: a crash.
+func (l *links) kill(i int) {
+	l.dead[i].Store(true)
+	if l.mem != nil {
+		l.mem.update()
+	}
 }
 
 func (l *links) latency(p *simnet.Packet) time.Duration {
@@ -50,11 +89,7 @@ func (l *links) latency(p *simnet.Packet) time.Duration {
 
 // drop decides whether a packet from peer a to peer b is lost.
 func (l *links) drop(a, b int) bool {
-	if l.dead[a].Load() || l.dead[b].Load() {
-		l.dropped.Add(1)
-		return true
-	}
-	if l.cut.Load() && l.peers[a].side != l.peers[b].side {
+	if l.blocked(a, b) {
 		l.dropped.Add(1)
 		return true
 	}
@@ -78,6 +113,9 @@ func (l *links) drop(a, b int) bool {
 // transports is what a peer's libp2p host uses instead of the operating system's sockets: QUIC
 // over a simnet endpoint at the peer's address, behind a conn that applies loss, crashes and cuts.
 func (l *links) transports(idx int) []libp2p.Option {
+	if l.mem != nil {
+		return l.mem.transports(idx)
+	}
 	spec := l.peers[idx]
 	bps := spec.mbps * 1_000_000
 	settings := simnet.NodeBiDiLinkSettings{

@@ -189,7 +189,7 @@ func TestLinksDrop(t *testing.T) {
 	sc.Partition.Groups = nil
 	p, _ := makePlan(sc, 50, 1)
 	p.peers[10].side = 1
-	l := newLinks(sc.Topology, 1, p.peers)
+	l := newLinks(LinksQUIC, sc.Topology, 1, p.peers)
 	lost := 0
 	for range 100_000 {
 		if l.drop(1, 2) {

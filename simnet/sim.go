@@ -58,6 +58,17 @@ type Config struct {
 	HeapProfile io.Writer
 	// GoroutineProfile, if set, receives a goroutine profile taken at the same moment.
 	GoroutineProfile io.Writer
+	// Links is the link model: LinksQUIC (the default: QUIC over simulated packets) or
+	// LinksStreams (in-memory connections with the same delays, without QUIC and TLS; lighter,
+	// for large runs). docs/SIMNET.md compares them.
+	Links string
+}
+
+func (c Config) links() string {
+	if c.Links == "" {
+		return LinksQUIC
+	}
+	return c.Links
 }
 
 // Progress is the state of a run, for a progress bar outside the simulation.
@@ -230,8 +241,8 @@ func run(cfg Config) (*Result, error) {
 	}
 	s.reg = prometheus.NewRegistry()
 	s.mets = p2p.NewMetrics(s.reg)
-	s.links = newLinks(sc.Topology, uint64(cfg.Seed), pl.peers)
-	s.links.net.Start()
+	s.links = newLinks(cfg.links(), sc.Topology, uint64(cfg.Seed), pl.peers)
+	s.links.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx = ctx
 
@@ -249,9 +260,9 @@ func run(cfg Config) (*Result, error) {
 		case "match":
 			s.goAt(e.T, func() { s.match(e) })
 		case "cut":
-			s.goAt(e.T, func() { s.links.cut.Store(true) })
+			s.goAt(e.T, func() { s.links.setCut(true) })
 		case "heal":
-			s.goAt(e.T, func() { s.links.cut.Store(false) })
+			s.goAt(e.T, func() { s.links.setCut(false) })
 		}
 	}
 	if pl.floodAt > 0 {
@@ -295,7 +306,7 @@ func run(cfg Config) (*Result, error) {
 	}
 	closers.Wait()
 	s.closeFlood()
-	s.links.net.Close()
+	s.links.close()
 	prog.Online.Store(0)
 
 	res := s.result()
@@ -415,7 +426,7 @@ func (s *sim) peerLife(p *peerSpec) {
 		return
 	}
 	// A crash: the peer's links go dead first, so nothing it says on the way down gets out.
-	s.links.dead[p.index].Store(true)
+	s.links.kill(p.index)
 	s.mu.Lock()
 	s.nodes[p.index] = nil
 	s.mu.Unlock()
@@ -611,7 +622,7 @@ func (s *sim) sampler(prog *Progress) {
 
 func (s *sim) result() *Result {
 	pl, sc := s.plan, s.sc
-	sum := Summary{Peers: pl.nInitial, Seed: s.cfg.Seed, Scenario: sc.Name, Links: LinksQUIC,
+	sum := Summary{Peers: pl.nInitial, Seed: s.cfg.Seed, Scenario: sc.Name, Links: s.cfg.links(),
 		SimSeconds: pl.end.Seconds(), PeakRSSBytes: peakRSS(), StartFailures: s.failures}
 	for _, p := range pl.peers {
 		switch {

@@ -157,16 +157,40 @@ func TestFloodSmall(t *testing.T) {
 
 func TestPartitionSmall(t *testing.T) {
 	needSim(t, false)
+	partitionSmall(t, LinksQUIC)
+}
+
+// TestPartitionSmallStreams is TestPartitionSmall on the stream link model: the cut holds what
+// crosses it, closes connections it outlasts, and the network recovers the same way.
+func TestPartitionSmallStreams(t *testing.T) {
+	needSim(t, false)
+	s := partitionSmall(t, LinksStreams)
+	if s.Links != LinksStreams {
+		t.Errorf("summary says links %q", s.Links)
+	}
+}
+
+func partitionSmall(t *testing.T, links string) Summary {
 	sc := smallScenario(t, "partition")
 	sc.Duration = Duration(4 * time.Minute)
 	sc.Partition.At, sc.Partition.For = Duration(30*time.Second), Duration(time.Minute)
-	s := simulate(t, sc, 24, 5)
+	res, err := RunT(t, Config{Scenario: sc, Peers: 24, Seed: 5, Logger: testLogger(), Links: links})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Summary
+	b, _ := json.MarshalIndent(s, "", "  ")
+	t.Logf("%s", b)
+	if s.StartFailures != 0 {
+		t.Errorf("%d peers failed to start", s.StartFailures)
+	}
 	if s.GossipDeliveryRatio != 1 {
 		t.Errorf("gossip on each side of the cut: delivered %d of %d", s.GossipDelivered, s.GossipExpected)
 	}
 	if s.QueryRecoverySeconds > time.Duration(sc.ProvideInterval).Seconds() {
 		t.Errorf("queries failed %v s after the heal: want recovery within the republish interval (%v)", s.QueryRecoverySeconds, time.Duration(sc.ProvideInterval))
 	}
+	return s
 }
 
 func TestChurnSmall(t *testing.T) {

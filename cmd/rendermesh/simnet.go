@@ -66,6 +66,7 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	procs := fs.Int("procs", 1, "GOMAXPROCS during the run; above 1, latencies are no longer reproducible")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write a heap profile, taken at the end of the measured span (every peer still up), to this file")
+	links := fs.String("links", simnet.LinksQUIC, "link model: "+simnet.LinksQUIC+" (QUIC and TLS over simulated packets) or "+simnet.LinksStreams+" (in-memory connections with the same delays; lighter, for large runs)")
 	goProfile := fs.String("goroutineprofile", "", "write a goroutine profile, taken with the heap profile, to this file")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
@@ -75,6 +76,9 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *peers < 0 || *duration < 0 || *procs < 1 {
 		return fmt.Errorf("%w: --peers and --duration must not be negative, --procs must be at least 1", errUsage)
+	}
+	if *links != simnet.LinksQUIC && *links != simnet.LinksStreams {
+		return fmt.Errorf("%w: --links %q: want %s or %s", errUsage, *links, simnet.LinksQUIC, simnet.LinksStreams)
 	}
 	sc, err := simnet.LoadScenario(*scenario)
 	if err != nil {
@@ -117,7 +121,7 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}()
 	res, err := simnet.Run(simnet.Config{Scenario: sc, Peers: *peers, Seed: *seed, Duration: *duration,
 		Logger:   slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: level})),
-		Progress: prog, Procs: *procs, HeapProfile: heapProfile, GoroutineProfile: goroutineProfile})
+		Progress: prog, Procs: *procs, Links: *links, HeapProfile: heapProfile, GoroutineProfile: goroutineProfile})
 	close(done)
 	<-barDone
 	if err != nil {
