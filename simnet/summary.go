@@ -8,7 +8,7 @@ type Summary struct {
 	Peers    int    `json:"peers"`
 	Seed     int64  `json:"seed"`
 	Scenario string `json:"scenario"`
-	Links    string `json:"links"` // how peers are connected: "quic-simnet"
+	Links    string `json:"links"` // how peers are connected: "quic-simnet" or "streams"
 
 	SimSeconds   float64 `json:"sim_seconds"`
 	WallSeconds  float64 `json:"wall_seconds"`
