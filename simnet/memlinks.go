@@ -132,6 +132,7 @@ func (n *memNet) transports(idx int) []libp2p.Option {
 			return &memTransport{n: n, idx: idx, id: id, pub: key.GetPublic(), rcmgr: rm, addr: addr}, nil
 		}),
 		libp2p.DisableIdentifyAddressDiscovery(),
+		noBlackHoles(),
 	}
 }
 
