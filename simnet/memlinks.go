@@ -271,7 +271,6 @@ func (t *memTransport) dial(ctx context.Context, j int, p peer.ID, raddr ma.Mult
 	b := newMemConn(r, t.idx, t.id, t.pub, r.addr, t.addr, rs)
 	a.peer, b.peer = b, a
 	a.out, b.out = &pipe{n: n, from: t.idx, to: j, dst: b}, &pipe{n: n, from: j, to: t.idx, dst: a}
-	a.dialer = true
 	n.mu.Lock()
 	n.pairs[a] = struct{}{}
 	n.mu.Unlock()
@@ -513,7 +512,6 @@ type memConn struct {
 	scope      network.ConnManagementScope
 	peer       *memConn
 	out        *pipe
-	dialer     bool
 
 	mu      sync.Mutex
 	closed  bool
