@@ -39,7 +39,7 @@ const DefaultRecordHedge = time.Second
 // addresses in the peerstore, so the request needs one connection, not a walk of the DHT.
 func (n *Net) ContainerRecordFrom(ctx context.Context, id peer.ID) (*pb.ContainerRecord, error) {
 	key := ContainerRecordKey(id)
-	s, err := n.host.NewStream(ctx, id, dhtProtocol)
+	s, err := n.openStream(ctx, id, dhtProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: ask %s for its record: %w", id, err)
 	}

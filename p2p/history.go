@@ -98,9 +98,9 @@ func (n *Net) LiveCommittees(ctx context.Context, p peer.ID, from uint64, count 
 func (n *Net) askHistory(ctx context.Context, p peer.ID, req *pb.CommitteeHistoryRequest, read func(io.Reader) ([]HistoryRecord, error)) ([]HistoryRecord, error) {
 	ctx, cancel := context.WithTimeout(ctx, historyTimeout)
 	defer cancel()
-	s, err := n.host.NewStream(ctx, p, ProtoCommitteeHistory)
+	s, err := n.openStream(ctx, p, ProtoCommitteeHistory)
 	if err != nil {
-		return nil, fmt.Errorf("p2p: open %s stream to %s: %w", ProtoCommitteeHistory, p, err)
+		return nil, err
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(deadline)

@@ -142,11 +142,7 @@ func (n *Net) AddAddrs(p peer.ID, addrs [][]byte, ttl time.Duration) {
 
 // NewStream opens a stream of protocol id to p. The caller owns the stream.
 func (n *Net) NewStream(ctx context.Context, p peer.ID, id protocol.ID) (network.Stream, error) {
-	s, err := n.host.NewStream(ctx, p, id)
-	if err != nil {
-		return nil, fmt.Errorf("p2p: open %s stream to %s: %w", id, p, err)
-	}
-	return s, nil
+	return n.openStream(ctx, p, id)
 }
 
 // HandleStream serves protocol id with a long-lived handler that owns the stream: fn's context ends

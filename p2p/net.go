@@ -57,6 +57,8 @@ type Net struct {
 	subs   []*pubsub.Subscription
 	wg     sync.WaitGroup
 	closed bool
+
+	warm warmSet // KeepWarm's
 }
 
 // New starts a host listening on cfg.Listen, its DHT and, unless cfg.Client, gossipsub. It does not

@@ -190,11 +190,7 @@ type reqStream interface {
 // the handler Handle registered.
 func (n *Net) requestStream(ctx context.Context, p peer.ID, id protocol.ID) (reqStream, error) {
 	if p != n.host.ID() {
-		s, err := n.host.NewStream(ctx, p, id)
-		if err != nil {
-			return nil, fmt.Errorf("p2p: open %s stream to %s: %w", id, p, err)
-		}
-		return s, nil
+		return n.openStream(ctx, p, id)
 	}
 	n.mu.Lock()
 	h, ok := n.local[id]

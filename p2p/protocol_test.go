@@ -215,6 +215,10 @@ func TestHandleRequest(t *testing.T) {
 				if from == server && !errors.Is(err, ErrNoLocalHandler) {
 					t.Fatalf("%v, want ErrNoLocalHandler", err)
 				}
+				// The protocol is selected optimistically: the refusal arrives with the first read.
+				if from == client && !errors.Is(err, ErrProtocolNotSupported) {
+					t.Fatalf("%v, want ErrProtocolNotSupported", err)
+				}
 			})
 		})
 	}
