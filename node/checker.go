@@ -733,6 +733,7 @@ func (c *checkerSvc) simulationCheck(ctx context.Context, pid peer.ID, nonce []b
 		return failed(CheckUnanswered, nonce, "render stream: "+err.Error()), nil
 	}
 	defer s.Close()
+	defer c.n.net.Hold(s)()
 	// The stream is watched for CheckFor from its first frame; setting it up (ICE, DTLS, the
 	// first keyframe) may take checkSetup.
 	pctx, pcancel := context.WithTimeout(ctx, checkSetup+time.Duration(cfg.CheckFor))

@@ -174,6 +174,7 @@ func runSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.
 		return nil, err
 	}
 	defer s.Close()
+	defer net.Hold(s)()
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	keep := o.Keep

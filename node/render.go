@@ -117,6 +117,7 @@ const renderOfferTimeout = 10 * time.Second
 // serveRender streams to a consumer that presents the ticket of the session it has arrived for.
 func (n *Node) serveRender(ctx context.Context, s network.Stream) error {
 	remote := s.Conn().RemotePeer()
+	defer n.net.Hold(s)()
 	_ = s.SetReadDeadline(time.Now().Add(renderOfferTimeout))
 	first := &pb.RenderSignal{}
 	if err := p2p.ReadMsg(s, first, p2p.MaxRenderSignalSize); err != nil {
@@ -267,6 +268,7 @@ func playRender(ctx context.Context, net *p2p.Net, tk *pb.SessionTicket, ticketR
 		return nil, err
 	}
 	defer s.Close()
+	defer net.Hold(s)()
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	o := render.PlayOptions{

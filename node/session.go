@@ -94,6 +94,7 @@ const (
 // kept durably before the next.
 func (n *Node) serveSession(ctx context.Context, s network.Stream) error {
 	remote := s.Conn().RemotePeer()
+	defer n.net.Hold(s)()
 	_ = s.SetReadDeadline(time.Now().Add(sessionOpenTimeout))
 	open := &pb.SessionOpen{}
 	if err := p2p.ReadMsg(s, open, p2p.MaxSessionMsgSize); err != nil {

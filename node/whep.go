@@ -252,6 +252,7 @@ func (n *Node) forwardOffer(ctx context.Context, m *consumer.Match, sdp string, 
 		return err
 	}
 	defer s.Close()
+	defer n.net.Hold(s)()
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	sig := streamSignaller{s}

@@ -111,3 +111,15 @@ func (n *Net) dialWarm(p peer.ID) {
 		}
 	}()
 }
+
+// Hold protects the connection s runs on from the connection manager's trimming until the
+// returned release is called: a session's or a render stream's connection must not be cut for
+// being one of many (at its high watermark the manager closes the least valued connections,
+// streams or not). Each stream holds its own tag, so one stream's end does not release another's.
+func (n *Net) Hold(s network.Stream) (release func()) {
+	p := s.Conn().RemotePeer()
+	tag := "rendermesh-stream-" + s.ID()
+	cm := n.host.ConnManager()
+	cm.Protect(p, tag)
+	return func() { cm.Unprotect(p, tag) }
+}

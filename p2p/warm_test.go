@@ -60,3 +60,38 @@ func TestKeepWarm(t *testing.T) {
 		t.Fatalf("%d held after an empty set", held)
 	}
 }
+
+func TestHold(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := startNet(t, testConfig(t, 1))
+	b := startNet(t, testConfig(t, 2))
+	a.Host().Peerstore().AddAddrs(b.ID(), b.Host().Addrs(), time.Hour)
+	b.HandleStream("/rendermesh/test-hold/1.0.0", func(ctx context.Context, s network.Stream) error {
+		<-ctx.Done()
+		return nil
+	})
+	s1, err := a.NewStream(ctx, b.ID(), "/rendermesh/test-hold/1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := a.NewStream(ctx, b.ID(), "/rendermesh/test-hold/1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := a.Host().ConnManager()
+	r1, r2 := a.Hold(s1), a.Hold(s2)
+	if !cm.IsProtected(b.ID(), "") {
+		t.Fatal("held stream's peer not protected")
+	}
+	r1()
+	if !cm.IsProtected(b.ID(), "") {
+		t.Fatal("one stream's release dropped the other's protection")
+	}
+	r2()
+	if cm.IsProtected(b.ID(), "") {
+		t.Fatal("protected after every release")
+	}
+	_ = s1.Reset()
+	_ = s2.Reset()
+}
