@@ -644,7 +644,8 @@ func (s *sim) result() *Result {
 	s.epochSummary(&sum)
 	s.checkerSummary(&sum)
 	rep := &Report{Description: sc.Description, WindowSeconds: time.Duration(sc.Window).Seconds()}
-	nWin := int(math.Ceil(float64(pl.end-pl.start) / float64(sc.Window)))
+	// A run stopped before measuring began has no window (and pl.end < pl.start).
+	nWin := max(0, int(math.Ceil(float64(pl.end-pl.start)/float64(sc.Window))))
 	rep.Windows = make([]Window, nWin)
 	for i := range rep.Windows {
 		rep.Windows[i].Start = (pl.start + time.Duration(i)*time.Duration(sc.Window)).Seconds()

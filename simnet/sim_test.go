@@ -233,3 +233,24 @@ func TestEpochsSmall(t *testing.T) {
 		t.Error("no joiners: the catch-up path was not exercised")
 	}
 }
+
+// TestStopBeforeMeasuring: a run stopped early (Ctrl-C on the command) still summarises what it
+// measured, even when it is stopped in the warm-up, before the measured span begins (it panicked
+// making the report's windows).
+func TestStopBeforeMeasuring(t *testing.T) {
+	needSim(t, true)
+	sc := smallScenario(t, "steady")
+	prog := new(Progress)
+	prog.Stop.Store(true)
+	res, err := RunT(t, Config{Scenario: sc, Peers: 6, Seed: 1, Logger: testLogger(), Links: LinksStreams, Progress: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Summary
+	if s.SimSeconds >= time.Duration(sc.Warmup).Seconds() {
+		t.Errorf("stopped at once, the summary says %v simulated seconds", s.SimSeconds)
+	}
+	if len(res.Report.Windows) != 0 || s.Queries != 0 {
+		t.Errorf("stopped before measuring: %d windows, %d queries", len(res.Report.Windows), s.Queries)
+	}
+}
