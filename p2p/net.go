@@ -17,6 +17,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/routing"
@@ -208,9 +209,18 @@ func (n *Net) Addrs() []ma.Multiaddr {
 	return addrs
 }
 
+// bootstrapWait is how long Bootstrap waits, after connecting, for a bootstrap peer to enter the
+// DHT's routing table (identify must show that it speaks the DHT) before it tries again.
+var bootstrapWait = 5 * time.Second
+
 // Bootstrap connects to the configured bootstrap peers, retrying until ctx ends, and fills the DHT's
 // routing table. It fails with ErrBootstrap when peers were configured and none could be reached.
 // A node with no bootstrap peers founds a network and returns at once.
+//
+// A connection is not enough: a busy bootstrap peer may close it (its connection manager trims
+// above the high watermark) or refuse identify's stream (its resource manager), and then the
+// routing table stays empty. Bootstrap notices within bootstrapWait, drops connections on which
+// identify learnt nothing, and dials again, until a bootstrap peer is in the routing table.
 func (n *Net) Bootstrap(ctx context.Context) error {
 	if len(n.cfg.Bootstrap) == 0 {
 		return n.dht.Bootstrap(ctx)
@@ -234,7 +244,12 @@ func (n *Net) Bootstrap(ctx context.Context) error {
 			connected++
 		}
 		if connected > 0 {
-			break
+			// The DHT adds a peer to its routing table once identify shows it speaks the DHT
+			// protocol.
+			if n.waitRoutingTable(ctx, bootstrapWait) {
+				break
+			}
+			lastErr = n.unusableBootstrap()
 		}
 		wait := min(time.Second<<attempt, 5*time.Second)
 		select {
@@ -244,24 +259,68 @@ func (n *Net) Bootstrap(ctx context.Context) error {
 		case <-time.After(wait): // real time: this waits on the network, not on protocol logic
 		}
 	}
-	// The DHT adds a peer to its routing table once identify shows it speaks the DHT protocol;
-	// wait for that, then for one refresh, so that puts and provides right after start-up reach
-	// the right peers.
-	poll := time.NewTicker(20 * time.Millisecond)
-	defer poll.Stop()
-	for n.dht.RoutingTable().Size() == 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: connected, but no bootstrap peer speaks %s/kad/1.0.0: are they rendermesh nodes?", ErrBootstrap, DHTProtocolPrefix)
-		case <-poll.C:
-		}
-	}
 	// A lookup of our own ID fills the routing table with our neighbourhood (the full refresh of
-	// every bucket goes on in the background).
+	// every bucket goes on in the background), so that puts and provides right after start-up
+	// reach the right peers.
 	if _, err := n.dht.GetClosestPeers(ctx, string(n.host.ID())); err != nil && ctx.Err() != nil {
 		return fmt.Errorf("p2p: bootstrap DHT: %w", ctx.Err())
 	}
 	return nil
+}
+
+// waitRoutingTable waits up to d for the DHT's routing table to hold a peer; false if it did not.
+func (n *Net) waitRoutingTable(ctx context.Context, d time.Duration) bool {
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for n.dht.RoutingTable().Size() == 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return false
+		case <-poll.C:
+		}
+	}
+	return true
+}
+
+// unusableBootstrap says why the bootstrap peers are not in the routing table, and closes the
+// connections to those of them of which identify learnt no protocol (it failed, or has not
+// answered in bootstrapWait), so that the next round dials them again.
+func (n *Net) unusableBootstrap() error {
+	kad := protocol.ID(DHTProtocolPrefix + "/kad/1.0.0")
+	var dropped, foreign, gone []string
+	for _, pi := range n.cfg.Bootstrap {
+		if pi.ID == n.host.ID() {
+			continue
+		}
+		protos, _ := n.host.Peerstore().GetProtocols(pi.ID)
+		switch {
+		case n.host.Network().Connectedness(pi.ID) != network.Connected:
+			gone = append(gone, pi.ID.ShortString())
+		case len(protos) == 0:
+			_ = n.host.Network().ClosePeer(pi.ID)
+			dropped = append(dropped, pi.ID.ShortString())
+		case !slices.Contains(protos, kad):
+			foreign = append(foreign, pi.ID.ShortString())
+		}
+	}
+	var why []string
+	if len(foreign) > 0 {
+		why = append(why, fmt.Sprintf("%s do not speak %s: are they rendermesh nodes?", strings.Join(foreign, ", "), kad))
+	}
+	if len(dropped) > 0 {
+		why = append(why, fmt.Sprintf("identify learnt nothing from %s (dropped, to dial again)", strings.Join(dropped, ", ")))
+	}
+	if len(gone) > 0 {
+		why = append(why, fmt.Sprintf("%s closed the connection (busy?)", strings.Join(gone, ", ")))
+	}
+	if len(why) == 0 {
+		why = append(why, "they speak the DHT, but its routing table did not take them")
+	}
+	return fmt.Errorf("connected, but no bootstrap peer entered the routing table: %s", strings.Join(why, "; "))
 }
 
 // RoutingTableSize is the number of peers in the DHT routing table.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand"
 	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -463,5 +465,58 @@ func TestResourceLimitsAdmitConnHigh(t *testing.T) {
 		if in := int(l.System.StreamsInbound); in < 4*c.connHigh {
 			t.Errorf("%d MiB, conn_high %d: %d inbound streams admitted", c.mem>>20, c.connHigh, in)
 		}
+	}
+}
+
+// TestBootstrapAgainAfterDroppedConnection: a busy bootstrap peer may accept a newcomer's
+// connection and then close it (its connection manager trims) or let identify fail; Bootstrap
+// dials again instead of waiting out its context with an empty routing table (four peers of a
+// 1,000-peer simnet failed to start that way).
+func TestBootstrapAgainAfterDroppedConnection(t *testing.T) {
+	defer func(d time.Duration) { bootstrapWait = d }(bootstrapWait)
+	bootstrapWait = 300 * time.Millisecond
+	boot := startNet(t, testConfig(t, 1))
+	var dropped atomic.Int32
+	boot.Host().Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if dropped.Add(1) == 1 { // the first connection only
+			go func() { _ = c.Close() }()
+		}
+	}})
+	cfg := testConfig(t, 2)
+	cfg.Bootstrap = []peer.AddrInfo{addrInfo(boot)}
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	joiner := startNet(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := joiner.Bootstrap(ctx); err != nil {
+		t.Fatalf("Bootstrap: %v", err)
+	}
+	if dropped.Load() < 2 {
+		t.Fatalf("the bootstrap peer saw %d connections: want the dropped one and a second", dropped.Load())
+	}
+	if joiner.RoutingTableSize() == 0 {
+		t.Fatal("routing table empty after Bootstrap")
+	}
+}
+
+// TestBootstrapPeerWithoutDHT: a bootstrap peer that is not a rendermesh node (no DHT protocol)
+// fails Bootstrap once its context ends, saying so.
+func TestBootstrapPeerWithoutDHT(t *testing.T) {
+	defer func(d time.Duration) { bootstrapWait = d }(bootstrapWait)
+	bootstrapWait = 200 * time.Millisecond
+	other, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New), libp2p.Muxer(yamux.ID, yamux.DefaultTransport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	cfg := testConfig(t, 3)
+	cfg.Bootstrap = []peer.AddrInfo{{ID: other.ID(), Addrs: other.Addrs()}}
+	n := startNet(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err = n.Bootstrap(ctx)
+	if !errors.Is(err, ErrBootstrap) || !strings.Contains(err.Error(), "do not speak /rendermesh/kad/1.0.0") {
+		t.Fatalf("Bootstrap: %v, want ErrBootstrap saying the peer does not speak the DHT", err)
 	}
 }
