@@ -29,7 +29,8 @@ type Candidate struct {
 
 // StakeSource says who may be drawn for an epoch. Every node must get the same answer for the same
 // epoch: a genesis allocation file now (devnet, simnet), stake read from the chain at a fixed block
-// and checkers' quality scores later.
+// and checkers' quality scores later. The tracker keeps the lists it is given: a source returns a
+// new list when candidates change, and never modifies one it returned.
 type StakeSource interface {
 	Candidates(e uint64) []Candidate
 }
@@ -150,14 +151,42 @@ type Tracker struct {
 	mu      sync.Mutex
 	epochs  map[uint64]*epochState
 	pending []pendingTicket
+	// index is the last candidate list's positions by ID, shared by the epochs whose stake source
+	// returned that same list (an Allocation returns one list for every epoch).
+	index candidateIndex
+}
+
+// candidateIndex maps candidate IDs to their position in one list of candidates.
+type candidateIndex struct {
+	of  []Candidate
+	pos map[string]int
+}
+
+// indexOf returns the positions of cands by ID (the last of equal IDs wins, as it did in the
+// weights maps before), reusing the tracker's index when cands is the list it was built for.
+// Caller holds mu (or owns t).
+func (t *Tracker) indexOf(cands []Candidate) map[string]int {
+	if len(cands) == len(t.index.of) && (len(cands) == 0 || &cands[0] == &t.index.of[0]) {
+		return t.index.pos
+	}
+	pos := make(map[string]int, len(cands))
+	for i, c := range cands {
+		pos[c.ID] = i
+	}
+	t.index = candidateIndex{of: cands, pos: pos}
+	return pos
 }
 
 type epochState struct {
 	seed     Seed
 	haveSeed bool
-	inputs   map[string]WeightInputs // by candidate, computed with the seed
-	keys     map[string]ed25519.PublicKey
-	weights  map[string]*big.Int
+	// The candidates, as the stake source gave them when the seed was learnt, and what their
+	// weights depend on. A node keeps a few epochs' states and a simnet a thousand nodes' trackers,
+	// so a candidate costs 4 bytes here (its Recent count) and its weight is computed when asked
+	// (candidate): per-candidate maps of inputs, keys and weights took 1.5 GB at 1,000 peers.
+	cands    []Candidate
+	pos      map[string]int // shared with other epochs of the same candidate list: never modified
+	recent   []uint32       // by position in cands, computed with the seed
 	total    *big.Int
 	tickets  map[string]*Ticket
 	sealed   bool
@@ -289,20 +318,45 @@ func (t *Tracker) state(e uint64) *epochState {
 	return st
 }
 
-// setSeed records seed(e) and computes every candidate's weight for e. Caller holds mu (or owns t).
+// setSeed records seed(e) and computes every candidate's weight inputs for e, and the total weight.
+// Caller holds mu (or owns t).
 func (t *Tracker) setSeed(e uint64, s Seed) {
 	st := t.state(e)
 	st.seed, st.haveSeed = s, true
-	st.inputs = map[string]WeightInputs{}
-	st.keys = map[string]ed25519.PublicKey{}
-	st.weights = map[string]*big.Int{}
+	st.cands = t.cfg.Stakes.Candidates(e)
+	st.pos = t.indexOf(st.cands)
+	st.recent = make([]uint32, len(st.cands))
 	st.total = new(big.Int)
-	for _, c := range t.cfg.Stakes.Candidates(e) {
-		in := WeightInputs{Stake: c.Stake, QualityPPM: c.QualityPPM, Recent: t.recent(c.ID, e)}
-		w := Weight(in)
-		st.inputs[c.ID], st.keys[c.ID], st.weights[c.ID] = in, c.Key, w
-		st.total.Add(st.total, w)
+	for i, c := range st.cands {
+		st.recent[i] = t.recent(c.ID, e)
+		st.total.Add(st.total, Weight(st.inputs(i)))
 	}
+	// An ID listed twice counts once, as its last entry (what the weights maps did before): take
+	// out the weight of every entry the index does not point at.
+	if len(st.pos) != len(st.cands) {
+		for i, c := range st.cands {
+			if st.pos[c.ID] != i {
+				st.total.Sub(st.total, Weight(st.inputs(i)))
+			}
+		}
+	}
+}
+
+// inputs are the weight inputs of the candidate at position i.
+func (st *epochState) inputs(i int) WeightInputs {
+	c := st.cands[i]
+	return WeightInputs{Stake: c.Stake, QualityPPM: c.QualityPPM, Recent: st.recent[i]}
+}
+
+// candidate returns id's weight inputs, key and weight in this epoch; ok is false when id is not
+// a candidate. The state must have its seed.
+func (st *epochState) candidate(id string) (in WeightInputs, key ed25519.PublicKey, w *big.Int, ok bool) {
+	i, ok := st.pos[id]
+	if !ok {
+		return WeightInputs{}, nil, nil, false
+	}
+	in = st.inputs(i)
+	return in, st.cands[i].Key, Weight(in), true
 }
 
 // recent counts id's seats in the sealed committees of the RecencyWindow epochs before e.
@@ -340,8 +394,8 @@ func (t *Tracker) Draw(e uint64, id string, sk ed25519.PrivateKey) *pb.IndexerTi
 		t.mu.Unlock()
 		return nil
 	}
-	in, ok := st.inputs[id]
-	w, total, seed := st.weights[id], st.total, st.seed
+	in, _, w, ok := st.candidate(id)
+	total, seed := st.total, st.seed
 	t.mu.Unlock()
 	if !ok || w.Sign() <= 0 {
 		return nil
@@ -415,19 +469,19 @@ func (t *Tracker) verify(msg *pb.IndexerTicket, signer string, raw []byte, now t
 	if !bytes.Equal(msg.Seed, st.seed[:]) {
 		return rej(TicketWrongSeed, "made on another seed than epoch %d's", e)
 	}
-	in, ok := st.inputs[id]
-	if !ok || st.weights[id].Sign() <= 0 {
+	in, key, w, ok := st.candidate(id)
+	if !ok || w.Sign() <= 0 {
 		return rej(TicketNotCandidate, "not a candidate with stake in epoch %d", e)
 	}
 	if new(big.Int).SetBytes(msg.Stake).Cmp(in.Stake) != 0 || msg.QualityPpm != in.QualityPPM || msg.Recent != in.Recent {
 		return rej(TicketWeightMismatch, "weight inputs (stake %s, quality %d, recent %d) differ from this node's (%s, %d, %d)",
 			new(big.Int).SetBytes(msg.Stake), msg.QualityPpm, msg.Recent, in.Stake, in.QualityPPM, in.Recent)
 	}
-	out, err := Verify(st.keys[id], msg.VrfProof, Alpha(st.seed, e, RoleIndexer))
+	out, err := Verify(key, msg.VrfProof, Alpha(st.seed, e, RoleIndexer))
 	if err != nil {
 		return rej(TicketBadProof, "%v", err)
 	}
-	seats := Seats(out, st.weights[id], st.total, t.cfg.Params)
+	seats := Seats(out, w, st.total, t.cfg.Params)
 	if seats == 0 || seats != msg.Seats {
 		return rej(TicketLosing, "claims %d seats, the draw gives %d", msg.Seats, seats)
 	}
@@ -439,7 +493,7 @@ func (t *Tracker) verify(msg *pb.IndexerTicket, signer string, raw []byte, now t
 // reports whether it did. Caller holds mu.
 func (t *Tracker) otherSeed(msg *pb.IndexerTicket, signer string, raw []byte, now time.Time) bool {
 	st := t.epochs[msg.Epoch]
-	key, ok := st.keys[signer]
+	_, key, w, ok := st.candidate(signer)
 	if !ok {
 		return false
 	}
@@ -450,7 +504,7 @@ func (t *Tracker) otherSeed(msg *pb.IndexerTicket, signer string, raw []byte, no
 		return false
 	}
 	// Only a winning draw counts: otherwise any staked identity could vote for a seed of its choice.
-	if seats := Seats(out, st.weights[signer], st.total, t.cfg.Params); seats == 0 || seats != msg.Seats {
+	if seats := Seats(out, w, st.total, t.cfg.Params); seats == 0 || seats != msg.Seats {
 		return false
 	}
 	if st.others == nil {

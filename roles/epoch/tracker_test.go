@@ -9,6 +9,8 @@ import (
 	"maps"
 	"math/big"
 	"math/rand/v2"
+	"reflect"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -295,7 +297,7 @@ func TestTrackerRecency(t *testing.T) {
 					want++
 				}
 			}
-			if got := tr.epochs[e+1].inputs[c.id].Recent; got != want {
+			if got := tr.recentOf(e+1, c.id); got != want {
 				t.Fatalf("epoch %d, %s: recent %d, want %d", e+1, c.id, got, want)
 			}
 		}
@@ -1142,4 +1144,57 @@ func BenchmarkCatchUpEpoch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(imports)/1e6, "ms/epoch")
 	b.ReportMetric(float64(tickets)/float64(epochs), "tickets/epoch")
+}
+
+// recentOf is id's Recent weight input in epoch e (the test reads the tracker's state).
+func (t *Tracker) recentOf(e uint64, id string) uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	in, _, _, _ := t.epochs[e].candidate(id)
+	return in.Recent
+}
+
+// TestTrackerCandidateListedTwice: a candidate the stake source lists twice is one candidate, with
+// its last entry's stake; the total weight counts it once. Draws on the duplicated list and on the
+// list without the first entry give the same seats.
+func TestTrackerCandidateListedTwice(t *testing.T) {
+	_, alloc := testCandidates(6)
+	dup := append(Allocation{alloc[2]}, alloc...)
+	dup[0].Stake = ethers(99) // overridden by the later entry
+	once := newTracker(t, testConfig(alloc), genesis)
+	twice := newTracker(t, testConfig(dup), genesis)
+	if a, b := once.epochs[0].total, twice.epochs[0].total; a.Cmp(b) != 0 {
+		t.Fatalf("total weight %s with a duplicate, %s without", b, a)
+	}
+	cands, _ := testCandidates(6)
+	for _, c := range cands {
+		a, b := once.Draw(0, c.id, c.sk), twice.Draw(0, c.id, c.sk)
+		if (a == nil) != (b == nil) || (a != nil && a.Seats != b.Seats) {
+			t.Fatalf("%s draws %v without the duplicate, %v with", c.id, a, b)
+		}
+	}
+}
+
+// TestTrackerMemoryPerEpoch: an epoch's state costs a few bytes per candidate, and the epochs of
+// one candidate list share its index (a thousand-peer simnet holds a thousand trackers of a
+// thousand candidates, each with several epochs).
+func TestTrackerMemoryPerEpoch(t *testing.T) {
+	_, alloc := testCandidates(1000)
+	tr := newTracker(t, testConfig(alloc), genesis)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for e := uint64(1); e <= 20; e++ {
+		tr.setSeed(e, Seed{byte(e)})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perCand := float64(after.HeapAlloc-before.HeapAlloc) / 20 / 1000
+	t.Logf("%.1f heap bytes per candidate and epoch", perCand)
+	if perCand > 16 {
+		t.Errorf("%.1f heap bytes per candidate and epoch: want a few (the per-candidate maps took about 250)", perCand)
+	}
+	if p0, p1 := tr.epochs[1].pos, tr.epochs[20].pos; reflect.ValueOf(p0).Pointer() != reflect.ValueOf(p1).Pointer() {
+		t.Error("epochs of the same candidate list do not share its index")
+	}
 }
