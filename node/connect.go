@@ -164,6 +164,9 @@ func (m *nodeMatchNet) OpenTicket(raw []byte) (*pb.SessionTicket, string, error)
 	return openTicket(raw)
 }
 
+// Connected implements consumer.Connected: the node asks indexers it holds a connection to first.
+func (m *nodeMatchNet) Connected(p string) bool { return connected(m.n.net, p) }
+
 // runSession opens the session with the matched container and keeps its receipts until the hold
 // ends. accepted, when set, runs once the container admits the consumer.
 func runSession(ctx context.Context, net *p2p.Net, clk clock.Clock, m *consumer.Match, o ConnectOptions, accepted func()) (*consumer.SessionReport, error) {
@@ -302,6 +305,14 @@ func (m *lightMatchNet) OpenTicket(raw []byte) (*pb.SessionTicket, string, error
 	return openTicket(raw)
 }
 
+// Connected implements consumer.Connected: a light client asks indexers it holds a connection to
+// first (one it asked before, or a full node it asked for the committee).
+func (m *lightMatchNet) Connected(p string) bool { return connected(m.l.net, p) }
+
+func connected(net *p2p.Net, p string) bool {
+	return net.Host().Network().Connectedness(peer.ID(p)) == network.Connected
+}
+
 func requestMatch(ctx context.Context, net *p2p.Net, indexer string, req *pb.MatchRequest) (*pb.MatchResponse, error) {
 	resp := &pb.MatchResponse{}
 	if err := net.Request(ctx, peer.ID(indexer), p2p.ProtoMatch, req, resp, p2p.MaxMatchResponseSize); err != nil {
@@ -374,3 +385,8 @@ func resume(ctx context.Context, net *p2p.Net, clk clock.Clock, req *pb.MatchReq
 		}
 	}
 }
+
+var (
+	_ consumer.Connected = (*nodeMatchNet)(nil)
+	_ consumer.Connected = (*lightMatchNet)(nil)
+)

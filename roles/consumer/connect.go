@@ -26,6 +26,13 @@ type MatchNet interface {
 	OpenTicket(raw []byte) (*pb.SessionTicket, string, error)
 }
 
+// Connected is what a MatchNet may also say: whether it holds a connection to a peer now. Connect
+// then asks the indexers it is connected to first: a request on a new connection pays for the
+// connection (a round trip at least) before it is sent.
+type Connected interface {
+	Connected(peer string) bool
+}
+
 // Defaults of ConnectOptions.
 const (
 	DefaultAttemptTimeout = 2 * time.Second
@@ -80,7 +87,8 @@ var retryable = []string{"not_indexer", "overloaded", "reservation", ""}
 // Connect asks the epoch's indexers for a match, one after another, until one matches or refuses
 // for good: an indexer that fails, is slower than AttemptTimeout or cannot serve costs one retry.
 // The indexers are tried in an order derived from the request ID, so consumers spread over the
-// committee and a retried request does not go back to the indexer that failed it.
+// committee and a retried request does not go back to the indexer that failed it; when net
+// implements Connected, the indexers it is connected to come first, in that order.
 func Connect(ctx context.Context, net MatchNet, req *pb.MatchRequest, o ConnectOptions) (*Match, error) {
 	if o.AttemptTimeout <= 0 {
 		o.AttemptTimeout = DefaultAttemptTimeout
@@ -100,6 +108,9 @@ func Connect(ctx context.Context, net MatchNet, req *pb.MatchRequest, o ConnectO
 	}
 	req.Epoch = ep
 	order := Order(req.RequestId, indexers)
+	if c, ok := net.(Connected); ok {
+		order = ConnectedFirst(order, c)
+	}
 	m := &Match{Epoch: ep}
 	began := o.Clock.Now()
 	for _, ix := range order[:min(len(order), o.MaxAttempts)] {
@@ -187,4 +198,19 @@ func Order(requestID []byte, indexers []string) []string {
 		out = append(out, k.id)
 	}
 	return out
+}
+
+// ConnectedFirst moves the indexers c is connected to to the front of order, each part keeping
+// its order.
+func ConnectedFirst(order []string, c Connected) []string {
+	out := make([]string, 0, len(order))
+	var cold []string
+	for _, ix := range order {
+		if c.Connected(ix) {
+			out = append(out, ix)
+		} else {
+			cold = append(cold, ix)
+		}
+	}
+	return append(out, cold...)
 }

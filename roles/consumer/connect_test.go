@@ -146,3 +146,45 @@ func TestOrderSpreadsRequests(t *testing.T) {
 		t.Fatalf("duplicates kept: %v", o)
 	}
 }
+
+// connectedIndexers is fakeIndexers with connections to some of the committee.
+type connectedIndexers struct {
+	*fakeIndexers
+	conns map[string]bool
+}
+
+func (c connectedIndexers) Connected(p string) bool { return c.conns[p] }
+
+// TestConnectAsksConnectedIndexersFirst: a consumer already connected to some indexers asks them
+// first (a request on a new connection pays for the connection first), in the request's order;
+// the others follow, in the same order.
+func TestConnectAsksConnectedIndexersFirst(t *testing.T) {
+	req := &pb.MatchRequest{RequestId: []byte("0123456789abcdef"), App: "demo"}
+	members := []string{"ix-a", "ix-b", "ix-c", "ix-d", "ix-e"}
+	order := Order(req.RequestId, members)
+	warm := map[string]bool{order[3]: true, order[1]: true}
+	want := []string{order[1], order[3], order[0], order[2], order[4]}
+	if got := ConnectedFirst(order, connectedIndexers{nil, warm}); !slices.Equal(got, want) {
+		t.Fatalf("ConnectedFirst: %v, want %v", got, want)
+	}
+	f := &fakeIndexers{self: "me", members: members, answer: map[string]func(context.Context) (*pb.MatchResponse, error){}}
+	for _, ix := range members {
+		f.answer[ix] = failing
+	}
+	f.answer[order[0]] = matched(order[0])
+	m, err := Connect(context.Background(), connectedIndexers{f, warm}, req, ConnectOptions{MaxAttempts: 5, Clock: clock.NewMock()})
+	if err != nil || !m.Matched {
+		t.Fatalf("Connect: %+v, %v", m, err)
+	}
+	if !slices.Equal(f.asked, want[:3]) {
+		t.Fatalf("asked %v, want the connected indexers first: %v", f.asked, want[:3])
+	}
+	// Without connections: the request's order.
+	f.asked = nil
+	if _, err := Connect(context.Background(), f, req, ConnectOptions{Clock: clock.NewMock()}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.asked, order[:1]) {
+		t.Fatalf("asked %v, want %v", f.asked, order[:1])
+	}
+}
