@@ -354,10 +354,7 @@ func (s *sim) sampleUtilization() {
 }
 
 // rtt is the topology's round trip between two peers (both directions' one-way delays).
-func (s *sim) rtt(a, b int) time.Duration {
-	x, y := s.plan.peers[a], s.plan.peers[b]
-	return s.links.topo.oneWay(s.links.seed, x, y) + s.links.topo.oneWay(s.links.seed, y, x)
-}
+func (s *sim) rtt(a, b int) time.Duration { return s.links.rtt(a, b) }
 
 // matchSummary fills the match metrics.
 func (s *sim) matchSummary(sum *Summary, rep *Report) {

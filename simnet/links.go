@@ -87,6 +87,11 @@ func (l *links) latency(p *simnet.Packet) time.Duration {
 	return l.topo.oneWay(l.seed, l.peers[a], l.peers[b])
 }
 
+// rtt is the topology's round trip between peers a and b (both directions' one-way delays).
+func (l *links) rtt(a, b int) time.Duration {
+	return l.topo.oneWay(l.seed, l.peers[a], l.peers[b]) + l.topo.oneWay(l.seed, l.peers[b], l.peers[a])
+}
+
 // drop decides whether a packet from peer a to peer b is lost.
 func (l *links) drop(a, b int) bool {
 	if l.blocked(a, b) {

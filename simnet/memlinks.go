@@ -93,9 +93,7 @@ func (n *memNet) arrival(a, b, size int, now time.Time) time.Time {
 	return sent.Add(n.l.topo.oneWay(n.l.seed, n.l.peers[a], n.l.peers[b]) + n.txTime(b, wire))
 }
 
-func (n *memNet) rtt(a, b int) time.Duration {
-	return n.l.topo.oneWay(n.l.seed, n.l.peers[a], n.l.peers[b]) + n.l.topo.oneWay(n.l.seed, n.l.peers[b], n.l.peers[a])
-}
+func (n *memNet) rtt(a, b int) time.Duration { return n.l.rtt(a, b) }
 
 // update applies a change of the partition or of a peer's life to every open connection.
 func (n *memNet) update() {
