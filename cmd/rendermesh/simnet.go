@@ -145,16 +145,22 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 // showProgress draws a progress bar on a terminal (a line every 10 s otherwise) until done. An
-// interrupt asks the simulation to stop early; it still writes what it measured.
+// interrupt (ctx ends) asks the simulation to stop early; it still writes what it measured, and
+// the bar goes on at its pace until then.
 func showProgress(ctx context.Context, p *simnet.Progress, w io.Writer, done <-chan struct{}) {
 	tty := isTerminal(w)
 	every := 10 * time.Second
 	if tty {
 		every = 200 * time.Millisecond
 	}
+	showProgressEvery(ctx, p, w, done, tty, every)
+}
+
+func showProgressEvery(ctx context.Context, p *simnet.Progress, w io.Writer, done <-chan struct{}, tty bool, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	began := time.Now()
+	interrupt := ctx.Done()
 	for {
 		select {
 		case <-done:
@@ -162,11 +168,12 @@ func showProgress(ctx context.Context, p *simnet.Progress, w io.Writer, done <-c
 				fmt.Fprint(w, "\r\033[K")
 			}
 			return
-		case <-ctx.Done():
-			if !p.Stop.Load() {
-				p.Stop.Store(true)
-				fmt.Fprintln(w, "\nsimnet: interrupted; stopping the simulation and writing what it measured")
-			}
+		case <-interrupt:
+			// Once: a closed channel stays ready, and the loop would spin writing lines (it
+			// wrote 9 GB of them while 1,000 peers shut down).
+			interrupt = nil
+			p.Stop.Store(true)
+			fmt.Fprintln(w, "\nsimnet: interrupted; stopping the simulation and writing what it measured")
 		case <-tick.C:
 		}
 		sim, total := time.Duration(p.SimNanos.Load()), time.Duration(p.TotalNanos.Load())
