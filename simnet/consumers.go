@@ -261,13 +261,16 @@ func (s *sim) match(e Event) {
 	if i, ok := s.indexOf([]byte(m.Indexer)); ok {
 		res.indexer = i
 	}
-	switch {
-	case !m.Matched && m.Reason != "":
+	if !m.Matched {
 		res.reason = m.Reason
+		if res.reason == "" {
+			res.reason = "error"
+		}
+		// Each indexer asked and what it said or how it failed: the summary counts only the reason.
+		s.log.Warn("match failed", "consumer", e.Peer, "reason", res.reason, "detail", m.Detail, "attempts", s.attemptsLog(m.Attempts))
 		return
-	case !m.Matched:
-		res.reason = "error"
-		return
+	}
+	switch {
 	case m.Took > time.Duration(c.Timeout):
 		res.reason = "timeout"
 	default:
@@ -298,6 +301,26 @@ func (s *sim) match(e Event) {
 		s.log.Warn("session failed", "consumer", e.Peer, "container", ci, "err", cr.SessionErr)
 	}
 	res.ticket = h
+}
+
+// attemptsLog writes a match's attempts on one line: the indexer (peer index), time and outcome.
+func (s *sim) attemptsLog(as []consumer.Attempt) string {
+	parts := make([]string, 0, len(as))
+	for _, a := range as {
+		out := "matched"
+		switch {
+		case a.Err != "":
+			out = "error: " + a.Err
+		case a.Refused != "":
+			out = "refused: " + a.Refused
+		}
+		ix := -1
+		if i, ok := s.indexOf([]byte(a.Indexer)); ok {
+			ix = i
+		}
+		parts = append(parts, fmt.Sprintf("peer %d %.1fms %s", ix, a.Ms, out))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // heartbeatSeen keeps the newest heartbeat of container from (called with s.mu held).

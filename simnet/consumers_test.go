@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/rendermesh/rendermesh/roles/consumer"
 )
 
 func TestConsumersScenario(t *testing.T) {
@@ -203,5 +205,26 @@ func TestMatchTiny(t *testing.T) {
 	if s.Matches == 0 || s.Sessions == 0 || s.SessionFailures != 0 || s.DoubleBooked != 0 {
 		t.Errorf("matches %d (refused %v), sessions %d (%d failed), double booked %d", s.Matches, s.MatchRefused, s.Sessions,
 			s.SessionFailures, s.DoubleBooked)
+	}
+}
+
+// TestAttemptsLog: a failed match's log line names each indexer asked (by peer index) and what it
+// said or how it failed.
+func TestAttemptsLog(t *testing.T) {
+	sc := smallScenario(t, "match")
+	pl, err := makePlan(sc, 12, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sim{plan: pl}
+	a, b := pl.peers[4], pl.peers[7]
+	got := s.attemptsLog([]consumer.Attempt{
+		{Indexer: string(a.id), Ms: 2000, Err: "context deadline exceeded"},
+		{Indexer: string(b.id), Ms: 12.5, Refused: "reservation"},
+		{Indexer: "not a peer ID", Ms: 3},
+	})
+	want := "peer 4 2000.0ms error: context deadline exceeded; peer 7 12.5ms refused: reservation; peer -1 3.0ms matched"
+	if got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
 	}
 }
