@@ -381,7 +381,9 @@ func TestConnect(t *testing.T) {
 
 	// An indexer that dies costs the consumer one retry: close a member of the current committee
 	// (not the bootstrap node) and ask with a request ID that orders it first. A dead indexer stays
-	// on the committees it was drawn for (this epoch's, maybe the next one's).
+	// on the committees it was drawn for (this epoch's, maybe the next one's). A consumer asks the
+	// indexers it holds a connection to first (a dead one's is gone): the client drops its
+	// connections to the other members, so that the request's order decides.
 	deadOK := false
 	for try := 0; try < 6 && !deadOK; try++ {
 		e := sched.Epoch(time.Now())
@@ -405,9 +407,16 @@ func TestConnect(t *testing.T) {
 			req.RequestId = node.NewRequestID()
 		}
 		dead.Close()
+		for _, id := range ids {
+			_ = d.Light.Net().Host().Network().ClosePeer(peer.ID(id))
+		}
 		res, err := d.Light.Connect(ctx, req, node.ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
 		if err != nil || res.Match == nil || len(res.Match.Attempts) == 0 || res.Match.Attempts[0].Indexer != string(dead.Net().ID()) {
-			t.Logf("killed indexer %s of epoch %d, but the client saw another committee (%v): again", dead.Net().ID(), e, err)
+			var first string
+			if err == nil && res.Match != nil && len(res.Match.Attempts) > 0 {
+				first = peer.ID(res.Match.Attempts[0].Indexer).String()
+			}
+			t.Logf("killed indexer %s of epoch %d, but the client asked %q first (%v): again", dead.Net().ID(), e, first, err)
 			continue
 		}
 		m := res.Match
