@@ -165,7 +165,7 @@ func (m *nodeMatchNet) OpenTicket(raw []byte) (*pb.SessionTicket, string, error)
 }
 
 // Connected implements consumer.Connected: the node asks indexers it holds a connection to first.
-func (m *nodeMatchNet) Connected(p string) bool { return connected(m.n.net, p) }
+func (m *nodeMatchNet) Connected(p string) bool { return m.n.net.Connected(peer.ID(p)) }
 
 // runSession opens the session with the matched container and keeps its receipts until the hold
 // ends. accepted, when set, runs once the container admits the consumer.
@@ -307,11 +307,7 @@ func (m *lightMatchNet) OpenTicket(raw []byte) (*pb.SessionTicket, string, error
 
 // Connected implements consumer.Connected: a light client asks indexers it holds a connection to
 // first (one it asked before, or a full node it asked for the committee).
-func (m *lightMatchNet) Connected(p string) bool { return connected(m.l.net, p) }
-
-func connected(net *p2p.Net, p string) bool {
-	return net.Host().Network().Connectedness(peer.ID(p)) == network.Connected
-}
+func (m *lightMatchNet) Connected(p string) bool { return m.l.net.Connected(peer.ID(p)) }
 
 func requestMatch(ctx context.Context, net *p2p.Net, indexer string, req *pb.MatchRequest) (*pb.MatchResponse, error) {
 	resp := &pb.MatchResponse{}

@@ -298,7 +298,7 @@ func (n *Net) unusableBootstrap() error {
 		}
 		protos, _ := n.host.Peerstore().GetProtocols(pi.ID)
 		switch {
-		case n.host.Network().Connectedness(pi.ID) != network.Connected:
+		case !n.Connected(pi.ID):
 			gone = append(gone, pi.ID.ShortString())
 		case len(protos) == 0:
 			_ = n.host.Network().ClosePeer(pi.ID)
@@ -321,6 +321,11 @@ func (n *Net) unusableBootstrap() error {
 		why = append(why, "they speak the DHT, but its routing table did not take them")
 	}
 	return fmt.Errorf("connected, but no bootstrap peer entered the routing table: %s", strings.Join(why, "; "))
+}
+
+// Connected says whether the node holds a connection to p now.
+func (n *Net) Connected(p peer.ID) bool {
+	return n.host.Network().Connectedness(p) == network.Connected
 }
 
 // RoutingTableSize is the number of peers in the DHT routing table.

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
@@ -212,7 +211,7 @@ func (n *Net) SendSessionStats(ctx context.Context, checker peer.ID, raw []byte)
 // Reach makes sure this node can open streams to p: connected already, an address known, or one
 // found in the DHT.
 func (n *Net) Reach(ctx context.Context, p peer.ID) error {
-	if n.host.Network().Connectedness(p) == network.Connected || len(n.host.Peerstore().Addrs(p)) > 0 {
+	if n.Connected(p) || len(n.host.Peerstore().Addrs(p)) > 0 {
 		return nil
 	}
 	ai, err := n.dht.FindPeer(ctx, p)

@@ -55,7 +55,7 @@ func (n *Net) KeepWarm(peers []peer.ID) {
 		if !w.peers[p] {
 			cm.Protect(p, warmTag)
 		}
-		if n.host.Network().Connectedness(p) != network.Connected && !w.dialing[p] {
+		if !n.Connected(p) && !w.dialing[p] {
 			n.dialWarm(p)
 		}
 	}
@@ -73,7 +73,7 @@ func (n *Net) Warm() (held, connected int) {
 	defer n.warm.mu.Unlock()
 	for p := range n.warm.peers {
 		held++
-		if n.host.Network().Connectedness(p) == network.Connected {
+		if n.Connected(p) {
 			connected++
 		}
 	}

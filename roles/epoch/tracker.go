@@ -29,8 +29,9 @@ type Candidate struct {
 
 // StakeSource says who may be drawn for an epoch. Every node must get the same answer for the same
 // epoch: a genesis allocation file now (devnet, simnet), stake read from the chain at a fixed block
-// and checkers' quality scores later. The tracker keeps the lists it is given: a source returns a
-// new list when candidates change, and never modifies one it returned.
+// and checkers' quality scores later. A list names each candidate once (node.SortAllocation
+// refuses one that does not). The tracker keeps the lists it is given: a source returns a new list
+// when candidates change, and never modifies one it returned.
 type StakeSource interface {
 	Candidates(e uint64) []Candidate
 }
@@ -330,15 +331,6 @@ func (t *Tracker) setSeed(e uint64, s Seed) {
 	for i, c := range st.cands {
 		st.recent[i] = t.recent(c.ID, e)
 		st.total.Add(st.total, Weight(st.inputs(i)))
-	}
-	// An ID listed twice counts once, as its last entry (what the weights maps did before): take
-	// out the weight of every entry the index does not point at.
-	if len(st.pos) != len(st.cands) {
-		for i, c := range st.cands {
-			if st.pos[c.ID] != i {
-				st.total.Sub(st.total, Weight(st.inputs(i)))
-			}
-		}
 	}
 }
 

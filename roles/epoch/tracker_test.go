@@ -1154,27 +1154,6 @@ func (t *Tracker) recentOf(e uint64, id string) uint32 {
 	return in.Recent
 }
 
-// TestTrackerCandidateListedTwice: a candidate the stake source lists twice is one candidate, with
-// its last entry's stake; the total weight counts it once. Draws on the duplicated list and on the
-// list without the first entry give the same seats.
-func TestTrackerCandidateListedTwice(t *testing.T) {
-	_, alloc := testCandidates(6)
-	dup := append(Allocation{alloc[2]}, alloc...)
-	dup[0].Stake = ethers(99) // overridden by the later entry
-	once := newTracker(t, testConfig(alloc), genesis)
-	twice := newTracker(t, testConfig(dup), genesis)
-	if a, b := once.epochs[0].total, twice.epochs[0].total; a.Cmp(b) != 0 {
-		t.Fatalf("total weight %s with a duplicate, %s without", b, a)
-	}
-	cands, _ := testCandidates(6)
-	for _, c := range cands {
-		a, b := once.Draw(0, c.id, c.sk), twice.Draw(0, c.id, c.sk)
-		if (a == nil) != (b == nil) || (a != nil && a.Seats != b.Seats) {
-			t.Fatalf("%s draws %v without the duplicate, %v with", c.id, a, b)
-		}
-	}
-}
-
 // TestTrackerMemoryPerEpoch: an epoch's state costs a few bytes per candidate, and the epochs of
 // one candidate list share its index (a thousand-peer simnet holds a thousand trackers of a
 // thousand candidates, each with several epochs).
