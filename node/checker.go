@@ -374,13 +374,15 @@ func (c *checkerSvc) loop(ctx context.Context, wg *sync.WaitGroup) {
 
 // consider starts the check of container id that is due now, if any.
 func (c *checkerSvc) consider(ctx context.Context, wg *sync.WaitGroup, e uint64, seed epoch.Seed, id string, now time.Time) {
-	d := c.standing(id)
-	if d.Standing == checker.StandingExcluded {
-		return // final: checking it again costs and changes nothing
-	}
+	// The rank first: a checker is assigned a few of the containers it follows, and the
+	// standing costs a walk of the container's history.
 	r := c.rank(e, seed, id)
 	if r < 0 {
 		return
+	}
+	d := c.standing(id)
+	if d.Standing == checker.StandingExcluded {
+		return // final: checking it again costs and changes nothing
 	}
 	c.mu.Lock()
 	w := c.watched[id]

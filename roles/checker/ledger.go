@@ -92,7 +92,12 @@ type ledgerEpoch struct {
 	entries map[[32]byte]*LedgerEntry // every attestation added, by leaf
 	winner  map[string][32]byte       // check key -> the lowest leaf
 	checks  map[string]int            // check key -> attestations for it
-	root    *[32]byte                 // cached until the next Add
+	// byContainer lists each container's check keys, so that what concerns one container
+	// (History, Standing, Summary: every node asks them for each attestation it accepts, and a
+	// checker for each container it follows, twice a second) costs what its own checks cost, not
+	// the epoch's thousands.
+	byContainer map[string][]string
+	root        *[32]byte // cached until the next Add
 }
 
 // ErrLedger is wrapped by the Ledger's errors.
@@ -121,7 +126,7 @@ func (l *Ledger) Add(a *pb.Attestation, raw []byte) bool {
 	defer l.mu.Unlock()
 	ep := l.epochs[e.Epoch]
 	if ep == nil {
-		ep = &ledgerEpoch{entries: map[[32]byte]*LedgerEntry{}, winner: map[string][32]byte{}, checks: map[string]int{}}
+		ep = &ledgerEpoch{entries: map[[32]byte]*LedgerEntry{}, winner: map[string][32]byte{}, checks: map[string]int{}, byContainer: map[string][]string{}}
 		l.epochs[e.Epoch] = ep
 	}
 	if _, ok := ep.entries[e.Leaf]; ok {
@@ -129,7 +134,9 @@ func (l *Ledger) Add(a *pb.Attestation, raw []byte) bool {
 	}
 	ep.entries[e.Leaf] = &e
 	k := ledgerCheckKey(a)
-	ep.checks[k]++
+	if ep.checks[k]++; ep.checks[k] == 1 {
+		ep.byContainer[e.Container] = append(ep.byContainer[e.Container], k)
+	}
 	if w, ok := ep.winner[k]; !ok || bytes.Compare(e.Leaf[:], w[:]) < 0 {
 		ep.winner[k] = e.Leaf
 	}
@@ -144,6 +151,15 @@ func (ep *ledgerEpoch) counted() []LedgerEntry {
 		out = append(out, *ep.entries[leaf])
 	}
 	slices.SortFunc(out, compareLedgerEntries)
+	return out
+}
+
+// countedFor appends the epoch's counted entries that name container to out, unsorted. Caller
+// holds mu.
+func (ep *ledgerEpoch) countedFor(container string, out []LedgerEntry) []LedgerEntry {
+	for _, k := range ep.byContainer[container] {
+		out = append(out, *ep.entries[ep.winner[k]])
+	}
 	return out
 }
 
@@ -248,15 +264,11 @@ func (l *Ledger) Summary(e uint64, container string) (ContainerSummary, bool) {
 	if ep == nil {
 		return ContainerSummary{}, false
 	}
-	var mine []LedgerEntry
-	for _, en := range ep.counted() {
-		if en.Container == container {
-			mine = append(mine, en)
-		}
-	}
+	mine := ep.countedFor(container, nil)
 	if len(mine) == 0 {
 		return ContainerSummary{}, false
 	}
+	slices.SortFunc(mine, compareLedgerEntries)
 	return l.summarise(e, container, mine), true
 }
 
@@ -318,11 +330,7 @@ func (l *Ledger) History(container string) []LedgerEntry {
 	defer l.mu.Unlock()
 	var out []LedgerEntry
 	for _, ep := range l.epochs {
-		for _, en := range ep.counted() {
-			if en.Container == container {
-				out = append(out, en)
-			}
-		}
+		out = ep.countedFor(container, out)
 	}
 	slices.SortFunc(out, compareLedgerEntries)
 	return out

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -141,6 +142,59 @@ func TestLedgerOrderIndependent(t *testing.T) {
 				t.Fatalf("a proof for an uncounted version: %v", err)
 			}
 		}
+	}
+}
+
+// History names exactly a container's counted checks in every epoch the ledger holds (the
+// per-container index agrees with the epoch's counted set), in canonical order.
+func TestLedgerHistoryIsTheContainersCountedChecks(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	containers := []string{"container-1", "container-2", "container-3", "container-4"}
+	var all []ledgerAtt
+	for i := range 200 {
+		all = append(all, newLedgerAtt("checker-"+string(rune('a'+r.IntN(5))), containers[r.IntN(len(containers))],
+			uint64(7+r.IntN(3)), pb.CheckKind_CHECK_KIND_RANDOM, r.IntN(4) > 0, int64(r.IntN(900)), byte(i)))
+	}
+	for _, i := range []int{4, 40, 90} { // equivocations: only the lower leaf counts
+		all = append(all, newLedgerAtt(string(all[i].a.Checker), string(all[i].a.Container), all[i].a.Epoch, all[i].a.Kind,
+			all[i].a.Verdict != pb.Verdict_VERDICT_PASS, 1, all[i].a.Nonce[0]))
+	}
+	l := newTestLedger(t)
+	for _, x := range all {
+		l.Add(x.a, x.raw)
+	}
+	counted := map[[32]byte]bool{}
+	for _, e := range l.Epochs() {
+		for _, leaf := range l.Leaves(e) {
+			counted[leaf] = true
+		}
+	}
+	total := 0
+	for _, c := range containers {
+		want := map[[32]byte]bool{}
+		for _, x := range all {
+			if leaf := checker.AttestationLeaf(x.raw); string(x.a.Container) == c && counted[leaf] {
+				want[leaf] = true
+			}
+		}
+		h := l.History(c)
+		got := map[[32]byte]bool{}
+		for i, en := range h {
+			got[en.Leaf] = true
+			if en.Container != c {
+				t.Fatalf("%s's history holds a check of %s", c, en.Container)
+			}
+			if i > 0 && (h[i-1].IssuedUnixMs > en.IssuedUnixMs || h[i-1].IssuedUnixMs == en.IssuedUnixMs && string(h[i-1].Leaf[:]) > string(en.Leaf[:])) {
+				t.Fatalf("%s's history is out of order at %d", c, i)
+			}
+		}
+		if len(h) != len(want) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: history of %d checks, %d distinct; want the %d counted ones", c, len(h), len(got), len(want))
+		}
+		total += len(h)
+	}
+	if total != len(counted) {
+		t.Fatalf("histories hold %d checks, the epochs count %d", total, len(counted))
 	}
 }
 
@@ -291,5 +345,30 @@ func BenchmarkLedgerAdd(b *testing.B) {
 		x := atts[i%len(atts)]
 		l.Add(x.a, x.raw)
 		i++
+	}
+}
+
+// BenchmarkLedgerStanding is what a checker pays for each container it follows, twice a second,
+// and every node for each attestation it accepts: a container's standing in a ledger holding a
+// 1,000-peer network's epochs (660 containers, about 3 checks each per epoch, 3 epochs).
+func BenchmarkLedgerStanding(b *testing.B) {
+	l, _ := checker.NewLedger(checker.LedgerConfig{})
+	const containers = 660
+	i := 0
+	for e := range uint64(3) {
+		for c := range containers {
+			for k := range 3 {
+				x := newLedgerAtt("checker-"+string(rune('a'+(c+k)%100)), "container-"+strconv.Itoa(c), 7+e,
+					pb.CheckKind_CHECK_KIND_RANDOM, (c+k)%9 != 0, int64(k*60), byte(i))
+				l.Add(x.a, x.raw)
+				i++
+			}
+		}
+	}
+	b.ReportAllocs()
+	c := 0
+	for b.Loop() {
+		l.Standing("container-" + strconv.Itoa(c%containers))
+		c++
 	}
 }
