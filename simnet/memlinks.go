@@ -666,6 +666,9 @@ func (c *memConn) ConnState() network.ConnectionState {
 	return network.ConnectionState{Transport: LinksStreams}
 }
 
+// keepReadBuffer is the largest read buffer a drained memStream keeps.
+const keepReadBuffer = 4 << 10
+
 // memStream is one end of a stream.
 type memStream struct {
 	c     *memConn // the local end of the connection
@@ -736,6 +739,12 @@ func (s *memStream) Read(b []byte) (int, error) {
 		switch {
 		case s.buf.Len() > 0 && s.rerr == nil && !s.readClosed:
 			n, _ := s.buf.Read(b)
+			if s.buf.Len() == 0 && s.buf.Cap() > keepReadBuffer {
+				// Drained: a long-lived stream (gossipsub's, the DHT's) would otherwise keep
+				// its largest burst's buffer for good, hundreds of megabytes over a
+				// 1,000-peer run.
+				s.buf = bytes.Buffer{}
+			}
 			s.mu.Unlock()
 			return n, nil
 		case s.rerr != nil:

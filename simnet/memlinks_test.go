@@ -231,3 +231,33 @@ func TestStreamLinksCheckThePeerID(t *testing.T) {
 		}
 	})
 }
+
+// A drained stream gives its burst's buffer back, and keeps a small one.
+func TestMemStreamDrainedBufferReleased(t *testing.T) {
+	s := newMemStream(nil)
+	big := bytes.Repeat([]byte{7}, 256<<10)
+	s.push(big)
+	got := make([]byte, 0, len(big))
+	b := make([]byte, 32<<10)
+	for len(got) < len(big) {
+		n, err := s.Read(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b[:n]...)
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatal("read back other bytes")
+	}
+	if c := s.buf.Cap(); c > keepReadBuffer {
+		t.Fatalf("a drained stream keeps a %d-byte buffer", c)
+	}
+	s.push([]byte("small"))
+	if n, err := s.Read(b); err != nil || string(b[:n]) != "small" {
+		t.Fatalf("after the release: %q, %v", b[:n], err)
+	}
+	s.push([]byte("again"))
+	if c := s.buf.Cap(); c == 0 || c > keepReadBuffer {
+		t.Fatalf("a small buffer of %d bytes", c)
+	}
+}
