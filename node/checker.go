@@ -493,6 +493,30 @@ var errInconclusive = errors.New("checker: inconclusive")
 // That says nothing about it once; a container that keeps refusing is counted (noteRefused).
 var errRefusedBusy = fmt.Errorf("%w: the container is busy with other checks", errInconclusive)
 
+// errUnreachable marks a check that never reached the container: no address for it was found, or
+// no connection to it could be made. That is as likely the network's doing (a dial backoff after a
+// failed dial, a route being cut, the checker's own connection limits) as the container's, so it
+// is counted like a busy refusal: the check is due again a recheck interval later, and only
+// maxBusyRefusals in a row are attested as a failure (unanswered). A container that accepts the
+// stream and then stays silent is not unreachable: that fails at once, as before.
+var errUnreachable = fmt.Errorf("%w: the container could not be reached", errInconclusive)
+
+// deferred says whether err is a check that is due again later and counts towards
+// maxBusyRefusals: the container refused it as busy, or could not be reached.
+func deferred(err error) bool {
+	return errors.Is(err, errRefusedBusy) || errors.Is(err, errUnreachable)
+}
+
+// reach makes sure pid can be dialled (connected, an address known, or one found in the DHT).
+func (c *checkerSvc) reach(ctx context.Context, pid peer.ID) error {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.n.net.Reach(rctx, pid); err != nil {
+		return fmt.Errorf("%w: %v", errUnreachable, err)
+	}
+	return nil
+}
+
 // maxBusyRefusals is how many checks in a row a container may refuse as busy before the checker
 // attests a failure (unanswered). An honest container serves two challenges and two telemetry
 // reports at once, and is assigned two checkers: it is busy for a third only by rare overlap, and
@@ -564,7 +588,7 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 		if err != nil || ctx.Err() != nil {
 			c.count(func(s *CheckerStats) { s.Inconclusive++ })
 			c.log.Debug("check inconclusive", "container", pid, "method", m, "err", err)
-			busy = busy || errors.Is(err, errRefusedBusy)
+			busy = busy || deferred(err)
 			continue
 		}
 		if res.Verdict != checker.Pass {
@@ -588,7 +612,7 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 				method = pb.CheckMethod_CHECK_METHOD_TELEMETRY
 			}
 			c.publish(ctx, pid, rec, kind, method, nonce, failed(CheckUnanswered, nonce,
-				fmt.Sprintf("refused %d checks in a row as busy", n)))
+				fmt.Sprintf("%d checks in a row refused as busy or unreachable", n)))
 		}
 	}
 	for _, d := range passed {
@@ -698,6 +722,9 @@ func (c *checkerSvc) telemetryCheck(ctx context.Context, pid peer.ID, rec *pb.Co
 	if len(rec.GetHardware().GetGpus()) == 0 {
 		return checker.Result{}, fmt.Errorf("%w: a CPU-only container has no GPU readings to check", errInconclusive)
 	}
+	if err := c.reach(ctx, pid); err != nil {
+		return checker.Result{}, err
+	}
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	t, _, err := c.n.RequestTelemetry(tctx, pid, nonce, telemetrySamples, telemetrySpacing)
@@ -706,6 +733,8 @@ func (c *checkerSvc) telemetryCheck(ctx context.Context, pid peer.ID, rec *pb.Co
 		return checker.Result{}, errInconclusive
 	case errors.Is(err, ErrTelemetryRefused) && strings.Contains(err.Error(), refusedBusy):
 		return checker.Result{}, fmt.Errorf("%w: %v", errRefusedBusy, err)
+	case errors.Is(err, errStreamNotOpened):
+		return checker.Result{}, fmt.Errorf("%w: %v", errUnreachable, err)
 	case err != nil:
 		return failed(CheckUnanswered, nonce, "no telemetry report: "+err.Error()), nil
 	}
@@ -725,6 +754,9 @@ func (c *checkerSvc) simulationCheck(ctx context.Context, pid peer.ID, nonce []b
 	if err != nil {
 		return checker.Result{}, err
 	}
+	if err := c.reach(ctx, pid); err != nil {
+		return checker.Result{}, err
+	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	s, err := c.n.net.NewStream(sctx, pid, p2p.ProtoRender)
 	cancel()
@@ -732,7 +764,7 @@ func (c *checkerSvc) simulationCheck(ctx context.Context, pid peer.ID, nonce []b
 		if ctx.Err() != nil {
 			return checker.Result{}, errInconclusive
 		}
-		return failed(CheckUnanswered, nonce, "render stream: "+err.Error()), nil
+		return checker.Result{}, fmt.Errorf("%w: render stream: %v", errUnreachable, err)
 	}
 	defer s.Close()
 	defer c.n.net.Hold(s)()

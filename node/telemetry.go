@@ -24,6 +24,10 @@ import (
 // refusal; the error's text ends with the container's reason ("busy", "no gpu", ...).
 var ErrTelemetryRefused = errors.New("node: telemetry refused")
 
+// errStreamNotOpened marks a telemetry request whose stream to the container could not be opened
+// (no connection could be made): the container was never asked.
+var errStreamNotOpened = errors.New("node: no stream to the container")
+
 // Reasons a container refuses a telemetry request (TelemetryReport.refused).
 const (
 	telemetryRefusedBusy         = "busy"            // serving maxTelemetryReports already
@@ -155,7 +159,7 @@ func (n *Node) RequestTelemetry(ctx context.Context, container peer.ID, nonce []
 	requested := n.opts.Clock.Now()
 	s, err := n.net.NewStream(ctx, container, p2p.ProtoTelemetry)
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("%w: %w", errStreamNotOpened, err))
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -149,8 +151,30 @@ func TestTelemetryReport(t *testing.T) {
 	t.Run("silent container", func(t *testing.T) {
 		c := startTelemetryContainer(t, profileProbe(t, "l40s", 16), CheatSilent)
 		linkNodes(t, chk, c)
-		if _, _, err := request(t, c, "nonce-7"); err == nil || errors.Is(err, ErrTelemetryRefused) {
+		_, _, err := request(t, c, "nonce-7")
+		if err == nil || errors.Is(err, ErrTelemetryRefused) || errors.Is(err, errStreamNotOpened) {
 			t.Fatalf("a silent container: %v", err)
+		}
+		// Reached and silent: the container's failure, attested at once (after confirmations).
+		ck := &checkerSvc{n: chk, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		res, err := ck.telemetryCheck(t.Context(), c.Net().ID(), c.Container().Record(1), []byte("nonce-7b"), standby)
+		if err != nil || res.Verdict != checker.Fail || res.Check != CheckUnanswered {
+			t.Fatalf("a silent container's check: %v %s, %v", res.Verdict, res.Check, err)
+		}
+	})
+
+	t.Run("unreachable container", func(t *testing.T) {
+		// Running, but the checker knows no address for it and the DHT has none: the check never
+		// reaches it, which says nothing about the container (docs/CHECKERS.md, "Scheduling").
+		c := startTelemetryContainer(t, profileProbe(t, "l40s", 17))
+		_, _, err := request(t, c, "nonce-8")
+		if !errors.Is(err, errStreamNotOpened) {
+			t.Fatalf("no stream to an unreachable container: %v", err)
+		}
+		ck := &checkerSvc{n: chk, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		res, err := ck.telemetryCheck(t.Context(), c.Net().ID(), c.Container().Record(1), []byte("nonce-8b"), standby)
+		if !errors.Is(err, errUnreachable) || !errors.Is(err, errInconclusive) || !deferred(err) {
+			t.Fatalf("an unreachable container's check: %v %s, %v; want deferred, unreachable", res.Verdict, res.Check, err)
 		}
 	})
 
