@@ -576,7 +576,7 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 		res    checker.Result
 	}
 	var passed []done
-	busy := false
+	var busy error // the last check deferred (busy, unreachable)
 	for _, m := range c.cfg.Methods {
 		method := pb.CheckMethod_CHECK_METHOD_TELEMETRY
 		if m == MethodSimulation {
@@ -588,7 +588,9 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 		if err != nil || ctx.Err() != nil {
 			c.count(func(s *CheckerStats) { s.Inconclusive++ })
 			c.log.Debug("check inconclusive", "container", pid, "method", m, "err", err)
-			busy = busy || deferred(err)
+			if deferred(err) {
+				busy = err
+			}
 			continue
 		}
 		if res.Verdict != checker.Pass {
@@ -603,8 +605,10 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 	}
 	if len(passed) > 0 {
 		c.noteAnswered(string(pid))
-	} else if busy && ctx.Err() == nil {
-		if n, fail := c.noteRefused(string(pid), c.n.opts.Clock.Now()); fail {
+	} else if busy != nil && ctx.Err() == nil {
+		n, fail := c.noteRefused(string(pid), c.n.opts.Clock.Now())
+		c.log.Info("check deferred", "container", pid, "in_a_row", n, "of", maxBusyRefusals, "err", busy)
+		if fail {
 			nonce := make([]byte, checker.NonceSize)
 			_, _ = rand.Read(nonce)
 			method := pb.CheckMethod_CHECK_METHOD_SIMULATION

@@ -165,7 +165,7 @@ func TestTelemetryReport(t *testing.T) {
 
 	t.Run("unreachable container", func(t *testing.T) {
 		// Running, but the checker knows no address for it and the DHT has none: the check never
-		// reaches it, which says nothing about the container (docs/CHECKERS.md, "Scheduling").
+		// reaches it, which says nothing about the container (docs/CHECKERS.md, "The checker role in a node").
 		c := startTelemetryContainer(t, profileProbe(t, "l40s", 17))
 		_, _, err := request(t, c, "nonce-8")
 		if !errors.Is(err, errStreamNotOpened) {
