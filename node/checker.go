@@ -576,7 +576,7 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 		res    checker.Result
 	}
 	var passed []done
-	var busy error // the last check deferred (busy, unreachable)
+	var later error // why the last deferred method was deferred (busy, unreachable)
 	for _, m := range c.cfg.Methods {
 		method := pb.CheckMethod_CHECK_METHOD_TELEMETRY
 		if m == MethodSimulation {
@@ -589,7 +589,7 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 			c.count(func(s *CheckerStats) { s.Inconclusive++ })
 			c.log.Debug("check inconclusive", "container", pid, "method", m, "err", err)
 			if deferred(err) {
-				busy = err
+				later = err
 			}
 			continue
 		}
@@ -605,9 +605,9 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 	}
 	if len(passed) > 0 {
 		c.noteAnswered(string(pid))
-	} else if busy != nil && ctx.Err() == nil {
+	} else if later != nil && ctx.Err() == nil {
 		n, fail := c.noteRefused(string(pid), c.n.opts.Clock.Now())
-		c.log.Info("check deferred", "container", pid, "in_a_row", n, "of", maxBusyRefusals, "err", busy)
+		c.log.Info("check deferred", "container", pid, "in_a_row", n, "of", maxBusyRefusals, "err", later)
 		if fail {
 			nonce := make([]byte, checker.NonceSize)
 			_, _ = rand.Read(nonce)
