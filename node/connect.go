@@ -309,12 +309,28 @@ func (m *lightMatchNet) OpenTicket(raw []byte) (*pb.SessionTicket, string, error
 // first (one it asked before, or a full node it asked for the committee).
 func (m *lightMatchNet) Connected(p string) bool { return m.l.net.Connected(peer.ID(p)) }
 
+// requestMatch asks indexer on /rendermesh/match/1.0.0. Once the stream is open the request says how
+// long the consumer still waits (wait_ms, from ctx's deadline), so that the indexer answers, matched
+// or refused, while the consumer still listens, instead of reserving a container for a consumer
+// that has gone to the next indexer.
 func requestMatch(ctx context.Context, net *p2p.Net, indexer string, req *pb.MatchRequest) (*pb.MatchResponse, error) {
 	resp := &pb.MatchResponse{}
-	if err := net.Request(ctx, peer.ID(indexer), p2p.ProtoMatch, req, resp, p2p.MaxMatchResponseSize); err != nil {
+	stamp := func() { req.WaitMs = waitMs(ctx) }
+	if err := net.RequestStamped(ctx, peer.ID(indexer), p2p.ProtoMatch, req, stamp, resp, p2p.MaxMatchResponseSize); err != nil {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// waitMs is how long ctx lets its holder wait from now, in whole milliseconds (at least 1); 0 when
+// ctx has no deadline. Deadlines follow the runtime's clock, as the stream's do.
+func waitMs(ctx context.Context) uint32 {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	left := time.Until(dl)
+	return uint32(min(max(left, time.Millisecond), time.Hour) / time.Millisecond)
 }
 
 func openTicket(raw []byte) (*pb.SessionTicket, string, error) {

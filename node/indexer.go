@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/filecoin-project/go-clock"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rendermesh/rendermesh/p2p"
@@ -27,6 +28,12 @@ const (
 	reserveTimeout = time.Second
 	// reserveAttempts is how many candidates an indexer tries to reserve before it refuses.
 	reserveAttempts = 4
+	// answerShare is the percentage of the consumer's stated wait (a match request's wait_ms) that
+	// an indexer spends before it answers: the rest is for the answer's way back.
+	answerShare = 75
+	// minReserveWait is the least time left of the consumer's wait in which an indexer still
+	// starts a reservation; with less it refuses (reservation), so the consumer asks another.
+	minReserveWait = 200 * time.Millisecond
 	// leaseLength is how long a reserved container waits for its consumer.
 	leaseLength = 10 * time.Second
 	// recordFetchers fetch container records from the DHT for the index, concurrently.
@@ -256,6 +263,14 @@ func (s *indexerSvc) serve(ctx context.Context, remote peer.ID, rw io.ReadWriter
 		}
 		return err
 	}
+	if w := req.GetWaitMs(); w > 0 {
+		// The consumer waits w from when it sent the request; the answer, matched or refused, must
+		// be on its way back well before then (answerShare of it, from arrival), or the consumer is
+		// gone to the next indexer and a container reserved for it now waits out its lease in vain.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, began.Add(time.Duration(w)*time.Millisecond*answerShare/100))
+		defer cancel()
+	}
 	resp := s.match(ctx, remote, req)
 	result := "matched"
 	if !resp.Matched {
@@ -289,7 +304,7 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 	s.relays.ensure(s.n.ctx, s.n, grantEpoch) // in the background, once per epoch
 	ix := s.index()
 	// One more than the attempts: the consumer's own container, if it has one, is skipped below.
-	cands, st, ref := ix.MatchWithStats(req, now, reserveAttempts+1)
+	cands, st, ref := ix.MatchWithStats(req, now, reserveAttempts+1+len(req.Exclude))
 	if ref != nil {
 		return refuse(ref.Filter, ref.Detail)
 	}
@@ -302,20 +317,10 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 	if st.Passed > 0 && ix.Passes(req, now, string(consumer)) {
 		resp.Candidates-- // the consumer's own container, never offered to it
 	}
-	var last string
-	for _, c := range cands {
-		if peer.ID(c.Peer) == consumer {
-			continue // a node that consumes is never matched to its own container
-		}
-		if resp.Attempts == reserveAttempts {
-			break
-		}
-		resp.Attempts++
-		sid := make([]byte, 16)
-		_, _ = rand.Read(sid)
-		ix.Hold(c.Peer, now, now.Add(reserveTimeout)) // no concurrent match here races us for it
+	ep := s.es.tr.Schedule().Epoch(now)
+	try := func(ctx context.Context, c indexer.Candidate, sid []byte) (*pb.ReserveResponse, error) {
 		rr := &pb.ReserveRequest{
-			SessionId: sid, Consumer: []byte(consumer), Epoch: s.es.tr.Schedule().Epoch(now), App: req.App,
+			SessionId: sid, Consumer: []byte(consumer), Epoch: ep, App: req.App,
 			Mode: req.Mode, PriceMicros: c.PriceMicros, Units: units, LeaseMs: uint32(leaseLength / time.Millisecond),
 		}
 		if req.Mode == pb.ServiceMode_SERVICE_MODE_WHOLESALE {
@@ -323,39 +328,103 @@ func (s *indexerSvc) match(ctx context.Context, consumer peer.ID, req *pb.MatchR
 		}
 		// The record's addresses, in case the fetch's have expired and no connection is open.
 		s.n.net.AddAddrs(peer.ID(c.Peer), c.Record.GetAddrs(), leaseLength)
-		rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
 		ans := &pb.ReserveResponse{}
-		err := s.n.net.Request(rctx, peer.ID(c.Peer), p2p.ProtoReserve, rr, ans, p2p.MaxReserveSize)
-		cancel()
-		if err != nil {
-			last = fmt.Sprintf("container %s: %v", peer.ID(c.Peer).ShortString(), err)
+		err := s.n.net.Request(ctx, peer.ID(c.Peer), p2p.ProtoReserve, rr, ans, p2p.MaxReserveSize)
+		return ans, err
+	}
+	r := reserveBest(ctx, clk, ix, string(consumer), req, cands, try, resp)
+	if r == nil {
+		return resp
+	}
+	c := r.c
+	tk := &pb.SessionTicket{
+		SessionId: r.sid, Consumer: []byte(consumer), Container: []byte(c.Peer), Indexer: []byte(s.n.net.ID()),
+		Epoch: ep, App: req.App, Mode: req.Mode, PriceMicros: c.PriceMicros, Units: units,
+		StartUnixMs: start.UnixMilli(), LeaseExpiresUnixMs: r.ans.LeaseExpiresUnixMs,
+		ContainerAddrs: c.Record.GetAddrs(), EstimatedRttMs: c.RTTms, IssuedUnixMs: clk.Now().UnixMilli(),
+	}
+	raw, err := s.n.net.Seal(p2p.KindSessionTicket, tk)
+	if err != nil {
+		return refuse("overloaded", err.Error())
+	}
+	resp.Matched, resp.Ticket = true, raw
+	resp.IceServers = s.relays.servers(grantEpoch, r.sid, time.Duration(units)*sessionUnit+relayMargin, clk.Now())
+	return resp
+}
+
+// holder is what reserveBest needs of the index: holding a container out of matches for a while.
+type holder interface {
+	Hold(peer string, now, until time.Time)
+}
+
+// reserved is the container reserveBest reserved, under session ID sid.
+type reserved struct {
+	c   indexer.Candidate
+	sid []byte
+	ans *pb.ReserveResponse
+}
+
+// reserveBest reserves the best of cands that will have the consumer: in rank order, skipping the
+// consumer's own container and those the request excludes, it asks each with try (a fresh session
+// ID, at most reserveTimeout) until one reserves itself, reserveAttempts have been tried, or the
+// consumer's wait (ctx's deadline) leaves less than minReserveWait. A container that refused, or did
+// not answer in time, is held out of this index's matches for a lease; one that did not answer is
+// also listed in resp.Unreachable, for the consumer's next indexer. resp gets the attempts and, when
+// none was reserved, the refusal (reservation, which the consumer retries with another indexer).
+func reserveBest(ctx context.Context, clk clock.Clock, ix holder, consumer string, req *pb.MatchRequest, cands []indexer.Candidate,
+	try func(ctx context.Context, c indexer.Candidate, sid []byte) (*pb.ReserveResponse, error), resp *pb.MatchResponse) *reserved {
+	var last string
+	excluded := 0
+	for _, c := range cands {
+		if c.Peer == consumer {
+			continue // a node that consumes is never matched to its own container
+		}
+		if slices.ContainsFunc(req.Exclude, func(x []byte) bool { return string(x) == c.Peer }) {
+			excluded++ // an indexer asked before could not reach it for this consumer
 			continue
 		}
-		if !ans.Reserved {
+		if resp.Attempts == reserveAttempts {
+			break
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < minReserveWait {
+			resp.Refused = "reservation"
+			resp.Detail = fmt.Sprintf("out of the consumer's time after %d reservations; last: %s", resp.Attempts, last)
+			return nil
+		}
+		resp.Attempts++
+		sid := make([]byte, 16)
+		_, _ = rand.Read(sid)
+		now := clk.Now()
+		ix.Hold(c.Peer, now, now.Add(reserveTimeout)) // no concurrent match here races us for it
+		rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
+		ans, err := try(rctx, c, sid)
+		cancel()
+		switch {
+		case err != nil:
+			last = fmt.Sprintf("container %s: %v", peer.ID(c.Peer).ShortString(), err)
+			if ctx.Err() != nil {
+				continue // the consumer's time ran out under it: not the container's doing
+			}
+			// No answer in time, or none at all: this index leaves it alone for a lease (it may well
+			// have reserved itself, its answer late), and the consumer's next indexer is told.
+			ix.Hold(c.Peer, clk.Now(), clk.Now().Add(leaseLength))
+			resp.Unreachable = append(resp.Unreachable, []byte(c.Peer))
+		case !ans.Reserved:
 			last = fmt.Sprintf("container %s refused: %s", peer.ID(c.Peer).ShortString(), ans.Refused)
 			ix.Hold(c.Peer, clk.Now(), clk.Now().Add(leaseLength))
-			continue
+		default:
+			ix.Hold(c.Peer, clk.Now(), time.UnixMilli(ans.LeaseExpiresUnixMs))
+			return &reserved{c: c, sid: sid, ans: ans}
 		}
-		lease := time.UnixMilli(ans.LeaseExpiresUnixMs)
-		ix.Hold(c.Peer, clk.Now(), lease)
-		tk := &pb.SessionTicket{
-			SessionId: sid, Consumer: []byte(consumer), Container: []byte(c.Peer), Indexer: []byte(s.n.net.ID()),
-			Epoch: rr.Epoch, App: req.App, Mode: req.Mode, PriceMicros: c.PriceMicros, Units: units,
-			StartUnixMs: start.UnixMilli(), LeaseExpiresUnixMs: ans.LeaseExpiresUnixMs,
-			ContainerAddrs: c.Record.GetAddrs(), EstimatedRttMs: c.RTTms, IssuedUnixMs: clk.Now().UnixMilli(),
-		}
-		raw, err := s.n.net.Seal(p2p.KindSessionTicket, tk)
-		if err != nil {
-			return refuse("overloaded", err.Error())
-		}
-		resp.Matched, resp.Ticket = true, raw
-		resp.IceServers = s.relays.servers(grantEpoch, sid, time.Duration(units)*sessionUnit+relayMargin, clk.Now())
-		return resp
 	}
-	if resp.Attempts == 0 {
-		resp.Refused, resp.Detail = "reservation", "the only candidate is the consumer's own container"
-		return resp
+	resp.Refused = "reservation"
+	switch {
+	case resp.Attempts > 0:
+		resp.Detail = fmt.Sprintf("%d candidates, none could be reserved; last: %s", resp.Attempts, last)
+	case excluded > 0:
+		resp.Detail = fmt.Sprintf("every candidate (%d) is one an earlier indexer could not reach", excluded)
+	default:
+		resp.Detail = "the only candidate is the consumer's own container"
 	}
-	resp.Refused, resp.Detail = "reservation", fmt.Sprintf("%d candidates, none could be reserved; last: %s", resp.Attempts, last)
-	return resp
+	return nil
 }

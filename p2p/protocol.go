@@ -134,9 +134,19 @@ func (n *Net) Handle(id protocol.ID, timeout time.Duration, fn func(ctx context.
 // into resp. ctx bounds the whole exchange: its deadline is set on the stream, and cancelling it
 // resets the stream.
 func (n *Net) Request(ctx context.Context, p peer.ID, id protocol.ID, req, resp proto.Message, max int) error {
+	return n.RequestStamped(ctx, p, id, req, nil, resp, max)
+}
+
+// RequestStamped is Request with stamp, when not nil, run once the stream is open, just before req
+// is written: a request that says how long its sender will wait for the answer (the match request's
+// wait_ms) says it from there, after the dial, which the receiver's clock cannot see.
+func (n *Net) RequestStamped(ctx context.Context, p peer.ID, id protocol.ID, req proto.Message, stamp func(), resp proto.Message, max int) error {
 	s, err := n.requestStream(ctx, p, id)
 	if err != nil {
 		return err
+	}
+	if stamp != nil {
+		stamp()
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		if err := s.SetDeadline(deadline); err != nil {

@@ -1222,7 +1222,9 @@ type MatchRequest struct {
 	Sessions      uint32                 `protobuf:"varint,9,opt,name=sessions,proto3" json:"sessions,omitempty"`                             // 15-minute units to book; 0 means 1
 	StartUnixMs   int64                  `protobuf:"varint,10,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"` // wholesale: when the block starts; retail: ignored
 	Rtts          []*MeasuredRTT         `protobuf:"bytes,11,rep,name=rtts,proto3" json:"rtts,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,12,opt,name=epoch,proto3" json:"epoch,omitempty"` // the epoch the consumer believes current
+	Epoch         uint64                 `protobuf:"varint,12,opt,name=epoch,proto3" json:"epoch,omitempty"`                 // the epoch the consumer believes current
+	WaitMs        uint32                 `protobuf:"varint,13,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"` // how long the consumer waits for the answer, from when it sent the request; 0: not said
+	Exclude       [][]byte               `protobuf:"bytes,14,rep,name=exclude,proto3" json:"exclude,omitempty"`              // containers (peer IDs) an earlier indexer could not reach for this request; at most 16
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1341,6 +1343,20 @@ func (x *MatchRequest) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *MatchRequest) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *MatchRequest) GetExclude() [][]byte {
+	if x != nil {
+		return x.Exclude
+	}
+	return nil
+}
+
 // MatchResponse answers a MatchRequest: a reserved container and its session ticket, or a refusal
 // that names the filter that emptied the list.
 type MatchResponse struct {
@@ -1352,6 +1368,7 @@ type MatchResponse struct {
 	Candidates    uint32                 `protobuf:"varint,5,opt,name=candidates,proto3" json:"candidates,omitempty"`                  // containers that passed every filter
 	Attempts      uint32                 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`                      // reservations tried
 	IceServers    []*IceServer           `protobuf:"bytes,7,rep,name=ice_servers,json=iceServers,proto3" json:"ice_servers,omitempty"` // TURN relays for the render session, with short-lived credentials
+	Unreachable   [][]byte               `protobuf:"bytes,8,rep,name=unreachable,proto3" json:"unreachable,omitempty"`                 // containers whose reservation failed (no answer, not a refusal), for the next indexer's exclude
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1431,6 +1448,13 @@ func (x *MatchResponse) GetAttempts() uint32 {
 func (x *MatchResponse) GetIceServers() []*IceServer {
 	if x != nil {
 		return x.IceServers
+	}
+	return nil
+}
+
+func (x *MatchResponse) GetUnreachable() [][]byte {
+	if x != nil {
+		return x.Unreachable
 	}
 	return nil
 }
@@ -2613,7 +2637,7 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\x10min_memory_bytes\x18\x06 \x01(\x04R\x0eminMemoryBytes\"=\n" +
 	"\vMeasuredRTT\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\fR\x06peerId\x12\x15\n" +
-	"\x06rtt_ms\x18\x02 \x01(\rR\x05rttMs\"\xe7\x03\n" +
+	"\x06rtt_ms\x18\x02 \x01(\rR\x05rttMs\"\x9a\x04\n" +
 	"\fMatchRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x10\n" +
@@ -2628,7 +2652,9 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"\rstart_unix_ms\x18\n" +
 	" \x01(\x03R\vstartUnixMs\x12.\n" +
 	"\x04rtts\x18\v \x03(\v2\x1a.rendermesh.v1.MeasuredRTTR\x04rtts\x12\x14\n" +
-	"\x05epoch\x18\f \x01(\x04R\x05epoch\"\xea\x01\n" +
+	"\x05epoch\x18\f \x01(\x04R\x05epoch\x12\x17\n" +
+	"\await_ms\x18\r \x01(\rR\x06waitMs\x12\x18\n" +
+	"\aexclude\x18\x0e \x03(\fR\aexclude\"\x8c\x02\n" +
 	"\rMatchResponse\x12\x18\n" +
 	"\amatched\x18\x01 \x01(\bR\amatched\x12\x16\n" +
 	"\x06ticket\x18\x02 \x01(\fR\x06ticket\x12\x18\n" +
@@ -2639,7 +2665,8 @@ const file_p2p_pb_rendermesh_proto_rawDesc = "" +
 	"candidates\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\rR\battempts\x129\n" +
 	"\vice_servers\x18\a \x03(\v2\x18.rendermesh.v1.IceServerR\n" +
-	"iceServers\"[\n" +
+	"iceServers\x12 \n" +
+	"\vunreachable\x18\b \x03(\fR\vunreachable\"[\n" +
 	"\tIceServer\x12\x12\n" +
 	"\x04urls\x18\x01 \x03(\tR\x04urls\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12\x1e\n" +

@@ -12,6 +12,7 @@ import (
 	"github.com/filecoin-project/go-clock"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/indexer"
 )
 
 // MatchNet is what getting matched needs from the network.
@@ -86,6 +87,7 @@ var retryable = []string{"not_indexer", "overloaded", "reservation", ""}
 
 // Connect asks the epoch's indexers for a match, one after another, until one matches or refuses
 // for good: an indexer that fails, is slower than AttemptTimeout or cannot serve costs one retry.
+// The containers an indexer could not reach are excluded from the requests to the next ones.
 // The indexers are tried in an order derived from the request ID, so consumers spread over the
 // committee and a retried request does not go back to the indexer that failed it; when net
 // implements Connected, the indexers it is connected to come first, in that order.
@@ -145,6 +147,9 @@ func Connect(ctx context.Context, net MatchNet, req *pb.MatchRequest, o ConnectO
 			a.Refused = resp.Refused
 			m.Reason, m.Detail = resp.Refused, resp.Detail
 		}
+		if err == nil {
+			req.Exclude = exclude(req.Exclude, resp.Unreachable)
+		}
 		m.Attempts = append(m.Attempts, a)
 		if err := ctx.Err(); err != nil {
 			return m, err
@@ -155,6 +160,23 @@ func Connect(ctx context.Context, net MatchNet, req *pb.MatchRequest, o ConnectO
 	}
 	m.Took = o.Clock.Since(began)
 	return m, nil
+}
+
+// exclude adds to a request's exclude list the containers an indexer could not reach (its answer's
+// unreachable), so that the next indexer asked does not spend the consumer's wait on them too:
+// every indexer ranks the same network alike, so their best candidates are mostly the same. The
+// list keeps the first indexer.MaxExclude distinct IDs of plausible length.
+func exclude(list, unreachable [][]byte) [][]byte {
+	for _, u := range unreachable {
+		if len(list) >= indexer.MaxExclude {
+			break
+		}
+		if len(u) == 0 || len(u) > indexer.MaxPeerIDBytes || slices.ContainsFunc(list, func(x []byte) bool { return bytes.Equal(x, u) }) {
+			continue
+		}
+		list = append(list, bytes.Clone(u))
+	}
+	return list
 }
 
 func checkTicket(tk *pb.SessionTicket, signer, indexer, self string, req *pb.MatchRequest) error {

@@ -3,13 +3,16 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/filecoin-project/go-clock"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/indexer"
 )
 
 // fakeIndexers is a MatchNet whose indexers answer from a script.
@@ -18,6 +21,7 @@ type fakeIndexers struct {
 	members []string
 	answer  map[string]func(ctx context.Context) (*pb.MatchResponse, error)
 	asked   []string
+	exclude [][]string // each request's exclude list, as sent
 }
 
 func (f *fakeIndexers) Self() string { return f.self }
@@ -26,6 +30,11 @@ func (f *fakeIndexers) Indexers(context.Context) ([]string, uint64, error) {
 }
 func (f *fakeIndexers) Match(ctx context.Context, ix string, req *pb.MatchRequest) (*pb.MatchResponse, error) {
 	f.asked = append(f.asked, ix)
+	var ex []string
+	for _, x := range req.Exclude {
+		ex = append(ex, string(x))
+	}
+	f.exclude = append(f.exclude, ex)
 	return f.answer[ix](ctx)
 }
 
@@ -102,6 +111,43 @@ func TestConnectRetriesAnotherIndexer(t *testing.T) {
 				t.Fatalf("matched by %q, want %q", m.Indexer, order[tc.wantAsked-1])
 			}
 		})
+	}
+}
+
+// The containers an indexer could not reach are excluded from the requests to the next indexers,
+// at most indexer.MaxExclude of them, each once.
+func TestConnectExcludesWhatAnIndexerCouldNotReach(t *testing.T) {
+	req := &pb.MatchRequest{RequestId: []byte("0123456789abcdef"), App: "demo"}
+	members := []string{"ix-a", "ix-b", "ix-c", "ix-d"}
+	order := Order(req.RequestId, members)
+	unreachable := func(ids ...string) func(context.Context) (*pb.MatchResponse, error) {
+		return func(context.Context) (*pb.MatchResponse, error) {
+			r := &pb.MatchResponse{Refused: "reservation", Detail: "out of the consumer's time"}
+			for _, id := range ids {
+				r.Unreachable = append(r.Unreachable, []byte(id))
+			}
+			return r, nil
+		}
+	}
+	many := make([]string, 0, 20)
+	for i := range 20 {
+		many = append(many, fmt.Sprintf("many-%02d", i))
+	}
+	f := &fakeIndexers{self: "me", members: members, answer: map[string]func(context.Context) (*pb.MatchResponse, error){
+		order[0]: unreachable("c1", "c2"),
+		order[1]: unreachable(append([]string{"c2", "c3", strings.Repeat("x", indexer.MaxPeerIDBytes+1)}, many...)...),
+		order[2]: matched(order[2]),
+	}}
+	m, err := Connect(context.Background(), f, req, ConnectOptions{AttemptTimeout: time.Second})
+	if err != nil || !m.Matched {
+		t.Fatalf("matched %v, err %v; want a match by the third", m.Matched, err)
+	}
+	want := append([]string{"c1", "c2", "c3"}, many[:indexer.MaxExclude-3]...)
+	if len(f.exclude) != 3 || len(f.exclude[0]) != 0 || !slices.Equal(f.exclude[1], []string{"c1", "c2"}) || !slices.Equal(f.exclude[2], want) {
+		t.Fatalf("requests excluded %q, want none, then [c1 c2], then %q", f.exclude, want)
+	}
+	if err := indexer.ValidateRequest(req); err != nil {
+		t.Fatalf("the request with its exclude list is not valid: %v", err)
 	}
 }
 

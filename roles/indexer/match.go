@@ -35,7 +35,8 @@ const (
 	MaxRTTs        = 64               // measured round trips in one request
 	MaxModelLength = 32               // characters of hardware.gpu_model
 	MaxGPUs        = 64               // hardware.min_gpus
-	MaxPeerIDBytes = 128              // a measured round trip's peer ID
+	MaxPeerIDBytes = 128              // a measured round trip's or an excluded container's peer ID
+	MaxExclude     = 16               // containers in a request's exclude list
 	// ClockSkew is how far in the past a wholesale block may start and still be accepted, for the
 	// difference between the consumer's clock and the indexer's.
 	ClockSkew = 30 * time.Second
@@ -60,6 +61,14 @@ func ValidateRequest(req *pb.MatchRequest) error {
 	}
 	if !validApp(req.GetApp()) {
 		return bad("app %q: want 1-48 characters of a-z, 0-9, '-', '_' and '.'", clip(req.GetApp()))
+	}
+	if n := len(req.GetExclude()); n > MaxExclude {
+		return bad("exclude lists %d containers: at most %d", n, MaxExclude)
+	}
+	for _, id := range req.GetExclude() {
+		if n := len(id); n == 0 || n > MaxPeerIDBytes {
+			return bad("exclude: peer ID of %d bytes", n)
+		}
 	}
 	if n := req.GetSessions(); n > MaxSessions {
 		return bad("sessions %d: at most %d units of 15 minutes (24 hours)", n, MaxSessions)

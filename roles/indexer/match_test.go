@@ -1,6 +1,7 @@
 package indexer
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -13,6 +14,15 @@ import (
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/container"
 )
+
+// excluded is n exclusions of size bytes each.
+func excluded(n, size int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = bytes.Repeat([]byte{byte(i)}, size)
+	}
+	return out
+}
 
 func TestValidateRequest(t *testing.T) {
 	tests := []struct {
@@ -53,6 +63,11 @@ func TestValidateRequest(t *testing.T) {
 		{"64 round trips", func(r *pb.MatchRequest) { r.Rtts = rtts(64) }, ""},
 		{"65 round trips", func(r *pb.MatchRequest) { r.Rtts = rtts(65) }, "round trips"},
 		{"round trip without peer", func(r *pb.MatchRequest) { r.Rtts = []*pb.MeasuredRTT{{RttMs: 3}} }, "peer_id"},
+		{"16 excluded", func(r *pb.MatchRequest) { r.Exclude = excluded(16, 38) }, ""},
+		{"17 excluded", func(r *pb.MatchRequest) { r.Exclude = excluded(17, 38) }, "exclude lists 17"},
+		{"empty exclusion", func(r *pb.MatchRequest) { r.Exclude = excluded(1, 0) }, "exclude: peer ID of 0"},
+		{"long exclusion", func(r *pb.MatchRequest) { r.Exclude = excluded(1, 129) }, "exclude: peer ID of 129"},
+		{"a stated wait", func(r *pb.MatchRequest) { r.WaitMs = 2000 }, ""},
 		{"long model", func(r *pb.MatchRequest) {
 			r.Hardware = &pb.HardwareRequirement{GpuModel: strings.Repeat("X", 33)}
 		}, "gpu_model"},
