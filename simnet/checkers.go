@@ -2,6 +2,7 @@ package simnet
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rendermesh/rendermesh/node"
@@ -25,7 +26,8 @@ type attestation struct {
 	checker   int           // peer index; -1 if unknown
 	container int           // peer index; -1 if unknown
 	fail      bool
-	within    int // acceptances within attestDeadline by the nodes expected to accept it
+	reason    string // a failing attestation's reason ("check: detail")
+	within    int    // acceptances within attestDeadline by the nodes expected to accept it
 }
 
 // checkerStats is what the hooks and the end of the run collected.
@@ -84,8 +86,14 @@ func (s *sim) attested(i int, a *pb.Attestation, leaf [32]byte, at time.Time) {
 	rec := s.chk.atts[leaf]
 	if rec == nil {
 		rec = &attestation{epoch: a.Epoch, issued: iss, checker: from, container: s.chk.index(a.Container),
-			fail: a.Verdict == pb.Verdict_VERDICT_FAIL}
+			fail: a.Verdict == pb.Verdict_VERDICT_FAIL, reason: a.Reason}
 		s.chk.atts[leaf] = rec
+		if rec.fail && rec.container >= 0 && s.plan.peers[rec.container].cheat == node.CheatNone {
+			// A false positive: why, for the summary's false_positive_checks and for whoever reads
+			// the log (at the first node that accepts it; the others count it silently).
+			s.log.Warn("honest container failed a check", "container", rec.container, "checker", from,
+				"kind", a.Kind, "epoch", a.Epoch, "issued", iss, "reason", a.Reason)
+		}
 	}
 	if i == from {
 		return
@@ -171,6 +179,10 @@ func (s *sim) checkerSummary(sum *Summary) {
 			switch {
 			case pl.peers[a.container].cheat == node.CheatNone:
 				falsePos[a.container] = true
+				if sum.FalsePositiveChecks == nil {
+					sum.FalsePositiveChecks = map[string]int{}
+				}
+				sum.FalsePositiveChecks[failedCheck(a.reason)]++
 			case a.issued <= caughtBy:
 				caught[a.container] = true
 			}
@@ -203,4 +215,14 @@ func (s *sim) checkerSummary(sum *Summary) {
 		}
 	}
 	slices.Sort(sum.CheatersMissed)
+}
+
+// failedCheck is the check a failing attestation's reason names: the part before ": " (the
+// checker's Check word, e.g. "unanswered" or "gpu_model"); "failed" when there is none.
+func failedCheck(reason string) string {
+	check, _, _ := strings.Cut(reason, ": ")
+	if check == "" {
+		return "failed"
+	}
+	return check
 }

@@ -47,13 +47,28 @@ func TestCheckersSmall(t *testing.T) {
 		t.Errorf("caught %d of %d cheaters within %v s (missed: peers %v)", s.CheatersCaught, s.Cheaters, s.CaughtWithinS, s.CheatersMissed)
 	}
 	if s.FalsePositives != 0 {
-		t.Errorf("%d honest containers failed a check", s.FalsePositives)
+		t.Errorf("%d honest containers failed a check (checks that failed: %v)", s.FalsePositives, s.FalsePositiveChecks)
 	}
 	if s.AttestationDeliveryRatio < 0.99 {
 		t.Errorf("attestations delivered within 1 s: %v, want at least 0.99", s.AttestationDeliveryRatio)
 	}
 	if s.AttestationRootsAgree == nil || !*s.AttestationRootsAgree || s.AttestationRootEpochs == 0 {
 		t.Errorf("roots agree %v over %d epochs: want every node to hold the same root for each ended epoch", s.AttestationRootsAgree, s.AttestationRootEpochs)
+	}
+}
+
+// A false positive's failing check is its reason's first word, as roles/checker writes it.
+func TestFailedCheck(t *testing.T) {
+	for reason, want := range map[string]string{
+		"unanswered: 3 checks in a row refused as busy or unreachable": "unanswered",
+		"gpu_model: claims H100, reads A10":                            "gpu_model",
+		"stale":                                                        "stale",
+		"":                                                             "failed",
+		": odd":                                                        "failed",
+	} {
+		if got := failedCheck(reason); got != want {
+			t.Errorf("failedCheck(%q) = %q, want %q", reason, got, want)
+		}
 	}
 }
 

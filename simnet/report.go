@@ -247,16 +247,22 @@ func reportCheckerGroup(s *Summary) reportGroup {
 		}
 		roots += " (" + reportInt(s.AttestationRootEpochs) + " epochs)"
 	}
-	return reportGroup{Title: "Checkers", Fields: []reportField{
+	g := reportGroup{Title: "Checkers", Fields: []reportField{
 		{Name: "checkers", Value: reportInt(s.Checkers)},
 		{Name: "attestations", Value: reportInt(s.Attestations)},
 		{Name: "delivered within 1 s", Value: reportPct(s.AttestationDeliveryRatio), Class: reportRatioClass(s.AttestationDeliveryRatio)},
 		{Name: "latency p50 / p99", Value: reportNum(s.AttestationMsP50) + " / " + reportMs(s.AttestationMsP99)},
 		{Name: "cheaters caught", Value: reportInt(s.CheatersCaught) + " of " + reportInt(s.Cheaters),
 			Hint: "a failing attestation within " + reportSeconds(s.CaughtWithinS) + " of epoch 0"},
-		{Name: "false positives", Value: reportInt(s.FalsePositives) + " (" + reportPct(s.FalsePositiveRatio) + ")"},
+		{Name: "false positives", Value: reportInt(s.FalsePositives) + " (" + reportPct(s.FalsePositiveRatio) + ")",
+			Hint: "honest containers with a failing attestation"},
 		{Name: "ledger roots", Value: roots, Class: rootsClass},
 	}}
+	for _, check := range slices.Sorted(maps.Keys(s.FalsePositiveChecks)) {
+		g.Fields = append(g.Fields, reportField{Name: "false positive: " + check, Value: reportInt(s.FalsePositiveChecks[check]),
+			Hint: "failing attestations about honest containers, by the check that failed"})
+	}
+	return g
 }
 
 // reportMatchGroup is the consumers' matches and sessions.

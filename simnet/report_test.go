@@ -36,6 +36,8 @@ func syntheticReport(nQuery int) *Report {
 			AttackersGraylisted: 0.95, HeapBytesPerPeer: 1_650_000, GoroutinesPerPeer: 41.3,
 			Matches: 400, MatchSuccessRatio: 0.995, MatchMsP50: 180.5, MatchMsP99: 720, MatchRTTRatioP50: 2.1,
 			MatchRefused: map[string]int{"reservation": 2}, Sessions: 398, SessionReceipts: 1200,
+			Checkers: 10, Attestations: 90, Cheaters: 3, CheatersCaught: 3, FalsePositives: 1,
+			FalsePositiveChecks: map[string]int{"unanswered": 2},
 			UtilizationByRegion: map[string]float64{"eu-west": 0.25, "us-east": 0.125},
 			TraceSHA256:         "9f2c1e0d4b5a69788766554433221100ffeeddccbbaa99887766554433221100",
 		},
@@ -133,6 +135,7 @@ func TestReportHTML(t *testing.T) {
 		"97.31 %", "513 ms", "3,400 MiB", "attackers graylisted", "9f2c1e0d4b5a6978",
 		"n = 1,000,000", "log x", "linear x", "3 non-finite values left out",
 		"Match latency", "refused: reservation", "busy: eu-west", "12.50 %",
+		"false positive: unanswered",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)

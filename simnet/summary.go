@@ -114,8 +114,11 @@ type Summary struct {
 	CaughtWithinS            float64 `json:"caught_within_s,omitempty"`
 	FalsePositives           int     `json:"false_positives,omitempty"`
 	FalsePositiveRatio       float64 `json:"false_positive_ratio,omitempty"`
-	AttestationRootEpochs    int     `json:"attestation_root_epochs,omitempty"`
-	AttestationRootsAgree    *bool   `json:"attestation_roots_agree,omitempty"`
+	// FalsePositiveChecks counts the failing attestations about honest containers by the check
+	// that failed (their reason's first word): why the false positives failed.
+	FalsePositiveChecks   map[string]int `json:"false_positive_checks,omitempty"`
+	AttestationRootEpochs int            `json:"attestation_root_epochs,omitempty"`
+	AttestationRootsAgree *bool          `json:"attestation_roots_agree,omitempty"`
 
 	// Memory and goroutines per online peer, at the end (peak RSS is the whole process).
 	HeapBytesPerPeer  uint64  `json:"heap_bytes_per_peer"`
