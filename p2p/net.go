@@ -218,9 +218,10 @@ var bootstrapWait = 5 * time.Second
 // A node with no bootstrap peers founds a network and returns at once.
 //
 // A connection is not enough: a busy bootstrap peer may close it (its connection manager trims
-// above the high watermark) or refuse identify's stream (its resource manager), and then the
-// routing table stays empty. Bootstrap notices within bootstrapWait, drops connections on which
-// identify learnt nothing, and dials again, until a bootstrap peer is in the routing table.
+// above the high watermark), refuse identify's stream (its resource manager) or fail the DHT's
+// lookup check, and then the routing table stays empty. Bootstrap notices within bootstrapWait,
+// drops connections on which identify learnt nothing, has the DHT check the connected peers
+// again, and dials again, until a bootstrap peer is in the routing table.
 func (n *Net) Bootstrap(ctx context.Context) error {
 	if len(n.cfg.Bootstrap) == 0 {
 		return n.dht.Bootstrap(ctx)
@@ -245,7 +246,13 @@ func (n *Net) Bootstrap(ctx context.Context) error {
 		}
 		if connected > 0 {
 			// The DHT adds a peer to its routing table once identify shows it speaks the DHT
-			// protocol.
+			// protocol and the peer answers one lookup (kad-dht's lookup check). A busy peer may
+			// fail that one lookup, and then the DHT does not ask again while the connection stays
+			// up, until its own check of a low routing table 2 minutes later: ask it to check the
+			// connected peers again now, every round.
+			if attempt > 0 {
+				_ = n.dht.Bootstrap(ctx) // does not block: it signals the DHT's loop
+			}
 			if n.waitRoutingTable(ctx, bootstrapWait) {
 				break
 			}

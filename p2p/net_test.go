@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,9 +14,11 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p"
+	dhtpb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -496,6 +499,61 @@ func TestBootstrapAgainAfterDroppedConnection(t *testing.T) {
 	}
 	if joiner.RoutingTableSize() == 0 {
 		t.Fatal("routing table empty after Bootstrap")
+	}
+}
+
+// TestBootstrapAgainAfterFailedLookupCheck: the DHT takes a connected peer into its routing table
+// only after the peer answers one lookup (kad-dht's lookup check), and does not ask again while the
+// connection stays up. A bootstrap peer too busy for that first lookup left newcomers with an empty
+// routing table until their start-up gave up (31 peers of a 1,000-peer simnet joining as the
+// genesis checks began); Bootstrap now has the DHT check the connected peers again each round.
+func TestBootstrapAgainAfterFailedLookupCheck(t *testing.T) {
+	defer func(d time.Duration) { bootstrapWait = d }(bootstrapWait)
+	bootstrapWait = 300 * time.Millisecond
+	// The bootstrap peer speaks the DHT's protocol but resets every stream of its first second
+	// (identify's events start a lookup check or two, all in that second).
+	boot, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New), libp2p.Muxer(yamux.ID, yamux.DefaultTransport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer boot.Close()
+	var streams, reset atomic.Int32
+	var busyUntil atomic.Int64
+	boot.SetStreamHandler(protocol.ID(DHTProtocolPrefix+"/kad/1.0.0"), func(s network.Stream) {
+		streams.Add(1)
+		busyUntil.CompareAndSwap(0, time.Now().Add(time.Second).UnixNano())
+		if time.Now().UnixNano() < busyUntil.Load() {
+			reset.Add(1)
+			_ = s.Reset()
+			return
+		}
+		defer s.Close()
+		for {
+			req := &dhtpb.Message{}
+			if err := ReadMsg(s, req, 4<<10); err != nil {
+				return
+			}
+			if err := WriteMsg(s, &dhtpb.Message{Type: req.Type, Key: req.Key}); err != nil { // no closer peers
+				return
+			}
+		}
+	})
+	cfg := testConfig(t, 4)
+	cfg.Bootstrap = []peer.AddrInfo{{ID: boot.ID(), Addrs: boot.Addrs()}}
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	joiner := startNet(t, cfg)
+	// Well under the DHT's own recheck of a low routing table (2 minutes).
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := joiner.Bootstrap(ctx); err != nil {
+		t.Fatalf("Bootstrap: %v", err)
+	}
+	if reset.Load() == 0 || streams.Load() <= reset.Load() {
+		t.Fatalf("the bootstrap peer reset %d of %d DHT streams: want failed lookup checks, then one answered", reset.Load(), streams.Load())
+	}
+	if !slices.Contains(joiner.dht.RoutingTable().ListPeers(), boot.ID()) {
+		t.Fatal("the bootstrap peer is not in the routing table after Bootstrap")
 	}
 }
 
