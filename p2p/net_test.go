@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -576,5 +577,33 @@ func TestBootstrapPeerWithoutDHT(t *testing.T) {
 	err = n.Bootstrap(ctx)
 	if !errors.Is(err, ErrBootstrap) || !strings.Contains(err.Error(), "do not speak /rendermesh/kad/1.0.0") {
 		t.Fatalf("Bootstrap: %v, want ErrBootstrap saying the peer does not speak the DHT", err)
+	}
+}
+
+// TestReachClearsDialBackoff: a checker's check must really dial its container. libp2p's dial
+// backoff, which other subsystems' failed dials to a busy container extend, failed most deferred
+// checks of a 300-peer simnet without a dial ("dial backoff"), until three in a row failed honest
+// containers as unanswered.
+func TestReachClearsDialBackoff(t *testing.T) {
+	a := startNet(t, testConfig(t, 5))
+	b := startNet(t, testConfig(t, 6))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	sw, ok := a.Host().Network().(*swarm.Swarm)
+	if !ok {
+		t.Fatalf("the host's network is a %T, not a swarm", a.Host().Network())
+	}
+	a.Host().Peerstore().AddAddrs(b.ID(), b.Host().Addrs(), time.Hour)
+	for _, addr := range b.Host().Addrs() {
+		sw.Backoff().AddBackoff(b.ID(), addr) // as a failed dial would
+	}
+	if err := a.Host().Connect(ctx, addrInfo(b)); !errors.Is(err, swarm.ErrDialBackoff) {
+		t.Fatalf("dial during the backoff: %v, want swarm.ErrDialBackoff", err)
+	}
+	if err := a.Reach(ctx, b.ID()); err != nil {
+		t.Fatalf("Reach: %v", err)
+	}
+	if err := a.Host().Connect(ctx, addrInfo(b)); err != nil {
+		t.Fatalf("dial after Reach: %v", err)
 	}
 }

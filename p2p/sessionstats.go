@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
 )
@@ -209,9 +210,18 @@ func (n *Net) SendSessionStats(ctx context.Context, checker peer.ID, raw []byte)
 }
 
 // Reach makes sure this node can open streams to p: connected already, an address known, or one
-// found in the DHT.
+// found in the DHT. It is for deliberate, occasional requests (a checker's check, a consumer's
+// session sample) that must really dial: it clears libp2p's dial backoff for p, which other
+// subsystems' failed dials to a busy peer (the DHT's, gossipsub's) extend for up to 5 minutes and
+// which would otherwise fail the request without a dial (BackoffBase + BackoffCoef × tries²).
 func (n *Net) Reach(ctx context.Context, p peer.ID) error {
-	if n.Connected(p) || len(n.host.Peerstore().Addrs(p)) > 0 {
+	if n.Connected(p) {
+		return nil
+	}
+	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(p)
+	}
+	if len(n.host.Peerstore().Addrs(p)) > 0 {
 		return nil
 	}
 	ai, err := n.dht.FindPeer(ctx, p)
