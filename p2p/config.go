@@ -61,9 +61,14 @@ type Config struct {
 
 // Defaults used for zero fields.
 const (
-	DefaultConnLow           = 64
-	DefaultConnHigh          = 192
-	DefaultConnGrace         = 30 * time.Second
+	DefaultConnLow  = 64
+	DefaultConnHigh = 192
+	// DefaultConnGrace is how long a new connection is safe from the connection manager's trims.
+	// The resource manager admits 1.5 x ConnHigh inbound and 3 x in all, and a node holds about
+	// its new connections per second times the grace: at 30 s, a node whose DHT opened more than
+	// 3 connections a second (a 300-peer simnet at conn_high 32) sat at its resource manager's
+	// limit, refusing checkers and consumers (docs/BENCHMARKS.md, "Checkers in the simnet").
+	DefaultConnGrace         = 10 * time.Second
 	DefaultResourceMemory    = 512 << 20
 	DefaultResourceFDs       = 1024
 	DefaultHeartbeatInterval = 5 * time.Second
