@@ -109,18 +109,16 @@ func TestCheckersSameSeed(t *testing.T) {
 		t.Logf("attestations: %d and %d are not identical", a.Attestations, b.Attestations)
 	}
 	// The delays are taken over some 30 attestations, so an attestation more or less moves the
-	// median by a rank: CI saw 112.5 and 100.9 ms (10.3%) with 29 and 28 attestations.
-	for _, f := range []struct {
-		name string
-		x, y float64
-		tol  float64
-	}{{"attestation_ms_p50", a.AttestationMsP50, b.AttestationMsP50, 0.25}, {"attestation_ms_p99", a.AttestationMsP99, b.AttestationMsP99, 0.50}} {
-		switch {
-		case math.Abs(f.x-f.y) > f.tol*math.Max(f.x, f.y):
-			t.Errorf("%s: %v and %v differ by more than %.0f%%", f.name, f.x, f.y, 100*f.tol)
-		case f.x != f.y:
-			t.Logf("%s: %v and %v are not identical", f.name, f.x, f.y)
-		}
+	// median by a rank: CI saw 112.5 and 100.9 ms (10.3%) with 29 and 28 attestations. The 99th
+	// percentile of 30 is the slowest one, a single sample: 136.3 and 239.2 ms were seen for the
+	// same seed (43%), so it is only logged.
+	if x, y := a.AttestationMsP50, b.AttestationMsP50; math.Abs(x-y) > 0.25*math.Max(x, y) {
+		t.Errorf("attestation_ms_p50: %v and %v differ by more than 25%%", x, y)
+	} else if x != y {
+		t.Logf("attestation_ms_p50: %v and %v are not identical", x, y)
+	}
+	if x, y := a.AttestationMsP99, b.AttestationMsP99; x != y {
+		t.Logf("attestation_ms_p99: %v and %v are not identical", x, y)
 	}
 }
 

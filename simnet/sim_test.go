@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -41,6 +42,12 @@ func envInt(name string, def int) int {
 
 func simulate(t *testing.T, sc Scenario, peers int, seed int64) Summary {
 	t.Helper()
+	s, _ := simulateReport(t, sc, peers, seed)
+	return s
+}
+
+func simulateReport(t *testing.T, sc Scenario, peers int, seed int64) (Summary, *Report) {
+	t.Helper()
 	res, err := RunT(t, Config{Scenario: sc, Peers: peers, Seed: seed, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +57,7 @@ func simulate(t *testing.T, sc Scenario, peers int, seed int64) Summary {
 	if res.Summary.StartFailures != 0 {
 		t.Errorf("%d peers failed to start", res.Summary.StartFailures)
 	}
-	return res.Summary
+	return res.Summary, res.Report
 }
 
 func needSim(t *testing.T, underRace bool) {
@@ -92,21 +99,21 @@ func TestSteadySmall(t *testing.T) {
 }
 
 // TestSameSeedSameSummary: the promise researchers rely on. Everything the scenario decides and
-// everything counted must be equal. With one P and gossipsub's source seeded (Config.Procs), the
-// latency percentiles came out identical in most runs measured, but kad-dht and quic-go still draw
-// from unseeded sources and the runtime's map and select order is random (docs/SIMNET.md): the test
-// asks query and gossip medians to agree within 10% and 99th percentiles (the slowest of a few dozen,
-// so one sample) within 35%, and says when they are not identical. Under heavy load from other
-// processes the runtime's time-sliced preemption still reorders goroutines: a p99 moved by 20% once.
-// Propagation times are only logged: there are five of them (one per container), each a single
-// lookup racing the container's own put, so one that loses the race moves the median by half (68.9
-// vs 114.4 ms in CI); their count is checked exactly.
+// everything counted must be equal. With one P and gossipsub's source seeded (Config.Procs), most
+// latencies come out identical, but kad-dht and quic-go still draw from unseeded sources and the
+// runtime's map and select order is random (docs/SIMNET.md), so now and then a query takes one more
+// round trip. Percentiles of a few dozen samples are a poor measure of that: in this run the
+// queries' latencies have a gap around the median (about 384 and 469 ms), and two queries crossing
+// it moved query_ms_p50 by 22% (a CI failure). The test compares the samples instead: at least half
+// of one run's query latencies, and half of its heartbeat latencies, must reappear (within 1%) in
+// the other run. Measured: 80% or more for the same seed (the worst of 45 pairs), 19% or less for
+// different seeds (7, 8, 9). Percentiles that differ are logged.
 func TestSameSeedSameSummary(t *testing.T) {
 	needSim(t, false)
 	sc := smallScenario(t, "steady")
 	sc.Duration = Duration(time.Minute)
-	a := simulate(t, sc, 12, 7)
-	b := simulate(t, sc, 12, 7)
+	a, ra := simulateReport(t, sc, 12, 7)
+	b, rb := simulateReport(t, sc, 12, 7)
 	type exact struct {
 		Peers, Containers, Attackers, Joins, Leaves, StartFailures, Queries int
 		Scenario, Trace                                                     string
@@ -121,19 +128,68 @@ func TestSameSeedSameSummary(t *testing.T) {
 	if pick(a) != pick(b) {
 		t.Errorf("same seed, different outcomes:\n%+v\n%+v", pick(a), pick(b))
 	}
-	near := func(name string, x, y, tol float64) {
-		switch {
-		case tol > 0 && math.Abs(x-y) > tol*math.Max(x, y):
-			t.Errorf("%s: %v and %v differ by more than %.0f%%", name, x, y, 100*tol)
-		case x != y:
-			t.Logf("%s: %v and %v are not identical", name, x, y)
+	for _, c := range []struct {
+		name string
+		x, y []float64
+	}{{"query", ra.QueryLatencies, rb.QueryLatencies}, {"heartbeat", ra.GossipLatencies, rb.GossipLatencies}} {
+		o := sampleOverlap(c.x, c.y, 0.01)
+		t.Logf("%s latencies: %.0f%% of %d reappear", c.name, 100*o, max(len(c.x), len(c.y)))
+		if len(c.x) == 0 || o < 0.5 {
+			t.Errorf("%s latencies: %.0f%% of %d reappear within 1%% in the second run, want at least half",
+				c.name, 100*o, max(len(c.x), len(c.y)))
 		}
 	}
-	near("query_ms_p50", a.QueryMsP50, b.QueryMsP50, 0.10)
-	near("query_ms_p99", a.QueryMsP99, b.QueryMsP99, 0.35)
-	near("gossip_ms_p50", a.GossipMsP50, b.GossipMsP50, 0.10)
-	near("gossip_ms_p99", a.GossipMsP99, b.GossipMsP99, 0.35)
-	near("propagation_ms_p50", a.PropagationMsP50, b.PropagationMsP50, 0) // logged only, see above
+	for _, c := range []struct {
+		name string
+		x, y float64
+	}{{"query_ms_p50", a.QueryMsP50, b.QueryMsP50}, {"query_ms_p99", a.QueryMsP99, b.QueryMsP99},
+		{"gossip_ms_p50", a.GossipMsP50, b.GossipMsP50}, {"gossip_ms_p99", a.GossipMsP99, b.GossipMsP99},
+		{"propagation_ms_p50", a.PropagationMsP50, b.PropagationMsP50}} {
+		if c.x != c.y {
+			t.Logf("%s: %v and %v are not identical", c.name, c.x, c.y)
+		}
+	}
+}
+
+// sampleOverlap is the share of the larger sample whose values the other sample also holds, each
+// value matched once, within a relative tolerance.
+func sampleOverlap(a, b []float64, tol float64) float64 {
+	if len(a) == 0 && len(b) == 0 {
+		return 1
+	}
+	a, b = slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b))
+	n := 0
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch d := a[i] - b[j]; {
+		case math.Abs(d) <= tol*math.Max(math.Abs(a[i]), math.Abs(b[j])):
+			n++
+			i++
+			j++
+		case d < 0:
+			i++
+		default:
+			j++
+		}
+	}
+	return float64(n) / float64(max(len(a), len(b)))
+}
+
+func TestSampleOverlap(t *testing.T) {
+	for _, c := range []struct {
+		a, b []float64
+		want float64
+	}{
+		{nil, nil, 1},
+		{[]float64{1}, nil, 0},
+		{[]float64{3, 1, 2}, []float64{1, 2, 3}, 1},
+		{[]float64{100, 200, 300, 400}, []float64{100.5, 250, 300, 400}, 0.75},
+		{[]float64{5, 5, 5}, []float64{5}, 1.0 / 3},
+		{[]float64{1, 2}, []float64{3, 4}, 0},
+	} {
+		if got := sampleOverlap(c.a, c.b, 0.01); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("sampleOverlap(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
 }
 
 func TestFloodSmall(t *testing.T) {
