@@ -398,9 +398,13 @@ func (c *checkerSvc) consider(ctx context.Context, wg *sync.WaitGroup, e uint64,
 	}
 	switch state {
 	case pb.ContainerState_CONTAINER_STATE_AWAITING_CHECK, pb.ContainerState_CONTAINER_STATE_NEEDS_RECHECK:
-		if !checked || now.Sub(last) >= time.Duration(c.cfg.Recheck) {
-			c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_REGISTRATION, state, now)
+		switch {
+		case c.retryDue(id, now):
+			// A deferred check: due when its backed-off retry time has come (retryAfter).
+		case c.retryPending(id, now), checked && now.Sub(last) < time.Duration(c.cfg.Recheck):
+			return
 		}
+		c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_REGISTRATION, state, now)
 	case pb.ContainerState_CONTAINER_STATE_STANDBY:
 		if c.retryDue(id, now) {
 			// A check it refused as busy, of whatever kind: again, until it answers or has
@@ -496,7 +500,7 @@ var errRefusedBusy = fmt.Errorf("%w: the container is busy with other checks", e
 // errUnreachable marks a check that never reached the container: no address for it was found, or
 // no connection to it could be made. That is as likely the network's doing (a dial backoff after a
 // failed dial, a route being cut, the checker's own connection limits) as the container's, so it
-// is counted like a busy refusal: the check is due again a recheck interval later, and only
+// is counted like a busy refusal: the check is due again later (retryAfter), and only
 // maxBusyRefusals in a row are attested as a failure (unanswered). A container that accepts the
 // stream and then stays silent is not unreachable: that fails at once, as before.
 var errUnreachable = fmt.Errorf("%w: the container could not be reached", errInconclusive)
@@ -524,9 +528,9 @@ func (c *checkerSvc) reach(ctx context.Context, pid peer.ID) error {
 // registration could dodge every random check by answering busy.
 const maxBusyRefusals = 3
 
-// noteRefused counts a check of container id that the container refused as busy, and says whether
-// that makes maxBusyRefusals in a row (then the count starts again). Otherwise the check is due
-// again a recheck interval from now, in standby too.
+// noteRefused counts a check of container id that the container refused as busy (or that could
+// not reach it), and says whether that makes maxBusyRefusals in a row (then the count starts
+// again). Otherwise the check is due again after retryAfter, whatever the container's state.
 func (c *checkerSvc) noteRefused(id string, now time.Time) (n int, fail bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -537,8 +541,38 @@ func (c *checkerSvc) noteRefused(id string, now time.Time) (n int, fail bool) {
 		delete(c.retryAt, id)
 		return n, true
 	}
-	c.retryAt[id] = now.Add(time.Duration(c.cfg.Recheck))
+	c.retryAt[id] = now.Add(c.retryAfter(id, n, now))
 	return n, false
+}
+
+// retryAfter is how long after its n-th deferral in a row a check is due again: the recheck
+// interval, doubled for each deferral before, times a factor in [1, 2) drawn from this checker's
+// secret. Deferrals come in crowds: at genesis every checker starts its registration checks at
+// once while every node's DHT fills its routing table, and checks that meet a connection limit
+// then would all come back at the same moment, a recheck later, and meet it again (1,000 peers:
+// 17.9% of honest containers failed unanswered; docs/CHECKERS.md). Spread and backed off, the
+// retries land in a calmer network. A container that really does not answer is failed after
+// 3 to 6 recheck intervals instead of 2.
+func (c *checkerSvc) retryAfter(id string, n int, now time.Time) time.Duration {
+	mac := hmac.New(sha256.New, c.prf)
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(n))
+	binary.BigEndian.PutUint64(b[8:], uint64(now.UnixNano()))
+	mac.Write([]byte("retry"))
+	mac.Write(b[:])
+	mac.Write([]byte(id))
+	h := mac.Sum(nil)
+	base := time.Duration(c.cfg.Recheck) << min(n-1, 8)
+	return base + time.Duration(binary.BigEndian.Uint64(h[:8])%uint64(max(1, base)))
+}
+
+// retryPending says whether a deferred check of container id waits for its retry time (and is
+// not due yet).
+func (c *checkerSvc) retryPending(id string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.retryAt[id]
+	return ok && now.Before(t)
 }
 
 // noteAnswered forgets the refusals of a container that was checked.

@@ -3,11 +3,13 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -198,7 +200,44 @@ func TestCheckConfirmsTimingFailures(t *testing.T) {
 	}
 }
 
-// A container that refuses checks as busy is checked again a recheck interval later, and fails
+// Checks deferred at the same moment (at genesis, many at once) come back spread over the backed-off
+// interval, not together; another checker spreads them differently.
+func TestDeferredChecksSpread(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	recheck := 30 * time.Second
+	spread := func(prf string) []time.Duration {
+		c := &checkerSvc{cfg: CheckerConfig{Recheck: Duration(recheck)}, prf: []byte(prf),
+			refusals: map[string]int{}, retryAt: map[string]time.Time{}}
+		var at []time.Duration
+		for i := range 200 {
+			id := fmt.Sprintf("container-%d", i)
+			c.noteRefused(id, now)
+			at = append(at, c.retryAt[id].Sub(now))
+		}
+		return at
+	}
+	a, b := spread("checker a"), spread("checker b")
+	lo, hi := slices.Min(a), slices.Max(a)
+	if lo < recheck || hi >= 2*recheck {
+		t.Errorf("first retries between %v and %v, want within [%v, %v)", lo, hi, recheck, 2*recheck)
+	}
+	// 200 draws from [30 s, 60 s): the extremes are within a few percent of the ends.
+	if lo > recheck+3*time.Second || hi < 2*recheck-3*time.Second {
+		t.Errorf("first retries between %v and %v: not spread over [%v, %v)", lo, hi, recheck, 2*recheck)
+	}
+	slices.Sort(a)
+	if n := len(slices.Compact(a)); n < 190 {
+		t.Errorf("%d distinct retry times of 200", n)
+	}
+	if slices.Equal(spread("checker a"), spread("checker a")) == false {
+		t.Error("one checker's retry times are not a function of its secret")
+	}
+	if slices.Equal(spread("checker a"), b) {
+		t.Error("two checkers draw the same retry times")
+	}
+}
+
+// A container that refuses checks as busy is checked again later, backed off, and fails
 // (unanswered) when it has refused maxBusyRefusals in a row; a check it answers clears the count.
 func TestBusyRefusals(t *testing.T) {
 	c := &checkerSvc{cfg: CheckerConfig{Recheck: Duration(30 * time.Second)},
@@ -212,10 +251,13 @@ func TestBusyRefusals(t *testing.T) {
 		if n != i || fail {
 			t.Fatalf("refusal %d: counted %d, fail %v", i, n, fail)
 		}
-		if c.retryDue("a", now.Add(29*time.Second)) || !c.retryDue("a", now.Add(30*time.Second)) {
-			t.Fatalf("refusal %d: the retry is not due a recheck interval later", i)
+		// Backed off and spread: due between 1 and 2 times the recheck interval doubled for each
+		// refusal before.
+		base := 30 * time.Second << (i - 1)
+		if c.retryDue("a", now.Add(base-time.Nanosecond)) || !c.retryDue("a", now.Add(2*base)) {
+			t.Fatalf("refusal %d: the retry is not due between %v and %v later", i, base, 2*base)
 		}
-		now = now.Add(30 * time.Second)
+		now = now.Add(2 * base)
 	}
 	if n, fail := c.noteRefused("a", now); n != maxBusyRefusals || !fail {
 		t.Fatalf("refusal %d: fail %v", n, fail)
