@@ -386,8 +386,9 @@ func (c *checkerSvc) consider(ctx context.Context, wg *sync.WaitGroup, e uint64,
 	}
 	c.mu.Lock()
 	w := c.watched[id]
-	last, checked := c.last[id]
 	running := c.running[id]
+	in := dueInput{state: w.state, rank: r, retryAt: c.retryAt[id], spotDone: c.randomDone[e][id]}
+	in.last, in.checked = c.last[id]
 	c.mu.Unlock()
 	if running {
 		return
@@ -396,40 +397,76 @@ func (c *checkerSvc) consider(ctx context.Context, wg *sync.WaitGroup, e uint64,
 	if d.Standing == checker.StandingNeedsRecheck && state == pb.ContainerState_CONTAINER_STATE_STANDBY {
 		state = pb.ContainerState_CONTAINER_STATE_NEEDS_RECHECK // its heartbeats ignore the verdict
 	}
-	switch state {
-	case pb.ContainerState_CONTAINER_STATE_AWAITING_CHECK, pb.ContainerState_CONTAINER_STATE_NEEDS_RECHECK:
-		switch {
-		case c.retryDue(id, now):
-			// A deferred check: due when its backed-off retry time has come (retryAfter).
-		case c.retryPending(id, now), checked && now.Sub(last) < time.Duration(c.cfg.Recheck):
-			return
-		}
+	in.state = state
+	switch dueCheck(in, time.Duration(c.cfg.Recheck), now, func() (bool, bool) { return c.randomDue(e, id, now) }) {
+	case dueRegistration:
 		c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_REGISTRATION, state, now)
-	case pb.ContainerState_CONTAINER_STATE_STANDBY:
-		if c.retryDue(id, now) {
-			// A check it refused as busy, of whatever kind: again, until it answers or has
-			// refused maxBusyRefusals in a row.
-			c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_RANDOM, state, now)
-			return
-		}
-		if r != 0 {
-			return
-		}
-		c.mu.Lock()
-		done := c.randomDone[e][id]
-		c.mu.Unlock()
-		if done {
-			return
-		}
-		due, this := c.randomDue(e, id, now)
-		if !this {
+	case dueRetry:
+		c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_RANDOM, state, now)
+	case dueSpot:
+		if c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_RANDOM, state, now) {
 			c.markRandom(e, id)
-			return
 		}
-		if due && c.launch(ctx, wg, id, pb.CheckKind_CHECK_KIND_RANDOM, state, now) {
-			c.markRandom(e, id)
+	case dueNoSpot:
+		c.markRandom(e, id)
+	}
+}
+
+// dueInput is what the schedule knows of one container assigned to this checker.
+type dueInput struct {
+	state    pb.ContainerState // as the checker reads it (a standby container that needs a recheck reads NEEDS_RECHECK)
+	rank     int               // this checker's place among its assigned checkers
+	checked  bool              // this checker has started a check of it before ...
+	last     time.Time         // ... last at this time
+	retryAt  time.Time         // a deferred check is due again at this time; zero: none is
+	spotDone bool              // this epoch's spot check is done, or is not this checker's
+}
+
+// due is what the schedule does with a container now.
+type due int
+
+const (
+	dueNothing      due = iota
+	dueRegistration     // a registration check (or a recheck)
+	dueRetry            // a deferred check, again
+	dueSpot             // this epoch's spot check
+	dueNoSpot           // no spot check of it this epoch from this checker: remember that
+)
+
+// dueCheck decides which check of a container is due at now. A container that awaits its
+// registration check, or needs a recheck, is checked each recheck interval; one in standby is
+// spot-checked once an epoch, at a time spot says (this: the epoch has a spot check of it from
+// this checker; due: its time has come), by its first assigned checker. A deferred check (the
+// container refused it as busy, or could not be reached) comes back at its retry time and not
+// before, whatever the state: a spot check that falls while a retry waits would otherwise count
+// as another refusal at once (a 1,000-peer run saw a second refusal 5 s after the first).
+func dueCheck(in dueInput, recheck time.Duration, now time.Time, spot func() (due, this bool)) due {
+	if !in.retryAt.IsZero() {
+		if now.Before(in.retryAt) {
+			return dueNothing
+		}
+		if in.state == pb.ContainerState_CONTAINER_STATE_STANDBY {
+			return dueRetry
 		}
 	}
+	switch in.state {
+	case pb.ContainerState_CONTAINER_STATE_AWAITING_CHECK, pb.ContainerState_CONTAINER_STATE_NEEDS_RECHECK:
+		if in.retryAt.IsZero() && in.checked && now.Sub(in.last) < recheck {
+			return dueNothing
+		}
+		return dueRegistration
+	case pb.ContainerState_CONTAINER_STATE_STANDBY:
+		if in.rank != 0 || in.spotDone {
+			return dueNothing
+		}
+		switch due, this := spot(); {
+		case !this:
+			return dueNoSpot
+		case due:
+			return dueSpot
+		}
+	}
+	return dueNothing
 }
 
 func (c *checkerSvc) markRandom(e uint64, id string) {
@@ -564,15 +601,6 @@ func (c *checkerSvc) retryAfter(id string, n int, now time.Time) time.Duration {
 	h := mac.Sum(nil)
 	base := time.Duration(c.cfg.Recheck) << min(n-1, 8)
 	return base + time.Duration(binary.BigEndian.Uint64(h[:8])%uint64(max(1, base)))
-}
-
-// retryPending says whether a deferred check of container id waits for its retry time (and is
-// not due yet).
-func (c *checkerSvc) retryPending(id string, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t, ok := c.retryAt[id]
-	return ok && now.Before(t)
 }
 
 // noteAnswered forgets the refusals of a container that was checked.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/roles/checker"
 )
 
@@ -280,5 +281,47 @@ func TestBusyRefusals(t *testing.T) {
 	}
 	if !errors.Is(errRefusedBusy, errInconclusive) {
 		t.Error("a busy refusal is not inconclusive")
+	}
+}
+
+// dueCheck: which check of a container the schedule starts now.
+func TestDueCheck(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	recheck := 30 * time.Second
+	const (
+		awaiting = pb.ContainerState_CONTAINER_STATE_AWAITING_CHECK
+		recheckS = pb.ContainerState_CONTAINER_STATE_NEEDS_RECHECK
+		standby  = pb.ContainerState_CONTAINER_STATE_STANDBY
+		busy     = pb.ContainerState_CONTAINER_STATE_BUSY
+	)
+	type spotAns struct{ due, this bool }
+	for name, c := range map[string]struct {
+		in   dueInput
+		spot spotAns
+		want due
+	}{
+		"awaiting, never checked":            {dueInput{state: awaiting}, spotAns{}, dueRegistration},
+		"awaiting, checked 10 s ago":         {dueInput{state: awaiting, checked: true, last: now.Add(-10 * time.Second)}, spotAns{}, dueNothing},
+		"awaiting, checked a recheck ago":    {dueInput{state: awaiting, checked: true, last: now.Add(-recheck)}, spotAns{}, dueRegistration},
+		"needs recheck, checked long ago":    {dueInput{state: recheckS, checked: true, last: now.Add(-time.Hour)}, spotAns{}, dueRegistration},
+		"awaiting, retry pending":            {dueInput{state: awaiting, checked: true, last: now.Add(-time.Hour), retryAt: now.Add(time.Second)}, spotAns{}, dueNothing},
+		"awaiting, retry due":                {dueInput{state: awaiting, checked: true, last: now.Add(-time.Second), retryAt: now}, spotAns{}, dueRegistration},
+		"standby, retry due, second checker": {dueInput{state: standby, rank: 1, retryAt: now.Add(-time.Second)}, spotAns{}, dueRetry},
+		"standby, retry pending, spot due":   {dueInput{state: standby, retryAt: now.Add(time.Second)}, spotAns{true, true}, dueNothing},
+		"standby, spot due":                  {dueInput{state: standby}, spotAns{true, true}, dueSpot},
+		"standby, spot later":                {dueInput{state: standby}, spotAns{false, true}, dueNothing},
+		"standby, no spot this epoch":        {dueInput{state: standby}, spotAns{false, false}, dueNoSpot},
+		"standby, spot done":                 {dueInput{state: standby, spotDone: true}, spotAns{true, true}, dueNothing},
+		"standby, second checker":            {dueInput{state: standby, rank: 1}, spotAns{true, true}, dueNothing},
+		"busy":                               {dueInput{state: busy}, spotAns{true, true}, dueNothing},
+	} {
+		asked := false
+		got := dueCheck(c.in, recheck, now, func() (bool, bool) { asked = true; return c.spot.due, c.spot.this })
+		if got != c.want {
+			t.Errorf("%s: %d, want %d", name, got, c.want)
+		}
+		if asked && (c.in.state != standby || c.in.rank != 0 || c.in.spotDone) {
+			t.Errorf("%s: asked for the spot check's time", name)
+		}
 	}
 }
