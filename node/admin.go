@@ -46,6 +46,7 @@ type ChecksStatus struct {
 	Inconclusive  int  `json:"inconclusive"`
 	Confirmations int  `json:"confirmations"`
 	Overloaded    int  `json:"overloaded"`
+	OwnLimit      int  `json:"own_limit"` // checks deferred for this node's own resource limit
 	// SessionSamples and SessionRefused count consumers' session statistics samples taken and
 	// refused (docs/CHECKERS.md, "Checks during sessions").
 	SessionSamples int    `json:"session_samples"`
@@ -73,7 +74,7 @@ func (n *Node) Status() Status {
 		e := n.ep.tr.Schedule().Epoch(n.opts.Clock.Now())
 		cs := &ChecksStatus{Checker: c.Role, Licensed: n.chk.elig.Eligible(n.net.ID(), e),
 			Checks: c.Stats.Checks, Passed: c.Stats.Passed, Failed: c.Stats.Failed, Inconclusive: c.Stats.Inconclusive,
-			Confirmations: c.Stats.Confirmations, Overloaded: c.Stats.Overloaded,
+			Confirmations: c.Stats.Confirmations, Overloaded: c.Stats.Overloaded, OwnLimit: c.Stats.OwnLimit,
 			SessionSamples: c.Stats.SessionSamples, SessionRefused: c.Stats.SessionRefused,
 			Epoch: e, Attestations: len(c.Ledger.Leaves(e)), Excluded: len(c.Excluded)}
 		if e > 0 {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rendermesh/rendermesh/p2p"
@@ -86,7 +87,10 @@ type CheckerStats struct {
 	Confirmations int
 	// Overloaded counts the checks (one per method and attempt) measured while this machine
 	// could not keep up (MachineLoad.Overloaded).
-	Overloaded  int
+	Overloaded int
+	// OwnLimit counts the checks deferred because this node's resource manager refused their
+	// connection or stream at its own limit (errOwnLimit): not counted against the container.
+	OwnLimit    int
 	PublishErrs int
 	// SessionSamples counts consumers' session samples taken (judged; failures attested),
 	// SessionRefused those refused (docs/CHECKERS.md, "Checks during sessions").
@@ -542,10 +546,51 @@ var errRefusedBusy = fmt.Errorf("%w: the container is busy with other checks", e
 // stream and then stays silent is not unreachable: that fails at once, as before.
 var errUnreachable = fmt.Errorf("%w: the container could not be reached", errInconclusive)
 
-// deferred says whether err is a check that is due again later and counts towards
-// maxBusyRefusals: the container refused it as busy, or could not be reached.
+// errOwnLimit marks a check whose connection or stream this checker's own resource manager
+// refused: its whole node was at a limit (system or transient scope), which says nothing about
+// the container. Such a check is due again later like an unreachable one, but is not counted
+// towards maxBusyRefusals. At 1,000 simulated peers, 491 of the first 733 deferred checks after
+// genesis were the checker's own system connection limit. A container cannot cause it alone: the
+// resource manager bounds each peer's share of the node's connections and streams by a per-peer
+// limit, and a refusal at that (or at the container's own end) still counts.
+var errOwnLimit = fmt.Errorf("%w: this checker is at its own resource limit", errInconclusive)
+
+// notReached wraps the error of a stream to the container that could not be opened: errOwnLimit
+// when this node's resource manager refused it at its system or transient scope, errUnreachable
+// otherwise.
+func notReached(what string, err error) error {
+	if ownLimit(err) {
+		return fmt.Errorf("%w: %s%v", errOwnLimit, what, err)
+	}
+	return fmt.Errorf("%w: %s%v", errUnreachable, what, err)
+}
+
+// ownLimit says whether err holds this node's resource manager refusing at its system or
+// transient scope. The manager's errors wrap network.ErrResourceLimitExceeded, each scope adding
+// its name ("conn-458: system: cannot reserve connection: ..."); a per-peer scope
+// ("peer:12D3...: ...") is not the node's own limit, and another node's refusal reaches a dialler
+// as text only (a closed connection). TestOwnLimit checks this against the real resource manager.
+func ownLimit(err error) bool {
+	if err == nil {
+		return false
+	}
+	if msg := err.Error(); (strings.HasPrefix(msg, "system: ") || strings.HasPrefix(msg, "transient: ")) &&
+		errors.Is(err, network.ErrResourceLimitExceeded) {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return ownLimit(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		return slices.ContainsFunc(u.Unwrap(), ownLimit)
+	}
+	return false
+}
+
+// deferred says whether err is a check that is due again later: the container refused it as
+// busy, could not be reached, or this checker was at its own limit.
 func deferred(err error) bool {
-	return errors.Is(err, errRefusedBusy) || errors.Is(err, errUnreachable)
+	return errors.Is(err, errRefusedBusy) || errors.Is(err, errUnreachable) || errors.Is(err, errOwnLimit)
 }
 
 // reach makes sure pid can be dialled (connected, an address known, or one found in the DHT).
@@ -601,6 +646,17 @@ func (c *checkerSvc) retryAfter(id string, n int, now time.Time) time.Duration {
 	h := mac.Sum(nil)
 	base := time.Duration(c.cfg.Recheck) << min(n-1, 8)
 	return base + time.Duration(binary.BigEndian.Uint64(h[:8])%uint64(max(1, base)))
+}
+
+// noteOwnLimit schedules again a check of container id that this checker could not make for its
+// own resource limit (errOwnLimit): like a refusal's retry, but the refusals in a row stay as
+// they were (it returns their count).
+func (c *checkerSvc) noteOwnLimit(id string, now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.refusals[id]
+	c.retryAt[id] = now.Add(c.retryAfter(id, n+1, now))
+	return n
 }
 
 // noteAnswered forgets the refusals of a container that was checked.
@@ -665,9 +721,14 @@ func (c *checkerSvc) check(ctx context.Context, pid peer.ID, kind pb.CheckKind, 
 		}
 		passed = append(passed, done{method, nonce, res})
 	}
-	if len(passed) > 0 {
+	switch {
+	case len(passed) > 0:
 		c.noteAnswered(string(pid))
-	} else if later != nil && ctx.Err() == nil {
+	case later != nil && ctx.Err() == nil && errors.Is(later, errOwnLimit):
+		n := c.noteOwnLimit(string(pid), c.n.opts.Clock.Now())
+		c.count(func(s *CheckerStats) { s.OwnLimit++ })
+		c.log.Info("check deferred: this checker is at its own limit", "container", pid, "in_a_row", n, "of", maxBusyRefusals, "err", later)
+	case later != nil && ctx.Err() == nil:
 		n, fail := c.noteRefused(string(pid), c.n.opts.Clock.Now())
 		c.log.Info("check deferred", "container", pid, "in_a_row", n, "of", maxBusyRefusals, "err", later)
 		if fail {
@@ -800,7 +861,7 @@ func (c *checkerSvc) telemetryCheck(ctx context.Context, pid peer.ID, rec *pb.Co
 	case errors.Is(err, ErrTelemetryRefused) && strings.Contains(err.Error(), refusedBusy):
 		return checker.Result{}, fmt.Errorf("%w: %v", errRefusedBusy, err)
 	case errors.Is(err, errStreamNotOpened):
-		return checker.Result{}, fmt.Errorf("%w: %v", errUnreachable, err)
+		return checker.Result{}, notReached("", err)
 	case err != nil:
 		return failed(CheckUnanswered, nonce, "no telemetry report: "+err.Error()), nil
 	}
@@ -830,7 +891,7 @@ func (c *checkerSvc) simulationCheck(ctx context.Context, pid peer.ID, nonce []b
 		if ctx.Err() != nil {
 			return checker.Result{}, errInconclusive
 		}
-		return checker.Result{}, fmt.Errorf("%w: render stream: %v", errUnreachable, err)
+		return checker.Result{}, notReached("render stream: ", err)
 	}
 	defer s.Close()
 	defer c.n.net.Hold(s)()

@@ -260,6 +260,18 @@ func TestBusyRefusals(t *testing.T) {
 		}
 		now = now.Add(2 * base)
 	}
+	// A check this checker could not make for its own resource limit is due again, backed off
+	// and spread, and does not count.
+	for range 3 {
+		if n := c.noteOwnLimit("a", now); n != maxBusyRefusals-1 {
+			t.Fatalf("own limit: %d refusals in a row, want %d", n, maxBusyRefusals-1)
+		}
+		base := 30 * time.Second << (maxBusyRefusals - 1)
+		if c.retryDue("a", now.Add(base-time.Nanosecond)) || !c.retryDue("a", now.Add(2*base)) {
+			t.Fatalf("own limit: the retry is not due between %v and %v later", base, 2*base)
+		}
+		now = now.Add(2 * base)
+	}
 	if n, fail := c.noteRefused("a", now); n != maxBusyRefusals || !fail {
 		t.Fatalf("refusal %d: fail %v", n, fail)
 	}

@@ -257,13 +257,16 @@ func (t *memTransport) dial(ctx context.Context, j int, p peer.ID, raddr ma.Mult
 	if r.id != p {
 		return nil, fmt.Errorf("simnet: peer id mismatch: expected %s, got %s", p, r.id)
 	}
+	// The remote's resource manager refusing: the dialler learns that it was refused, not the
+	// remote's error value (over QUIC it sees the connection closed), so the cause is only text.
+	// A node tells its own limits from the remote's by the error (node.ownLimit).
 	rs, err := r.rcmgr.OpenConnection(network.DirInbound, false, t.addr)
 	if err != nil {
-		return nil, fmt.Errorf("simnet: %s refused the connection: %w", p, err)
+		return nil, fmt.Errorf("simnet: %s refused the connection: %v", p, err)
 	}
 	if err := rs.SetPeer(t.id); err != nil {
 		rs.Done()
-		return nil, fmt.Errorf("simnet: %s refused the connection: %w", p, err)
+		return nil, fmt.Errorf("simnet: %s refused the connection: %v", p, err)
 	}
 	a := newMemConn(t, j, p, r.pub, t.addr, raddr, scope)
 	b := newMemConn(r, t.idx, t.id, t.pub, r.addr, t.addr, rs)
