@@ -549,7 +549,7 @@ var errUnreachable = fmt.Errorf("%w: the container could not be reached", errInc
 // errOwnLimit marks a check whose connection or stream this checker's own resource manager
 // refused: its whole node was at a limit (system or transient scope), which says nothing about
 // the container. Such a check is due again later like an unreachable one, but is not counted
-// towards maxBusyRefusals. At 1,000 simulated peers, 491 of the first 733 deferred checks after
+// towards maxBusyRefusals. At 1,000 simulated peers, 494 of the first 739 deferred checks after
 // genesis were the checker's own system connection limit. A container cannot cause it alone: the
 // resource manager bounds each peer's share of the node's connections and streams by a per-peer
 // limit, and a refusal at that (or at the container's own end) still counts.
