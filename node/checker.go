@@ -540,7 +540,7 @@ var errRefusedBusy = fmt.Errorf("%w: the container is busy with other checks", e
 
 // errUnreachable marks a check that never reached the container: no address for it was found, or
 // no connection to it could be made. That is as likely the network's doing (a dial backoff after a
-// failed dial, a route being cut, the checker's own connection limits) as the container's, so it
+// failed dial, a route being cut, a limit on the container's side) as the container's, so it
 // is counted like a busy refusal: the check is due again later (retryAfter), and only
 // maxBusyRefusals in a row are attested as a failure (unanswered). A container that accepts the
 // stream and then stays silent is not unreachable: that fails at once, as before.
@@ -665,14 +665,6 @@ func (c *checkerSvc) noteAnswered(id string) {
 	defer c.mu.Unlock()
 	delete(c.refusals, id)
 	delete(c.retryAt, id)
-}
-
-// retryDue says whether a check the container refused as busy is due again.
-func (c *checkerSvc) retryDue(id string, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t, ok := c.retryAt[id]
-	return ok && !now.Before(t)
 }
 
 // check runs the configured methods on a container in order (telemetry, the cheap one, first),

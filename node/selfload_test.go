@@ -244,7 +244,7 @@ func TestBusyRefusals(t *testing.T) {
 	c := &checkerSvc{cfg: CheckerConfig{Recheck: Duration(30 * time.Second)},
 		refusals: map[string]int{}, retryAt: map[string]time.Time{}}
 	now := time.Unix(1_700_000_000, 0)
-	if c.retryDue("a", now) {
+	if retryDue(c, "a", now) {
 		t.Fatal("a retry due before any refusal")
 	}
 	for i := 1; i < maxBusyRefusals; i++ {
@@ -255,7 +255,7 @@ func TestBusyRefusals(t *testing.T) {
 		// Backed off and spread: due between 1 and 2 times the recheck interval doubled for each
 		// refusal before.
 		base := 30 * time.Second << (i - 1)
-		if c.retryDue("a", now.Add(base-time.Nanosecond)) || !c.retryDue("a", now.Add(2*base)) {
+		if retryDue(c, "a", now.Add(base-time.Nanosecond)) || !retryDue(c, "a", now.Add(2*base)) {
 			t.Fatalf("refusal %d: the retry is not due between %v and %v later", i, base, 2*base)
 		}
 		now = now.Add(2 * base)
@@ -267,7 +267,7 @@ func TestBusyRefusals(t *testing.T) {
 			t.Fatalf("own limit: %d refusals in a row, want %d", n, maxBusyRefusals-1)
 		}
 		base := 30 * time.Second << (maxBusyRefusals - 1)
-		if c.retryDue("a", now.Add(base-time.Nanosecond)) || !c.retryDue("a", now.Add(2*base)) {
+		if retryDue(c, "a", now.Add(base-time.Nanosecond)) || !retryDue(c, "a", now.Add(2*base)) {
 			t.Fatalf("own limit: the retry is not due between %v and %v later", base, 2*base)
 		}
 		now = now.Add(2 * base)
@@ -275,7 +275,7 @@ func TestBusyRefusals(t *testing.T) {
 	if n, fail := c.noteRefused("a", now); n != maxBusyRefusals || !fail {
 		t.Fatalf("refusal %d: fail %v", n, fail)
 	}
-	if c.retryDue("a", now.Add(time.Hour)) {
+	if retryDue(c, "a", now.Add(time.Hour)) {
 		t.Error("a retry still due after the failure")
 	}
 	if n, fail := c.noteRefused("a", now); n != 1 || fail {
@@ -288,7 +288,7 @@ func TestBusyRefusals(t *testing.T) {
 		t.Errorf("an answered check clears the count: %d, %v", n, fail)
 	}
 	c.noteAnswered("b")
-	if c.retryDue("b", now.Add(time.Hour)) {
+	if retryDue(c, "b", now.Add(time.Hour)) {
 		t.Error("a retry due for a container that answered")
 	}
 	if !errors.Is(errRefusedBusy, errInconclusive) {
@@ -336,4 +336,10 @@ func TestDueCheck(t *testing.T) {
 			t.Errorf("%s: asked for the spot check's time", name)
 		}
 	}
+}
+
+// retryDue says whether a deferred check of container id is due again at now.
+func retryDue(c *checkerSvc, id string, now time.Time) bool {
+	t, ok := c.retryAt[id]
+	return ok && !now.Before(t)
 }
