@@ -768,9 +768,12 @@ func newAttestAttacker(ctx context.Context, t *testing.T, seed int64, honest []*
 	psCtx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	// The network's gossip policy (unsigned messages, content IDs): anything else honest nodes drop
-	// before their validators see it.
+	// before their validators see it. It floods what it publishes to every peer in the topic: an
+	// attacker that is not subscribed otherwise publishes to its fanout, which holds only the peers
+	// whose gossipsub stream was up at its first publication (go-libp2p-pubsub v0.17 no longer
+	// floods by default), and a node connected a moment later would never see its messages.
 	opts := []pubsub.Option{pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(),
-		pubsub.WithMessageIdFn(GossipMsgID), pubsub.WithMaxMessageSize(1 << 20)}
+		pubsub.WithMessageIdFn(GossipMsgID), pubsub.WithMaxMessageSize(1 << 20), pubsub.WithFloodPublish(true)}
 	ps, err := pubsub.NewGossipSub(psCtx, h, append(opts, psOpts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -846,8 +849,21 @@ func TestAttestGossip(t *testing.T) {
 	if err := nets[0].JoinAttestations(validators[0], nil); err == nil {
 		t.Error("joined the attestation topic twice")
 	}
+	// Every node has the others in its mesh before anyone publishes: gossipsub (v0.17 floods
+	// nothing by default) sends a node's own message to its mesh peers only, and when the mesh is
+	// still empty the heartbeat that then grafts every topic peer gossips the message to none of
+	// them, so in a network this small it would be lost. Being in the mesh a full second is all
+	// that scores a silent peer above zero.
 	for i, n := range nets {
 		waitFor(ctx, t, fmt.Sprintf("node %d to see the others in the topic", i), func() bool { return len(n.ps.ListPeers(AttestTopic)) >= 2 })
+		for j, m := range nets {
+			if i != j {
+				waitFor(ctx, t, fmt.Sprintf("node %d to have node %d in its mesh", i, j), func() bool {
+					s, ok := n.PeerScore(m.ID())
+					return ok && s > 0
+				})
+			}
+		}
 	}
 
 	_, container := testKey(t, 500)
