@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -180,18 +181,25 @@ func addCandidate(pc *webrtc.PeerConnection, c *pb.IceCandidate) error {
 	return pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.GetCandidate(), SDPMid: &mid, SDPMLineIndex: &idx})
 }
 
-// relayed reports whether the selected candidate pair goes through a TURN relay.
-func relayed(pc *webrtc.PeerConnection) bool {
-	sctp := pc.SCTP()
-	if sctp == nil {
-		return false
+// relayWatch follows whether the selected candidate pair goes through a TURN relay, from ICE's
+// own callback. Asking the ICE transport instead (GetSelectedCandidatePair) reads its gatherer
+// without the lock under which a SetRemoteDescription still in flight (an answer to a restart, or
+// one that arrived as the session ended) starts the transports: a data race in pion v4.2.20.
+type relayWatch struct{ relay atomic.Bool }
+
+// watchRelay starts following pc's selected pair; call it before any description is set.
+func watchRelay(pc *webrtc.PeerConnection) *relayWatch {
+	w := &relayWatch{}
+	if sctp := pc.SCTP(); sctp != nil {
+		sctp.Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+			w.relay.Store(p != nil && (p.Local.Typ == webrtc.ICECandidateTypeRelay || p.Remote.Typ == webrtc.ICECandidateTypeRelay))
+		})
 	}
-	pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil {
-		return false
-	}
-	return pair.Local.Typ == webrtc.ICECandidateTypeRelay || pair.Remote.Typ == webrtc.ICECandidateTypeRelay
+	return w
 }
+
+// relayed reports whether the last selected candidate pair goes through a TURN relay.
+func (w *relayWatch) relayed() bool { return w.relay.Load() }
 
 // trickle sends local candidates in order behind the description they belong to: pion gathers as
 // soon as the local description is set, before the offer or answer has gone out, and a candidate

@@ -92,6 +92,7 @@ func Play(ctx context.Context, sig Signaller, o PlayOptions) (*PlayReport, error
 		return nil, fmt.Errorf("render: peer connection: %w", err)
 	}
 	defer pc.Close()
+	relay := watchRelay(pc)
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		return nil, err
 	}
@@ -187,9 +188,8 @@ loop:
 		}
 	}
 	close(p.done)
-	relay := relayed(pc)
 	p.mu.Lock()
-	p.rep.Relay = relay
+	p.rep.Relay = relay.relayed()
 	p.mu.Unlock()
 	return p.report(), runErr
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"image"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
 	"github.com/rendermesh/rendermesh/render/rendertest"
@@ -219,5 +222,56 @@ func TestOversizeChallengeIsRefused(t *testing.T) {
 	}
 	if m, rerr := cons.Recv(); rerr != nil || m.GetRefused() == "" {
 		t.Fatalf("consumer got %v, %v; want a refusal", m, rerr)
+	}
+}
+
+// TestRelayWatchWhileDescriptionApplies reads whether a session is relayed while a remote
+// description is being applied, as Play and Stream do when a session ends with an answer still in
+// flight: the race detector flagged pion's GetSelectedCandidatePair there (it reads the ICE
+// transport's gatherer without the lock under which the description starts the transports).
+func TestRelayWatchWhileDescriptionApplies(t *testing.T) {
+	api, err := newAPI(PeerOptions{Loopback: true}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offerer, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer offerer.Close()
+	if _, err := offerer.CreateDataChannel(InputChannel, nil); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := offerer.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		answerer, err := api.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := watchRelay(answerer)
+		done := make(chan error, 1)
+		go func() { done <- answerer.SetRemoteDescription(offer) }()
+		// SetRemoteDescription returns once the description is set; pion then starts the ICE
+		// transport in a goroutine of its own, and ICE moves to checking. Read throughout.
+		for applied := false; !applied || answerer.ICEConnectionState() == webrtc.ICEConnectionStateNew; {
+			if w.relayed() {
+				t.Error("relayed before any pair was selected")
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				applied = true
+			default:
+			}
+			runtime.Gosched()
+		}
+		if err := answerer.Close(); err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -174,6 +174,7 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	}
 	defer pc.Close()
 	s.pc = pc
+	relay := watchRelay(pc)
 	s.track, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "rendermesh")
 	if err != nil {
 		return nil, err
@@ -228,7 +229,7 @@ func Serve(ctx context.Context, sig Signaller, offer *pb.RenderOffer, o StreamOp
 	}
 	rep, err := s.stream(ctx, ended)
 	rep.Restarts = int(s.restarts.Load())
-	rep.Relay = relayed(pc)
+	rep.Relay = relay.relayed()
 	_ = s.send(&pb.RenderSignal{End: true})
 	return rep, err
 }
