@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -24,11 +25,26 @@ func TestRenderReconnectsWithinTheSession(t *testing.T) {
 	if err := d.WaitServing(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan *ConnectResult, 1)
+	type connected struct {
+		res *ConnectResult
+		err error
+	}
+	done := make(chan connected, 1)
 	go func() {
-		res, _ := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, ConnectOptions{Network: d.Network(), Stakes: d.Stakes(),
-			Hold: 8 * time.Second, Render: RenderOptions{Play: true, Width: 320, Height: 180, Loopback: true}})
-		done <- res
+		for {
+			res, err := d.Light.Connect(ctx, &pb.MatchRequest{App: "demo"}, ConnectOptions{Network: d.Network(), Stakes: d.Stakes(),
+				Hold: 8 * time.Second, Render: RenderOptions{Play: true, Width: 320, Height: 180, Loopback: true}})
+			// Refused (seen on a loaded machine: an indexer that has not yet indexed a container,
+			// or whose one container is still held by WaitServing's match): ask again, as a
+			// consumer would.
+			if err == nil && res.Match != nil && !res.Match.Matched && ctx.Err() == nil {
+				t.Logf("refused (%s: %s); asking again", res.Match.Reason, res.Match.Detail)
+				time.Sleep(time.Second)
+				continue
+			}
+			done <- connected{res, err}
+			return
+		}
 	}()
 	// Once the container streams, cut its render stream (as a broken connection would).
 	cut := false
@@ -50,10 +66,16 @@ func TestRenderReconnectsWithinTheSession(t *testing.T) {
 		select {
 		case <-ctx.Done():
 			t.Fatal("no render stream started")
+		case c := <-done:
+			t.Fatalf("the session ended before its render stream was cut: %v; %s", c.err, describe(c.res))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	res := <-done
+	c := <-done
+	res := c.res
+	if c.err != nil {
+		t.Logf("connect: %v", c.err)
+	}
 	if res == nil || res.SessionErr != nil || res.Render == nil {
 		t.Fatalf("session: %+v", res)
 	}
@@ -64,4 +86,19 @@ func TestRenderReconnectsWithinTheSession(t *testing.T) {
 		t.Fatal("no frames")
 	}
 	t.Logf("%d reconnect(s), %d stamped frames, %d ICE restarts", res.Render.Reconnects, res.Render.FramesStamped, res.Render.Restarts)
+}
+
+// describe says what a connect result holds, for a test's failure.
+func describe(res *ConnectResult) string {
+	if res == nil {
+		return "no result"
+	}
+	s := fmt.Sprintf("session error %v, render error %v", res.SessionErr, res.RenderErr)
+	if m := res.Match; m != nil {
+		s = fmt.Sprintf("matched %v (reason %q, %s), ", m.Matched, m.Reason, m.Detail) + s
+	}
+	if res.Render != nil {
+		s += fmt.Sprintf(", render: %d frames, %d reconnects", res.Render.FramesStamped, res.Render.Reconnects)
+	}
+	return s
 }
