@@ -392,13 +392,16 @@ func TestConnect(t *testing.T) {
 		for _, tk := range d.Nodes[0].Epochs().Committee(e) {
 			ids = append(ids, tk.ID)
 			for _, n := range d.Nodes[1:] {
-				if dead == nil && string(n.Net().ID()) == tk.ID {
+				// Not a container as well: the next indexer could pick the dead container and
+				// cost the consumer a second retry, which is the container's death, not the
+				// indexer's (seen in CI: attempts dead indexer, "reservation", matched).
+				if dead == nil && string(n.Net().ID()) == tk.ID && n.Status().Container == nil {
 					dead = n
 				}
 			}
 		}
 		if len(ids) < 2 || dead == nil {
-			t.Logf("epoch %d: committee of %d without a member to kill: next epoch", e, len(ids))
+			t.Logf("epoch %d: committee of %d without a plain member to kill: next epoch", e, len(ids))
 			waitFor(t, ctx, "the next epoch", func() bool { return sched.Epoch(time.Now()) > e })
 			continue
 		}
