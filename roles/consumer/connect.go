@@ -80,10 +80,11 @@ var (
 	ErrBadTicket  = errors.New("consumer: indexer answered with an invalid session ticket")
 )
 
-// Refusals after which another indexer is worth asking: the indexer cannot serve or lost the race
-// for every candidate. Refusals by a filter are final: every indexer applies the same rule to the
-// same network.
-var retryable = []string{"not_indexer", "overloaded", "reservation", ""}
+// Refusals after which another indexer is worth asking: the indexer cannot serve, lost the race
+// for every candidate, or has not yet indexed any container (no_containers: a member that just
+// joined the committee is still learning the network from heartbeats, while the others may have
+// it). Refusals by a filter are final: every indexer applies the same rule to the same network.
+var retryable = []string{"not_indexer", "overloaded", "reservation", "no_containers", ""}
 
 // Connect asks the epoch's indexers for a match, one after another, until one matches or refuses
 // for good: an indexer that fails, is slower than AttemptTimeout or cannot serve costs one retry.

@@ -84,7 +84,9 @@ func TestConnectRetriesAnotherIndexer(t *testing.T) {
 		{"first forges a ticket", func(context.Context) (*pb.MatchResponse, error) {
 			return &pb.MatchResponse{Matched: true, Ticket: []byte("forged")}, nil
 		}, 2, true, ""},
+		{"first has not indexed a container yet", refused("no_containers"), 2, true, ""},
 		{"a filter refusal is final", refused("hardware"), 1, false, "hardware"},
+		{"standby is final", refused("standby"), 1, false, "standby"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,6 +165,23 @@ func TestConnectGivesUpAfterMaxAttempts(t *testing.T) {
 	}
 	if m.Matched || len(f.asked) != 3 || m.Reason != "indexer_failed" {
 		t.Fatalf("matched %v after asking %v (reason %q); want a failure after 3", m.Matched, f.asked, m.Reason)
+	}
+}
+
+// A network with no container at all: every indexer asked says so, the consumer stops after
+// MaxAttempts and reports the refusal.
+func TestConnectWhenNoIndexerHasAContainer(t *testing.T) {
+	members := []string{"a", "b", "c", "d", "e"}
+	f := &fakeIndexers{self: "me", members: members, answer: map[string]func(context.Context) (*pb.MatchResponse, error){}}
+	for _, m := range members {
+		f.answer[m] = refused("no_containers")
+	}
+	m, err := Connect(context.Background(), f, &pb.MatchRequest{RequestId: []byte("x"), App: "demo"}, ConnectOptions{MaxAttempts: 3, Clock: clock.NewMock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Matched || len(f.asked) != 3 || m.Reason != "no_containers" || m.Detail != "because" {
+		t.Fatalf("matched %v after asking %v (reason %q, %q); want the refusal after 3", m.Matched, f.asked, m.Reason, m.Detail)
 	}
 }
 
