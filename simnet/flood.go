@@ -108,10 +108,12 @@ func (s *sim) newAttacker(p *peerSpec, k int) (*attacker, error) {
 	}
 	// The network's gossip policy (no author, no signature, content IDs), so that what it sends
 	// reaches the validators; a "signed" attacker signs its gossip as libp2p does by default.
+	// It floods: each message goes to every peer of the topic it is connected to, not only to its
+	// mesh (honest nodes publish to their mesh, docs/ARCHITECTURE.md).
 	psOpts := []pubsub.Option{pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(),
-		pubsub.WithMessageIdFn(p2p.GossipMsgID), pubsub.WithMaxMessageSize(1 << 20)}
+		pubsub.WithMessageIdFn(p2p.GossipMsgID), pubsub.WithMaxMessageSize(1 << 20), pubsub.WithFloodPublish(true)}
 	if a.signed {
-		psOpts = []pubsub.Option{pubsub.WithMessageSignaturePolicy(pubsub.StrictSign), pubsub.WithMaxMessageSize(1 << 20)}
+		psOpts = []pubsub.Option{pubsub.WithMessageSignaturePolicy(pubsub.StrictSign), pubsub.WithMaxMessageSize(1 << 20), pubsub.WithFloodPublish(true)}
 	}
 	a.ps, err = pubsub.NewGossipSub(s.ctx, h, psOpts...)
 	if err != nil {
