@@ -111,10 +111,11 @@ func (s *sim) newAttacker(p *peerSpec, k int) (*attacker, error) {
 	// It floods: each message goes to every peer of the topic it is connected to, not only to its
 	// mesh (honest nodes publish to their mesh, docs/ARCHITECTURE.md).
 	psOpts := []pubsub.Option{pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), pubsub.WithNoAuthor(),
-		pubsub.WithMessageIdFn(p2p.GossipMsgID), pubsub.WithMaxMessageSize(1 << 20), pubsub.WithFloodPublish(true)}
+		pubsub.WithMessageIdFn(p2p.GossipMsgID)}
 	if a.signed {
-		psOpts = []pubsub.Option{pubsub.WithMessageSignaturePolicy(pubsub.StrictSign), pubsub.WithMaxMessageSize(1 << 20), pubsub.WithFloodPublish(true)}
+		psOpts = []pubsub.Option{pubsub.WithMessageSignaturePolicy(pubsub.StrictSign)}
 	}
+	psOpts = append(psOpts, pubsub.WithMaxMessageSize(1<<20), pubsub.WithFloodPublish(true))
 	a.ps, err = pubsub.NewGossipSub(s.ctx, h, psOpts...)
 	if err != nil {
 		a.close()

@@ -84,7 +84,7 @@ var (
 // for every candidate, or has not yet indexed any container (no_containers: a member that just
 // joined the committee is still learning the network from heartbeats, while the others may have
 // it). Refusals by a filter are final: every indexer applies the same rule to the same network.
-var retryable = []string{"not_indexer", "overloaded", "reservation", "no_containers", ""}
+var retryable = []string{"not_indexer", "overloaded", "reservation", indexer.FilterNone, ""}
 
 // Connect asks the epoch's indexers for a match, one after another, until one matches or refuses
 // for good: an indexer that fails, is slower than AttemptTimeout or cannot serve costs one retry.
