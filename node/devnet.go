@@ -67,6 +67,8 @@ type DevnetConfig struct {
 	// Checker overrides the checker role's configuration (nil: DefaultChecker with a 10 s
 	// recheck and a spot check every 3 epochs, fitting devnet's short epochs).
 	Checker *CheckerConfig
+	// Withhold, when set, is every node's Options.Withhold (tests: epochs that draw nobody).
+	Withhold func(epoch uint64) bool
 }
 
 // devLedgerEpochs: a devnet's nodes keep every epoch's attestations of a run (hours of 10-second
@@ -298,18 +300,21 @@ const (
 	devGenesisPerNode = 250 * time.Millisecond
 )
 
-// EpochStats is what the devnet's nodes agree on about the current epoch's committee.
+// EpochStats is what the devnet's nodes agree on about the committee that serves the current
+// epoch: the epoch's own or, when it drew nobody, the last one that drew someone (Tracker.Serving).
 type EpochStats struct {
 	Epoch     uint64
 	Indexers  int     // committee members in the most common view
 	Agreement float64 // share of nodes whose view is the most common one
+	DrawnIn   uint64  // the epoch the most common view's committee was drawn for
 }
 
-// Epochs compares the nodes' views of the current epoch's committee.
+// Epochs compares the nodes' views of the committee that serves the current epoch.
 func (d *Devnet) Epochs() EpochStats {
 	var st EpochStats
 	views := map[string]int{}
 	sizes := map[string]int{}
+	drawn := map[string]uint64{}
 	total := 0
 	for _, n := range d.Nodes {
 		tr := n.Epochs()
@@ -317,9 +322,12 @@ func (d *Devnet) Epochs() EpochStats {
 			continue
 		}
 		st.Epoch = tr.Schedule().Epoch(time.Now())
-		dg, size := tr.Digest(st.Epoch)
+		_, from := tr.Serving(st.Epoch)
+		dg, size := tr.Digest(from)
+		dg = fmt.Sprintf("%d/%s", from, dg)
 		views[dg]++
 		sizes[dg] = size
+		drawn[dg] = from
 		total++
 	}
 	best := ""
@@ -329,7 +337,7 @@ func (d *Devnet) Epochs() EpochStats {
 		}
 	}
 	if total > 0 {
-		st.Indexers, st.Agreement = sizes[best], float64(views[best])/float64(total)
+		st.Indexers, st.Agreement, st.DrawnIn = sizes[best], float64(views[best])/float64(total), drawn[best]
 	}
 	return st
 }
@@ -405,6 +413,7 @@ func (d *Devnet) newNode(i int, boot []string, metrics *p2p.Metrics) (*Node, err
 		SmallDatastore: true,
 		LoopbackNet:    true,
 		LedgerEpochs:   devLedgerEpochs,
+		Withhold:       d.cfg.Withhold,
 	}
 	if d.isContainer(i) {
 		k := i - i/d.cfg.ContainerEvery // index among containers

@@ -260,9 +260,32 @@ func (es *epochs) pullLive(ctx context.Context, now time.Time) time.Time {
 
 // addLive asks each of peers for its live views of the committees of epoch `from` and the next,
 // and adds to tr every ticket it lacks that verifies as one from gossip would (at the clock's now).
+// When `from` drew nobody even so, the last committee that drew someone serves it (Tracker.Serving):
+// addLive asks for the epochs before it, back to the first whose committee tr holds, at most
+// epoch.MaxCarry; a node that joined after that committee's tickets went round (a light client
+// that starts in epoch 1, after epoch 0's were drawn at genesis) has no other way to learn it.
 // It returns how many it added; otherSeed, when not nil, is told of each epoch for which a peer
 // sent a real draw on another seed than tr's.
 func addLive(ctx context.Context, net *p2p.Net, tr *epoch.Tracker, peers []peer.ID, from uint64, clk clock.Clock, log *slog.Logger, otherSeed func(uint64)) int {
+	added := addLiveFrom(ctx, net, tr, peers, from, clk, log, otherSeed)
+	if len(tr.Committee(from)) > 0 {
+		return added
+	}
+	for back := uint64(1); back <= epoch.MaxCarry && back <= from && ctx.Err() == nil; back++ {
+		e := from - back
+		if len(tr.Committee(e)) > 0 {
+			break
+		}
+		added += addLiveFrom(ctx, net, tr, peers, e, clk, log, otherSeed)
+		if len(tr.Committee(e)) > 0 {
+			break
+		}
+	}
+	return added
+}
+
+// addLiveFrom is one round of addLive: the live views of `from` and the next.
+func addLiveFrom(ctx context.Context, net *p2p.Net, tr *epoch.Tracker, peers []peer.ID, from uint64, clk clock.Clock, log *slog.Logger, otherSeed func(uint64)) int {
 	added := 0
 	for _, p := range peers {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -289,11 +312,12 @@ func addLive(ctx context.Context, net *p2p.Net, tr *epoch.Tracker, peers []peer.
 	return added
 }
 
-// liveRecord is this node's live view of epoch e's committee, for the running epoch and the next:
-// every ticket of e it has verified, in an unsealed record.
+// liveRecord is this node's live view of epoch e's committee, for the running epoch, the next and
+// the MaxCarry before it (one of which serves the running epoch when it drew nobody): every ticket
+// of e it has verified, in an unsealed record.
 func (es *epochs) liveRecord(e uint64) ([]byte, bool) {
 	cur := es.tr.Schedule().Epoch(es.n.opts.Clock.Now())
-	if e != cur && e != cur+1 {
+	if e > cur+1 || e+epoch.MaxCarry < cur {
 		return nil, false
 	}
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(committeeRecord(e, es.tr.Committee(e), false))
@@ -455,7 +479,7 @@ func (es *epochs) catchUp(ctx context.Context, now time.Time) bool {
 // draw runs this node's sortition for epoch e once its seed is known and, if it wins, publishes the
 // ticket on gossip and in the epoch's committee record.
 func (es *epochs) draw(ctx context.Context, e uint64) {
-	if es.sk == nil {
+	if es.sk == nil || (es.n.opts.Withhold != nil && es.n.opts.Withhold(e)) {
 		return
 	}
 	if _, ok := es.tr.Seed(e); !ok {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/rendermesh/rendermesh/p2p/pb"
 )
 
 // A node that joins while an epoch runs has missed, on gossip, the tickets of the next epoch (drawn
@@ -119,5 +121,70 @@ func TestLightClientFindsTheGenesisCommittee(t *testing.T) {
 	}
 	if want := committeeIDs(ref.Committee(0)); !slices.Equal(committeeIDs(got), want) {
 		t.Errorf("the light client found %d indexers in epoch 0, the network's committee has %d", len(got), len(want))
+	}
+}
+
+// An epoch that draws nobody is served by the last committee that drew someone. When that is the
+// genesis committee (epoch 1 drew nobody), a light client that starts in epoch 1 holds it from no
+// sealed record (epoch 0's holds no ticket drawn at genesis, and it does not import it anyway:
+// seed(1) mixes nothing) and, before it asked full nodes for their live views of the epochs before
+// the running one, it found no indexer, and its consumers no match, for the whole epoch: a
+// devnet run once failed so (its summary: epoch 1, 0 indexers, the light client verified none).
+func TestLightClientFindsTheCarriedGenesisCommittee(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a devnet of 4 nodes into its second epoch")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Every winner of epoch 1 withholds its ticket; a committee of 8 expected seats among 4
+	// candidates draws somebody for epoch 0 (but for e^-8 of seeds).
+	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 4, Epoch: 10 * time.Second, Committee: 8,
+		Withhold: func(e uint64) bool { return e == 1 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ref := d.Nodes[0].Epochs()
+	sched := ref.Schedule()
+	select {
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	case <-time.After(time.Until(sched.Start(1).Add(ref.Grace() + time.Second))):
+	}
+	genesis := committeeIDs(ref.Committee(0))
+	if len(genesis) == 0 {
+		t.Fatal("epoch 0 drew nobody (a seed in e^-8)")
+	}
+	for i, n := range d.Nodes {
+		if serving, from := n.Epochs().Serving(1); from != 0 || !slices.Equal(committeeIDs(serving), genesis) || len(n.Epochs().Committee(1)) != 0 {
+			t.Fatalf("node %d: epoch 1 drew %d and is served by %d of epoch %d's committee; want epoch 0's %d", i, len(n.Epochs().Committee(1)), len(serving), from, len(genesis))
+		}
+	}
+	var boot []string
+	for _, n := range d.Nodes {
+		boot = append(boot, addrStrings(n)...)
+	}
+	l, err := NewLightClient(ctx, LightOptions{Bootstrap: boot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := l.Indexers(ctx, d.Network(), d.Stakes())
+	if err != nil {
+		t.Fatalf("light client in epoch 1: %v", err)
+	}
+	if e := sched.Epoch(time.Now()); e != 1 {
+		t.Fatalf("the test ran into epoch %d", e)
+	}
+	if !slices.Equal(committeeIDs(got), genesis) {
+		t.Fatalf("the light client found %d indexers in epoch 1, which drew nobody; want epoch 0's %d", len(got), len(genesis))
+	}
+	// And its consumer is matched by them.
+	res, err := l.Connect(ctx, &pb.MatchRequest{App: "demo"}, ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
+	if err != nil {
+		t.Fatalf("match in epoch 1: %v", err)
+	}
+	if m := res.Match; m == nil || !m.Matched || m.Epoch != 1 {
+		t.Fatalf("match in epoch 1: %+v; want one from epoch 0's committee", m)
 	}
 }

@@ -75,6 +75,10 @@ type Options struct {
 	// LedgerEpochs is how many epochs the attestation ledger keeps (0: 8, what settlement needs).
 	// Devnets keep every epoch of a run, so that their summaries compare whole runs.
 	LedgerEpochs int
+	// Withhold makes the node keep its indexer draws for the epochs it returns true for to itself:
+	// the withholding winner of docs/EPOCHS.md, and how tests make an epoch that draws nobody.
+	// Never set from configuration.
+	Withhold func(epoch uint64) bool
 }
 
 // ledgerEpochs is how many epochs the node's attestation ledger keeps.

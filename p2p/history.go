@@ -25,7 +25,8 @@ var ProtoCommitteeHistory = ProtocolID("committee-history", "1.0.0")
 const (
 	// MaxHistoryBatch bounds the records of one history answer.
 	MaxHistoryBatch = 64
-	// MaxLiveEpochs bounds the records of one live answer: the running epoch and the next.
+	// MaxLiveEpochs bounds the records of one live answer: the running epoch and the next (or an
+	// earlier epoch whose committee serves the running one, and the epoch after it).
 	MaxLiveEpochs = 2
 	// maxHistoryRequestSize bounds a CommitteeHistoryRequest (two varints and a flag).
 	maxHistoryRequestSize = 32

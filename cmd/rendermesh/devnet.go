@@ -32,9 +32,11 @@ type devnetSummary struct {
 	Goroutines      int            `json:"goroutines"`
 	WallSeconds     float64        `json:"wall_seconds"`
 	Metrics         string         `json:"metrics,omitempty"`
-	// Epochs (issue 4): the current epoch, its committee size, and the share of nodes that hold
-	// the same committee.
+	// Epochs (issue 4): the current epoch, the size of the committee that serves it, and the share
+	// of nodes that hold the same committee. committee_epoch is the epoch that committee was drawn
+	// for: the current one, or an earlier one when the current epoch drew nobody.
 	Epoch            uint64  `json:"epoch"`
+	CommitteeEpoch   uint64  `json:"committee_epoch"`
 	Indexers         int     `json:"indexers"`
 	IndexerAgreement float64 `json:"indexer_agreement"`
 	LightIndexers    int     `json:"light_client_indexers"`
@@ -246,7 +248,7 @@ loop:
 	// out yet, a loaded machine) or that straddles an epoch boundary is tried again, as a client would.
 	for try := 0; try < 4 && ctx.Err() == nil; try++ {
 		es := d.Epochs()
-		sum.Epoch, sum.Indexers, sum.IndexerAgreement = es.Epoch, es.Indexers, es.Agreement
+		sum.Epoch, sum.CommitteeEpoch, sum.Indexers, sum.IndexerAgreement = es.Epoch, es.DrawnIn, es.Indexers, es.Agreement
 		ix, err := d.Light.Indexers(ctx, d.Network(), d.Stakes())
 		if err == nil && d.Light.Epoch(d.Network()) == es.Epoch {
 			sum.LightIndexers = len(ix)
@@ -293,7 +295,7 @@ loop:
   queries            %d (%d failed), p50 %.1f ms, p99 %.1f ms
   states             ready %d, busy %d, offline %d, setting up %d
   memory             %d MiB RSS (%d KiB per node), %d goroutines
-  epoch              %d: %d indexers, agreement %.2f; the light client verified %d
+  epoch              %d: %d indexers (drawn for epoch %d), agreement %.2f; the light client verified %d
   matches            %d, %.0f%% matched, p50 %.1f ms, p99 %.1f ms; %d sessions, %d co-signed receipts
   render             %d sessions streamed (%d through the relay), first frame p50 %.0f ms, frame latency p50 %.1f ms
   checks             %d checkers, %d attestations (delivered %.1f%%, p99 %.0f ms); cheaters caught %d of %d, %d excluded; false positives %d
@@ -303,7 +305,7 @@ loop:
 		sum.Queries, sum.QueryFailures, sum.QueryMSP50, sum.QueryMSP99,
 		sum.States[string(container.GroupReady)], sum.States[string(container.GroupBusy)],
 		sum.States[string(container.GroupOffline)], sum.States[string(container.GroupSettingUp)],
-		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines, sum.Epoch, sum.Indexers, sum.IndexerAgreement, sum.LightIndexers,
+		sum.RSSBytes>>20, sum.RSSPerNode>>10, sum.Goroutines, sum.Epoch, sum.Indexers, sum.CommitteeEpoch, sum.IndexerAgreement, sum.LightIndexers,
 		sum.Matches, 100*sum.MatchSuccessRatio, sum.MatchMSP50, sum.MatchMSP99, sum.Sessions, sum.Receipts,
 		sum.Rendered, sum.RelaySessions, sum.FirstFrameMSP50, sum.FrameLatencyP50,
 		sum.Checkers, sum.Attestations, 100*sum.AttestationDeliveryRatio, sum.AttestationMSP99, sum.CheatersCaught, sum.Cheaters, sum.Excluded, sum.FalsePositives,

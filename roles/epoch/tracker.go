@@ -447,7 +447,7 @@ func (t *Tracker) verify(msg *pb.IndexerTicket, signer string, raw []byte, now t
 		switch {
 		case e > cur+2:
 			return rej(TicketWrongEpoch, "epoch %d is too far ahead of the current %d", e, cur)
-		case e+1 < cur || (e+1 == cur && !now.Before(t.cfg.Schedule.Start(cur).Add(t.cfg.Grace))):
+		case (e+1 < cur || (e+1 == cur && !now.Before(t.cfg.Schedule.Start(cur).Add(t.cfg.Grace)))) && !t.carries(e, cur):
 			return rej(TicketWrongEpoch, "epoch %d is over (current %d)", e, cur)
 		}
 	}
@@ -822,6 +822,24 @@ func (t *Tracker) Sealed(e uint64) ([]*Ticket, bool) {
 
 // MaxCarry is how many epochs back a committee may serve an epoch that drew nobody.
 const MaxCarry = 4
+
+// carries reports whether epoch e's committee serves epoch cur in this node's view (Serving): e is
+// over, at most MaxCarry epochs back, and every epoch after it up to cur drew nobody (its seed is
+// known, and it holds no ticket). A ticket of such an epoch is still live, and verify's window
+// takes it: a node that joined after e's tickets went round (every ticket of epoch 0, drawn at
+// genesis, for a light client that starts in epoch 1) learns the committee that serves it from its
+// peers' live views. Caller holds mu.
+func (t *Tracker) carries(e, cur uint64) bool {
+	if e >= cur || cur-e > MaxCarry {
+		return false
+	}
+	for k := e + 1; k <= cur; k++ {
+		if st := t.epochs[k]; st == nil || !st.haveSeed || len(st.tickets) > 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // Serving is the committee that serves epoch e, and the epoch it was drawn for: e's own or, when e
 // drew nobody, the committee of the nearest earlier epoch that drew someone, at most MaxCarry

@@ -282,6 +282,91 @@ func TestTrackerCarriesCommitteeOverEmptyEpochs(t *testing.T) {
 	}
 }
 
+// A ticket of the committee that serves an epoch that drew nobody is still live: a node that missed
+// it (a light client that starts after epoch 0's tickets went round at genesis) takes it from a
+// peer's live view after the epoch's grace, and Serving counts it. Once a later epoch drew someone,
+// or more than MaxCarry epochs on, the same ticket is over.
+func TestTrackerTakesTheCarriedCommitteesTickets(t *testing.T) {
+	type held struct {
+		c   testCand
+		msg *pb.IndexerTicket
+	}
+	// setup: epoch 0 drawn and delivered; epoch 1's winners draw but their tickets reach nobody, and
+	// nobody publishes for the epochs after it up to last. It returns epoch 1's tickets.
+	setup := func(t *testing.T, last uint64) (*sim, []held) {
+		s := newSim(t, 1, 10)
+		s.draw(0, genesis.Add(-time.Second))
+		s.advance(0)
+		var hs []held
+		for _, c := range s.cands {
+			if msg := s.trackers[0].Draw(1, c.id, c.sk); msg != nil {
+				hs = append(hs, held{c, msg})
+			}
+		}
+		if len(hs) < 2 {
+			t.Fatalf("epoch 1 drew %d: pick candidates that draw at least two", len(hs))
+		}
+		for e := uint64(1); e <= last; e++ {
+			s.advance(e)
+		}
+		return s, hs
+	}
+	after := func(s *sim, e uint64) time.Time { return s.cfg.Schedule.Start(e).Add(2 * s.trackers[0].cfg.Grace) }
+
+	t.Run("carried", func(t *testing.T) {
+		s, hs := setup(t, 2)
+		tr := s.trackers[0]
+		now := after(s, 2)
+		if serving, _ := tr.Serving(2); len(serving) != len(tr.Committee(0)) {
+			t.Fatalf("epoch 2 served by %d before epoch 1's tickets came, want epoch 0's %d", len(serving), len(tr.Committee(0)))
+		}
+		if _, err := tr.Add(hs[0].msg, hs[0].c.id, rawOf(hs[0].msg), now); err != nil {
+			t.Fatalf("epoch 1's ticket in epoch 2, which drew nobody: %v", err)
+		}
+		if serving, from := tr.Serving(2); from != 1 || len(serving) != 1 || serving[0].ID != hs[0].c.id {
+			t.Fatalf("epoch 2 served by %d of epoch %d's committee, want epoch 1's ticket", len(serving), from)
+		}
+		if _, ok := tr.Sealed(1); !ok || len(s.records[1]) != 0 {
+			t.Fatal("epoch 1's sealed set changed")
+		}
+		if got, _ := tr.Seed(3); got != s.seeds[3] {
+			t.Fatal("a carried ticket changed seed(3)")
+		}
+		// Epoch 2 draws someone after all (a ticket that reached this node late): epoch 1's
+		// committee no longer serves, and its other ticket is over.
+		seed2, _ := tr.Seed(2)
+		var drew bool
+		for _, c := range s.cands {
+			if msg := tr.Draw(2, c.id, c.sk); msg != nil && bytes.Equal(msg.Seed, seed2[:]) {
+				if _, err := tr.Add(msg, c.id, rawOf(msg), now); err != nil {
+					t.Fatal(err)
+				}
+				drew = true
+				break
+			}
+		}
+		if !drew {
+			t.Fatal("epoch 2 draws nobody: pick other keys")
+		}
+		_, err := tr.Add(hs[1].msg, hs[1].c.id, rawOf(hs[1].msg), now)
+		if TicketReason(err) != TicketWrongEpoch {
+			t.Fatalf("epoch 1's ticket once epoch 2 drew someone: %v, want %s", err, TicketWrongEpoch)
+		}
+	})
+	t.Run("more than MaxCarry back", func(t *testing.T) {
+		last := uint64(2 + MaxCarry)
+		s, hs := setup(t, last)
+		tr := s.trackers[0]
+		if _, err := tr.Add(hs[0].msg, hs[0].c.id, rawOf(hs[0].msg), after(s, 1+MaxCarry)); err != nil {
+			t.Fatalf("epoch 1's ticket %d epochs on, all empty: %v", MaxCarry, err)
+		}
+		_, err := tr.Add(hs[1].msg, hs[1].c.id, rawOf(hs[1].msg), after(s, last))
+		if TicketReason(err) != TicketWrongEpoch {
+			t.Fatalf("epoch 1's ticket %d epochs on: %v, want %s", last-1, err, TicketWrongEpoch)
+		}
+	})
+}
+
 // TestTrackerRecency: a sealed committee member's next tickets carry its recent selections.
 func TestTrackerRecency(t *testing.T) {
 	s := newSim(t, 1, 10)
