@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
+	"github.com/rendermesh/rendermesh/roles/epoch"
 )
 
 // A node that joins while an epoch runs has missed, on gossip, the tickets of the next epoch (drawn
@@ -136,10 +137,12 @@ func TestLightClientFindsTheCarriedGenesisCommittee(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// Every winner of epoch 1 withholds its ticket; a committee of 8 expected seats among 4
-	// candidates draws somebody for epoch 0 (but for e^-8 of seeds).
+	// Every winner of epoch 1 and later withholds its ticket, so that epoch 0's committee serves
+	// up to epoch MaxCarry (a slow run may reach epoch 2 before the light client is done); a
+	// committee of 8 expected seats among 4 candidates draws somebody for epoch 0 (but for e^-8 of
+	// seeds).
 	d, err := StartDevnet(ctx, DevnetConfig{Nodes: 4, Epoch: 10 * time.Second, Committee: 8,
-		Withhold: func(e uint64) bool { return e == 1 }})
+		Withhold: func(e uint64) bool { return e >= 1 }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,18 +176,18 @@ func TestLightClientFindsTheCarriedGenesisCommittee(t *testing.T) {
 	if err != nil {
 		t.Fatalf("light client in epoch 1: %v", err)
 	}
-	if e := sched.Epoch(time.Now()); e != 1 {
+	if e := sched.Epoch(time.Now()); e > epoch.MaxCarry {
 		t.Fatalf("the test ran into epoch %d", e)
 	}
 	if !slices.Equal(committeeIDs(got), genesis) {
-		t.Fatalf("the light client found %d indexers in epoch 1, which drew nobody; want epoch 0's %d", len(got), len(genesis))
+		t.Fatalf("the light client found %d indexers in epoch %d, which drew nobody; want epoch 0's %d", len(got), l.cachedAt, len(genesis))
 	}
 	// And its consumer is matched by them.
 	res, err := l.Connect(ctx, &pb.MatchRequest{App: "demo"}, ConnectOptions{Network: d.Network(), Stakes: d.Stakes(), Hold: -1})
 	if err != nil {
-		t.Fatalf("match in epoch 1: %v", err)
+		t.Fatalf("match after epoch 0: %v", err)
 	}
-	if m := res.Match; m == nil || !m.Matched || m.Epoch != 1 {
-		t.Fatalf("match in epoch 1: %+v; want one from epoch 0's committee", m)
+	if m := res.Match; m == nil || !m.Matched || m.Epoch == 0 || m.Epoch > epoch.MaxCarry {
+		t.Fatalf("match after epoch 0: %+v; want one in epoch 1 to %d from epoch 0's committee", m, epoch.MaxCarry)
 	}
 }
