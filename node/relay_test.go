@@ -1,6 +1,8 @@
 package node
 
 import (
+	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,4 +86,43 @@ func TestRelayConfigValidate(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+}
+
+// The embedded relay parses usernames from any STUN client: whatever it is sent, it answers with
+// an error or with the secret of the epoch and indexer the username names, and never accepts an
+// expiry beyond its limit.
+func FuzzRelaySecretFor(f *testing.F) {
+	clk := clock.NewMock()
+	clk.Set(time.Unix(1_800_000_000, 0))
+	r := &relaySvc{n: &Node{opts: Options{Clock: clk}}, secret: []byte("master secret"), maxTTL: 2 * time.Hour}
+	ix := peer.ID("\x00\x24\x08\x01\x12\x20" + strings.Repeat("\x07", 32)) // an identity-hashed Ed25519 key
+	f.Add("1800003600:" + userPrefix(7, ix) + "00aa")
+	f.Add("1800003600:e7." + ix.String() + ".")
+	f.Add("1800010801:e7." + ix.String() + ".00aa")
+	f.Add("1800003600:e18446744073709551616.x.y")
+	f.Add(":e..")
+	f.Add("e7")
+	f.Fuzz(func(t *testing.T, username string) {
+		sec, err := r.secretFor(username)
+		if err != nil {
+			return
+		}
+		expiry, user, _ := strings.Cut(username, ":")
+		parts := strings.SplitN(user[1:], ".", 3)
+		epoch, err := strconv.ParseUint(parts[0], 10, 64)
+		if err != nil {
+			t.Fatalf("%q accepted with epoch %q", username, parts[0])
+		}
+		id, err := peer.Decode(parts[1])
+		if err != nil {
+			t.Fatalf("%q accepted with indexer %q", username, parts[1])
+		}
+		if !bytes.Equal(sec, indexerSecret(r.secret, epoch, id)) {
+			t.Fatalf("%q: the secret is not indexer %s's of epoch %d", username, id, epoch)
+		}
+		exp, err := strconv.ParseInt(expiry, 10, 64)
+		if err != nil || time.Unix(exp, 0).Sub(clk.Now()) > r.maxTTL {
+			t.Fatalf("%q accepted with expiry %q beyond %v", username, expiry, r.maxTTL)
+		}
+	})
 }
