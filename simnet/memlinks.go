@@ -65,11 +65,38 @@ type memNet struct {
 	listen map[int]*memTransport // listening peers by index
 	upFree []time.Time           // when each peer's uplink is next free
 	pairs  map[*memConn]struct{} // dialling ends of the open connections
+	tick   time.Duration         // the delivery grid (Topology.TickMs); 0: exact times
 }
 
 func newMemNet(l *links) *memNet {
 	return &memNet{l: l, listen: map[int]*memTransport{}, upFree: make([]time.Time, len(l.peers)),
-		pairs: map[*memConn]struct{}{}}
+		pairs: map[*memConn]struct{}{}, tick: time.Duration(l.topo.TickMs * float64(time.Millisecond))}
+}
+
+// onTick rounds t up to the delivery grid. Writes and dials that complete within one tick of each
+// other then complete at the same simulated instant, and the bubble runs what they wake together,
+// on every P, instead of one instant at a time (docs/SIMNET.md, "Links: two models").
+func (n *memNet) onTick(t time.Time) time.Time {
+	if n.tick <= 0 {
+		return t
+	}
+	if r := time.Duration(t.UnixNano() % int64(n.tick)); r != 0 {
+		return t.Add(n.tick - r)
+	}
+	return t
+}
+
+// wait sleeps d of simulated time, to the next tick, or until ctx ends.
+func (n *memNet) wait(ctx context.Context, d time.Duration) error {
+	now := time.Now()
+	tm := time.NewTimer(n.onTick(now.Add(d)).Sub(now))
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // txTime is how long n bytes take on peer i's access link.
@@ -214,18 +241,6 @@ func (t *memTransport) Dial(ctx context.Context, raddr ma.Multiaddr, p peer.ID) 
 	return c, nil
 }
 
-// wait sleeps d of simulated time, or until ctx ends.
-func wait(ctx context.Context, d time.Duration) error {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func (t *memTransport) dial(ctx context.Context, j int, p peer.ID, raddr ma.Multiaddr, scope network.ConnManagementScope) (*memConn, error) {
 	n := t.n
 	reachable := func() *memTransport {
@@ -239,7 +254,7 @@ func (t *memTransport) dial(ctx context.Context, j int, p peer.ID, raddr ma.Mult
 	}
 	began := time.Now()
 	timeout := func() error {
-		if err := wait(ctx, memHandshakeTimeout-time.Since(began)); err != nil {
+		if err := n.wait(ctx, memHandshakeTimeout-time.Since(began)); err != nil {
 			return err
 		}
 		return errMemTimeout
@@ -247,7 +262,7 @@ func (t *memTransport) dial(ctx context.Context, j int, p peer.ID, raddr ma.Mult
 	if reachable() == nil {
 		return nil, timeout()
 	}
-	if err := wait(ctx, n.rtt(t.idx, j)); err != nil {
+	if err := n.wait(ctx, n.rtt(t.idx, j)); err != nil {
 		return nil, err
 	}
 	r := reachable()
@@ -444,6 +459,7 @@ func (p *pipe) enqueue(f frame, now time.Time) {
 			}
 		}
 	}
+	at = p.n.onTick(at)
 	if at.Before(p.last) {
 		at = p.last
 	}

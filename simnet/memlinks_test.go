@@ -23,11 +23,19 @@ import (
 const echoProto = protocol.ID("/test/echo/1")
 
 // streamPeers builds n libp2p hosts on the stream link model: peer i in region i (Paris, then
-// Berlin, then New York...), on side i of a partition, 100 Mbit/s, 1 ms of last mile each way.
+// Berlin, then New York...), on side i of a partition, 100 Mbit/s, 1 ms of last mile each way;
+// writes arrive at their exact times (no tick).
 func streamPeers(t *testing.T, n int) (*links, []host.Host) {
+	t.Helper()
+	return streamPeersTicking(t, n, 0)
+}
+
+// streamPeersTicking is streamPeers on a delivery grid of tickMs milliseconds.
+func streamPeersTicking(t *testing.T, n int, tickMs float64) (*links, []host.Host) {
 	t.Helper()
 	topo := DefaultTopology()
 	topo.Loss = 0
+	topo.TickMs = tickMs
 	specs := make([]*peerSpec, n)
 	for i := range specs {
 		specs[i] = &peerSpec{index: i, region: i, side: i, mbps: 100, accessDelayMs: 1}
@@ -109,6 +117,44 @@ func TestStreamLinksTakeTheTopologysTime(t *testing.T) {
 		// Far from Paris, Berlin answers sooner.
 		if l.mem.rtt(0, 1) >= rtt {
 			t.Errorf("Paris-Berlin %v not shorter than Paris-New York %v", l.mem.rtt(0, 1), rtt)
+		}
+	})
+}
+
+// On a grid, every write arrives and every dial completes on a tick, at most a tick after its
+// exact time: a connection (a dial and identify's exchange) and an echo end on ticks, later than
+// exact by less than a tick per hop.
+func TestStreamLinksDeliverOnTheTick(t *testing.T) {
+	const tick = 5 * time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		l, hs := streamPeersTicking(t, 3, float64(tick/time.Millisecond))
+		ctx := context.Background()
+		rtt := l.mem.rtt(0, 2)
+		onTick := func(what string) {
+			t.Helper()
+			if r := time.Now().UnixNano() % int64(tick); r != 0 {
+				t.Errorf("%s ended %v past a tick", what, time.Duration(r))
+			}
+		}
+		began := time.Now()
+		if err := hs[0].Connect(ctx, addrInfo(t, hs[2], 2)); err != nil {
+			t.Fatal(err)
+		}
+		onTick("connect")
+		// The dial, identify's request and its answer: each waits for the next tick.
+		if took := time.Since(began); took < 2*rtt || took >= 2*rtt+3*tick {
+			t.Errorf("connect took %v, want two round trips (%v) plus less than three ticks", took, 2*rtt)
+		}
+		synctest.Wait()
+		time.Sleep(tick / 3) // off the grid
+		began = time.Now()
+		got, err := echo(ctx, hs[0], hs[2].ID(), []byte("ping"))
+		if err != nil || string(got) != "ping" {
+			t.Fatalf("echo: %q, %v", got, err)
+		}
+		onTick("echo")
+		if took := time.Since(began); took < rtt || took >= rtt+3*tick {
+			t.Errorf("echo took %v, want a round trip (%v) plus less than three ticks", took, rtt)
 		}
 	})
 }

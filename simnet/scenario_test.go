@@ -36,6 +36,7 @@ func TestParseScenarioErrors(t *testing.T) {
 		"bad flood kind": "name = \"x\"\n[flood]\nshare = 0.1\nkinds = [\"polite\"]\n",
 		"bad epochs":     "name = \"x\"\n[epochs]\ncommittee_size = 0\n",
 		"asymmetric rtt": "name = \"x\"\n[topology]\nregions = [{name=\"a\",geohash=\"u0\",weight=1},{name=\"b\",geohash=\"u1\",weight=1}]\nrtt_ms = [[1,2],[3,1]]\naccess_mbps=[10]\naccess_weights=[1]\n",
+		"tick":           "name = \"x\"\n[topology]\nregions = [{name=\"a\",geohash=\"u0\",weight=1}]\nrtt_ms = [[1]]\naccess_mbps=[10]\naccess_weights=[1]\ntick_ms = -1\n",
 		"loss":           "name = \"x\"\n[topology]\nregions = [{name=\"a\",geohash=\"u0\",weight=1}]\nrtt_ms = [[1]]\naccess_mbps=[10]\naccess_weights=[1]\nloss = 0.9\n",
 		"heartbeat":      "name = \"x\"\nheartbeat_interval = \"1ms\"\n",
 		"checker share":  "name = \"x\"\n[checkers]\nshare = 1.5\n",

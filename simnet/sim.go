@@ -624,6 +624,9 @@ func (s *sim) result() *Result {
 	pl, sc := s.plan, s.sc
 	sum := Summary{Peers: pl.nInitial, Seed: s.cfg.Seed, Scenario: sc.Name, Links: s.cfg.links(),
 		SimSeconds: pl.end.Seconds(), PeakRSSBytes: peakRSS(), StartFailures: s.failures}
+	if sum.Links == LinksStreams {
+		sum.TickMs = sc.Topology.TickMs
+	}
 	for _, p := range pl.peers {
 		switch {
 		case p.role == roleContainer:

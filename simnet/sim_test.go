@@ -221,8 +221,8 @@ func TestPartitionSmall(t *testing.T) {
 func TestPartitionSmallStreams(t *testing.T) {
 	needSim(t, false)
 	s := partitionSmall(t, LinksStreams)
-	if s.Links != LinksStreams {
-		t.Errorf("summary says links %q", s.Links)
+	if s.Links != LinksStreams || s.TickMs != DefaultTopology().TickMs {
+		t.Errorf("summary says links %q, tick %v ms", s.Links, s.TickMs)
 	}
 }
 

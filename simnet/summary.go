@@ -9,6 +9,9 @@ type Summary struct {
 	Seed     int64  `json:"seed"`
 	Scenario string `json:"scenario"`
 	Links    string `json:"links"` // how peers are connected: "quic-simnet" or "streams"
+	// TickMs is the stream model's delivery grid in milliseconds (Topology.TickMs; 0: exact times,
+	// and always 0 on QUIC links).
+	TickMs float64 `json:"tick_ms"`
 
 	SimSeconds   float64 `json:"sim_seconds"`
 	WallSeconds  float64 `json:"wall_seconds"`

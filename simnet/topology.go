@@ -31,6 +31,11 @@ type Topology struct {
 	AccessDelayMs [2]float64 `toml:"access_delay_ms"`
 	// Loss is the probability that a packet is lost, per packet, in each direction.
 	Loss float64 `toml:"loss"`
+	// TickMs is the stream link model's delivery grid: a write arrives, and a dial completes, at
+	// its exact time rounded up to a multiple of TickMs milliseconds (0: exact). Events that fall
+	// in one tick then happen at one simulated instant, and the bubble runs what they wake in
+	// parallel. The QUIC model ignores it.
+	TickMs float64 `toml:"tick_ms"`
 }
 
 // DefaultTopology: six regions, round trips from public inter-city measurements (rounded), broadband
@@ -59,6 +64,7 @@ func DefaultTopology() Topology {
 		AccessWeights: []float64{0.2, 0.4, 0.3, 0.1},
 		AccessDelayMs: [2]float64{0.5, 4},
 		Loss:          0.001,
+		TickMs:        1,
 	}
 }
 
@@ -103,6 +109,9 @@ func (t *Topology) Validate() error {
 	}
 	if t.Loss < 0 || t.Loss >= 0.5 {
 		return fmt.Errorf("topology: loss %v: want [0, 0.5)", t.Loss)
+	}
+	if t.TickMs < 0 || t.TickMs > 100 || math.IsNaN(t.TickMs) {
+		return fmt.Errorf("topology: tick_ms %v: want [0, 100]", t.TickMs)
 	}
 	if t.PairJitter < 0 || t.PairJitter >= 1 {
 		return fmt.Errorf("topology: pair_jitter %v: want [0, 1)", t.PairJitter)
