@@ -51,7 +51,7 @@ type Scenario struct {
 	Epochs    Epochs    `toml:"epochs"`
 	Consumers Consumers `toml:"consumers"`
 	Checkers  Checkers  `toml:"checkers"`
-	Topology  *Topology `toml:"topology"` // nil: DefaultTopology
+	Topology  *Topology `toml:"topology"` // DefaultTopology, with the keys a file gives replaced
 }
 
 // Checkers: a share of the peers that are not containers run the checker role with a checker
@@ -218,6 +218,9 @@ func ParseScenario(b []byte) (Scenario, error) {
 			Timeout: Duration(10 * time.Second)},
 		Checkers: Checkers{PerContainer: 2, RandomEvery: 1, Recheck: Duration(30 * time.Second)},
 	}
+	// A [topology] table overrides the keys it names: the rest keep DefaultTopology's values.
+	topo := DefaultTopology()
+	s.Topology = &topo
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&s)
 	if err != nil {
 		return s, fmt.Errorf("%w: %v", ErrScenario, err)
@@ -231,10 +234,6 @@ func ParseScenario(b []byte) (Scenario, error) {
 	}
 	if len(s.Consumers.Rankings) == 0 {
 		s.Consumers.Rankings = slices.Clone(Rankings)
-	}
-	if s.Topology == nil {
-		t := DefaultTopology()
-		s.Topology = &t
 	}
 	return s, s.Validate()
 }

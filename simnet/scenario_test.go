@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -118,6 +119,25 @@ func TestLoadScenarioFile(t *testing.T) {
 	}
 	if _, err := LoadScenario(filepath.Join(t.TempDir(), "none.toml")); !errors.Is(err, ErrScenario) {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// A [topology] table replaces the keys it names and keeps the defaults of the others, so that a
+// file can change one figure (here the stream model's grid, and the loss) alone.
+func TestScenarioTopologyOverridesOnlyItsKeys(t *testing.T) {
+	s, err := ParseScenario([]byte("name = \"x\"\n[topology]\ntick_ms = 0\nloss = 0.01\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultTopology()
+	want.TickMs, want.Loss = 0, 0.01
+	if !reflect.DeepEqual(*s.Topology, want) {
+		t.Fatalf("topology %+v, want %+v", *s.Topology, want)
+	}
+	// A list replaces the default's whole list: two regions need their own 2x2 round trips.
+	_, err = ParseScenario([]byte("name = \"x\"\n[topology]\nregions = [{name=\"a\",geohash=\"u0\",weight=1},{name=\"b\",geohash=\"u1\",weight=1}]\n"))
+	if !errors.Is(err, ErrScenario) || !strings.Contains(err.Error(), "rtt_ms") {
+		t.Fatalf("two regions with the default 6x6 round trips: %v", err)
 	}
 }
 
