@@ -42,6 +42,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Metrics of the p2p layer, shared with Registry when several nodes share it.
 	Metrics *p2p.Metrics
+	// NoHostMetrics leaves libp2p's own metrics out of Registry (simnet): they are process-wide,
+	// so with many nodes in one process they would add every node's figures together.
+	NoHostMetrics bool
 	// Probe replaces the NVML probe (simulated hardware in devnet, mocks in tests).
 	Probe container.Probe
 	// SmallDatastore trims pebble's memory for many nodes in one process.
@@ -313,6 +316,7 @@ func (n *Node) newNet(key crypto.PrivKey) (*p2p.Net, error) {
 		Clock:             n.opts.Clock,
 		Logger:            n.log.With("sub", "p2p"),
 		Registerer:        n.opts.Registry,
+		NoHostMetrics:     n.opts.NoHostMetrics,
 		Metrics:           n.opts.Metrics,
 	}
 	if n.opts.LoopbackNet {

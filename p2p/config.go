@@ -56,7 +56,13 @@ type Config struct {
 	Clock      clock.Clock
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
-	Metrics    *Metrics
+	// NoHostMetrics leaves libp2p's own metrics (resource manager, swarm, identify, event bus) out
+	// of Registerer and stops the resource manager's accounting for them. They live in
+	// process-wide collectors, so in a process of many nodes (simnet) they would add up every
+	// node's connections into one meaningless figure, at a cost on every stream opened and closed.
+	// rendermesh's own metrics (Metrics) are kept.
+	NoHostMetrics bool
+	Metrics       *Metrics
 }
 
 // Defaults used for zero fields.

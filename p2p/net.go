@@ -152,7 +152,14 @@ func newHost(cfg Config) (host.Host, error) {
 		}
 		announce = append(announce, a)
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cfg)))
+	hostMetrics := cfg.Registerer != nil && !cfg.NoHostMetrics
+	var rmOpts []rcmgr.Option
+	if !hostMetrics {
+		// The resource manager reports to libp2p's process-wide collectors unless told not to,
+		// formatting a trace event for every stream and connection.
+		rmOpts = append(rmOpts, rcmgr.WithMetricsDisabled())
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cfg)), rmOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
@@ -181,7 +188,7 @@ func newHost(cfg Config) (host.Host, error) {
 	if len(announce) > 0 {
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
 	}
-	if cfg.Registerer != nil {
+	if hostMetrics {
 		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
 	} else {
 		opts = append(opts, libp2p.DisableMetrics())

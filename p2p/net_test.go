@@ -25,6 +25,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rendermesh/rendermesh/p2p/pb"
 )
@@ -605,5 +606,40 @@ func TestReachClearsDialBackoff(t *testing.T) {
 	}
 	if err := a.Host().Connect(ctx, addrInfo(b)); err != nil {
 		t.Fatalf("dial after Reach: %v", err)
+	}
+}
+
+// TestNoHostMetrics: libp2p's own collectors are process-wide, so a node told to leave them out
+// (the simnet's thousand nodes in one process) registers none of them, while a node with a
+// registry and no such instruction (an operator's) exports them next to rendermesh's.
+func TestNoHostMetrics(t *testing.T) {
+	withHost, without := prometheus.NewRegistry(), prometheus.NewRegistry()
+	ca, cb := testConfig(t, 1), testConfig(t, 2)
+	ca.Registerer = withHost
+	cb.Registerer, cb.NoHostMetrics = without, true
+	a, b := startNet(t, ca), startNet(t, cb)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := b.Host().Connect(ctx, addrInfo(a)); err != nil {
+		t.Fatal(err)
+	}
+	libp2pFamilies := func(reg *prometheus.Registry) []string {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, mf := range mfs {
+			if strings.HasPrefix(mf.GetName(), "libp2p_") {
+				names = append(names, mf.GetName())
+			}
+		}
+		return names
+	}
+	if got := libp2pFamilies(without); len(got) > 0 {
+		t.Errorf("NoHostMetrics: libp2p's collectors registered anyway: %v", got)
+	}
+	if got := libp2pFamilies(withHost); len(got) == 0 {
+		t.Error("an operator's node exports none of libp2p's metrics")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -530,8 +531,10 @@ type memConn struct {
 	peer       *memConn
 	out        *pipe
 
-	mu      sync.Mutex
-	closed  bool
+	mu sync.Mutex
+	// closed is set under mu, with streams cleared; read without it (IsClosed: the swarm asks
+	// for every connection of a peer each time the DHT names that peer in a response).
+	closed  atomic.Bool
 	streams map[*memStream]struct{}
 	accept  *inbox[*memStream]
 	idle    *time.Timer // set on the dialling end while the pair is stalled
@@ -571,7 +574,7 @@ func (c *memConn) apply(f frame) {
 		}
 	case fOpen:
 		c.mu.Lock()
-		if c.closed {
+		if c.closed.Load() {
 			c.mu.Unlock()
 			return
 		}
@@ -590,10 +593,7 @@ func (c *memConn) apply(f frame) {
 }
 
 func (c *memConn) send(f frame) bool {
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
+	if c.closed.Load() {
 		return false
 	}
 	c.out.send(f)
@@ -603,11 +603,11 @@ func (c *memConn) send(f frame) bool {
 // close closes this end; tell sends the remote end a close frame.
 func (c *memConn) close(cause error, tell bool) {
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		return
 	}
-	c.closed = true
+	c.closed.Store(true)
 	streams := c.streams
 	c.streams = nil
 	if c.idle != nil {
@@ -640,18 +640,14 @@ func (c *memConn) CloseWithError(network.ConnErrorCode) error {
 	return c.Close()
 }
 
-func (c *memConn) IsClosed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed
-}
+func (c *memConn) IsClosed() bool { return c.closed.Load() }
 
 func (c *memConn) OpenStream(ctx context.Context) (network.MuxedStream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		return nil, errMemConnClosed
 	}

@@ -354,17 +354,23 @@ func (s *sim) nodeConfig(p *peerSpec) (node.Config, node.Options) {
 	cfg.Container.ProvideInterval = node.Duration(s.sc.ProvideInterval)
 	cfg.Network = s.networkConfig()
 	opts := node.Options{
-		Stakes:       s.stakes,
-		Logger:       s.log.With("peer", p.index),
-		Registry:     s.reg,
-		Metrics:      s.mets,
-		Key:          p.key,
-		Datastore:    dssync.MutexWrap(ds.NewMapDatastore()),
-		Transports:   s.links.transports(p.index),
-		ScoreInspect: 5 * time.Second,
-		Load:         node.SimulatedLoad{},
+		Stakes:   s.stakes,
+		Logger:   s.log.With("peer", p.index),
+		Registry: s.reg,
+		Metrics:  s.mets,
+		// libp2p's collectors are process-wide: they would sum every peer's connections.
+		NoHostMetrics: true,
+		Key:           p.key,
+		Datastore:     dssync.MutexWrap(ds.NewMapDatastore()),
+		Transports:    s.links.transports(p.index),
+		Load:          node.SimulatedLoad{},
 
 		ReceiptInterval: time.Duration(s.sc.Consumers.ReceiptInterval),
+	}
+	if s.sc.Flood.Share > 0 {
+		// Only the flood's metrics read gossipsub scores (snapshotScores); a snapshot scores every
+		// peer of every node.
+		opts.ScoreInspect = 5 * time.Second
 	}
 	if p.role == roleContainer {
 		cfg.Roles = []string{node.RoleContainer}
