@@ -202,6 +202,8 @@ func buildReportPage(r *Report) reportPage {
 	pg.Groups = append(pg.Groups, reportGroup{Title: "Resources", Fields: []reportField{
 		{Name: "peak RSS", Value: reportMiB(s.PeakRSSBytes), Hint: "the whole process"},
 		{Name: "heap per peer", Value: reportBytes(s.HeapBytesPerPeer), Hint: "at the end, per online peer"},
+		{Name: "live heap per peer", Value: reportBytes(s.LiveHeapBytesPerPeer), Hint: "what the last collection kept, per online peer"},
+		{Name: "goroutine stacks per peer", Value: reportBytes(s.StackBytesPerPeer), Hint: "at the end, per online peer"},
 		{Name: "goroutines per peer", Value: reportNum(s.GoroutinesPerPeer), Hint: "at the end, per online peer"},
 		{Name: "trace sha256", Value: pg.Trace, Class: "mono",
 			Hint: "hash of the scenario's event trace: equal seeds and scenarios give equal traces"},
@@ -662,6 +664,8 @@ func reportMemoryFigure(samples []Sample, marks []Mark) reportFigure {
 	const mib = 1 << 20
 	rss, peakRSS := reportSampleSeries(ss, func(s Sample) float64 { return float64(s.RSSBytes) / mib })
 	heap, peakHeap := reportSampleSeries(ss, func(s Sample) float64 { return float64(s.HeapBytes) / mib })
+	live, _ := reportSampleSeries(ss, func(s Sample) float64 { return float64(s.LiveHeapBytes) / mib })
+	stacks, _ := reportSampleSeries(ss, func(s Sample) float64 { return float64(s.StackBytes) / mib })
 	fig.Caption = reportCount(len(ss), "sample") + " · peak RSS " + reportNum(peakRSS) + " MiB · peak heap " +
 		reportNum(peakHeap) + " MiB · RSS is the whole process"
 	fig.SVG, fig.Note = renderSVG(title, reportPlotWidth, reportPlotHeight, func(dc draw.Canvas) {
@@ -669,8 +673,10 @@ func reportMemoryFigure(samples []Sample, marks []Mark) reportFigure {
 		ml := newReportMarkLines(marks, true)
 		p.Add(ml)
 		reportAddSeries(p, rss, "RSS", reportColBlue, draw.CircleGlyph{})
-		reportAddSeries(p, heap, "Go heap", reportColOrange, draw.SquareGlyph{})
-		entries := 2
+		reportAddSeries(p, heap, "Go heap in use", reportColOrange, draw.SquareGlyph{})
+		reportAddSeries(p, live, "live heap", reportColGreen, draw.TriangleGlyph{})
+		reportAddSeries(p, stacks, "goroutine stacks", reportColPurple, draw.CrossGlyph{})
+		entries := 4
 		if len(marks) > 0 {
 			p.Legend.Add("scenario event", ml)
 			entries++

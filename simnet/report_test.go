@@ -33,7 +33,7 @@ func syntheticReport(nQuery int) *Report {
 			GossipPublished: 12_000, GossipExpected: 480_000, GossipDelivered: 471_230,
 			GossipDeliveryRatio: 0.98173, GossipMsP50: 118, GossipMsP99: 171,
 			FloodSent: 90_000, FloodRejected: 88_100, AttackerScoreMean: -212.5, HonestScoreMean: 3.4,
-			AttackersGraylisted: 0.95, HeapBytesPerPeer: 1_650_000, GoroutinesPerPeer: 41.3,
+			AttackersGraylisted: 0.95, HeapBytesPerPeer: 1_650_000, LiveHeapBytesPerPeer: 700_000, StackBytesPerPeer: 330_000, GoroutinesPerPeer: 41.3,
 			Matches: 400, MatchSuccessRatio: 0.995, MatchMsP50: 180.5, MatchMsP99: 720, MatchRTTRatioP50: 2.1,
 			MatchRefused: map[string]int{"reservation": 2}, Sessions: 398, SessionReceipts: 1200,
 			Checkers: 10, Attestations: 90, Cheaters: 3, CheatersCaught: 3, FalsePositives: 1,
@@ -87,8 +87,10 @@ func syntheticReport(nQuery int) *Report {
 		}
 		r.Samples = append(r.Samples, Sample{
 			T: t, Online: online, Goroutines: 41 * online,
-			RSSBytes:  uint64(800+4*t) << 20,
-			HeapBytes: uint64(500+3*t) << 20,
+			RSSBytes:      uint64(800+4*t) << 20,
+			HeapBytes:     uint64(500+3*t) << 20,
+			LiveHeapBytes: uint64(200+t) << 20,
+			StackBytes:    uint64(100+t/2) << 20,
 		})
 	}
 	return r
@@ -135,7 +137,7 @@ func TestReportHTML(t *testing.T) {
 		"97.31 %", "513 ms", "3,400 MiB", "attackers graylisted", "9f2c1e0d4b5a6978",
 		"n = 1,000,000", "log x", "linear x", "3 non-finite values left out",
 		"Match latency", "refused: reservation", "busy: eu-west", "12.50 %",
-		"false positive: unanswered",
+		"false positive: unanswered", "live heap per peer", "goroutine stacks per peer",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -615,7 +616,8 @@ func (s *sim) sampler(prog *Progress) {
 			runtime.ReadMemStats(&ms)
 			s.mu.Lock()
 			s.samples = append(s.samples, Sample{T: s.now().Seconds(), Online: online, RSSBytes: rssBytes(),
-				HeapBytes: ms.HeapInuse, Goroutines: runtime.NumGoroutine()})
+				HeapBytes: ms.HeapInuse, LiveHeapBytes: liveHeapBytes(), StackBytes: ms.StackInuse,
+				Goroutines: runtime.NumGoroutine()})
 			s.mu.Unlock()
 		}
 		select {
@@ -797,6 +799,8 @@ func (s *sim) result() *Result {
 		last := s.samples[n-1]
 		if last.Online > 0 {
 			sum.HeapBytesPerPeer = last.HeapBytes / uint64(last.Online)
+			sum.LiveHeapBytesPerPeer = last.LiveHeapBytes / uint64(last.Online)
+			sum.StackBytesPerPeer = last.StackBytes / uint64(last.Online)
 			sum.GoroutinesPerPeer = math.Round(float64(last.Goroutines)/float64(last.Online)*10) / 10
 		}
 	}
@@ -863,6 +867,16 @@ func rssBytes() uint64 {
 	var size, rss uint64
 	fmt.Sscan(string(b), &size, &rss)
 	return rss * uint64(os.Getpagesize())
+}
+
+// liveHeapBytes is the heap the last garbage collection marked live (0 before the first).
+func liveHeapBytes() uint64 {
+	m := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return m[0].Value.Uint64()
 }
 
 func peakRSS() uint64 {

@@ -90,6 +90,10 @@ func TestSteadyTiny(t *testing.T) {
 	if s.Propagations == 0 {
 		t.Error("no record propagation measured")
 	}
+	// The memory breakdown: what the last collection kept is part of the heap in use.
+	if s.LiveHeapBytesPerPeer == 0 || s.LiveHeapBytesPerPeer > s.HeapBytesPerPeer || s.StackBytesPerPeer == 0 {
+		t.Errorf("per peer: heap in use %d, live %d, stacks %d bytes", s.HeapBytesPerPeer, s.LiveHeapBytesPerPeer, s.StackBytesPerPeer)
+	}
 }
 
 func TestSteadySmall(t *testing.T) {

@@ -123,9 +123,13 @@ type Summary struct {
 	AttestationRootEpochs int            `json:"attestation_root_epochs,omitempty"`
 	AttestationRootsAgree *bool          `json:"attestation_roots_agree,omitempty"`
 
-	// Memory and goroutines per online peer, at the end (peak RSS is the whole process).
-	HeapBytesPerPeer  uint64  `json:"heap_bytes_per_peer"`
-	GoroutinesPerPeer float64 `json:"goroutines_per_peer"`
+	// Memory and goroutines per online peer, at the end (peak RSS is the whole process): the heap in
+	// use (live objects, garbage not yet collected and the collector's headroom), the part of it
+	// that was live at the last collection, and the goroutines' stacks.
+	HeapBytesPerPeer     uint64  `json:"heap_bytes_per_peer"`
+	LiveHeapBytesPerPeer uint64  `json:"live_heap_bytes_per_peer"`
+	StackBytesPerPeer    uint64  `json:"stack_bytes_per_peer"`
+	GoroutinesPerPeer    float64 `json:"goroutines_per_peer"`
 
 	// TraceSHA256 hashes the scenario's event trace (joins, leaves, cuts, queries, floods): equal
 	// seeds and scenarios give equal traces.
@@ -151,11 +155,13 @@ type Window struct {
 
 // Sample is the process's memory and goroutines at one simulated time.
 type Sample struct {
-	T          float64 `json:"t_s"`
-	Online     int     `json:"online"`
-	RSSBytes   uint64  `json:"rss_bytes"`
-	HeapBytes  uint64  `json:"heap_bytes"`
-	Goroutines int     `json:"goroutines"`
+	T             float64 `json:"t_s"`
+	Online        int     `json:"online"`
+	RSSBytes      uint64  `json:"rss_bytes"`
+	HeapBytes     uint64  `json:"heap_bytes"`      // in use: live, garbage, the collector's headroom
+	LiveHeapBytes uint64  `json:"live_heap_bytes"` // what the last collection kept
+	StackBytes    uint64  `json:"stack_bytes"`     // goroutine stacks
+	Goroutines    int     `json:"goroutines"`
 }
 
 // Mark is a scenario event worth drawing on a time axis (a cut, a heal, a flood starting).
