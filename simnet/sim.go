@@ -59,10 +59,16 @@ type Config struct {
 	HeapProfile io.Writer
 	// GoroutineProfile, if set, receives a goroutine profile taken at the same moment.
 	GoroutineProfile io.Writer
+	// CPUProfile, if set, receives a CPU profile (pprof format) of the measured span alone: from
+	// the end of the warm-up and settle to the end of the measured span, without the peers
+	// joining or stopping. It uses the process's profiler, so no other CPU profile may run.
+	CPUProfile io.Writer
 	// Links is the link model: LinksQUIC (the default: QUIC over simulated packets) or
 	// LinksStreams (in-memory connections with the same delays, without QUIC and TLS; lighter,
 	// for large runs). docs/SIMNET.md compares them.
 	Links string
+
+	cpu *spanProfiler // CPUProfile's, set by Run and RunT
 }
 
 func (c Config) links() string {
@@ -88,6 +94,9 @@ type Result struct {
 	Summary Summary
 	Report  *Report
 	Trace   []byte // JSON lines
+	// CPUProfileSpan is the simulated span (from the run's start) that Config.CPUProfile covers:
+	// the measured span, or less if the run stopped early; zero when there is no profile.
+	CPUProfileSpan [2]time.Duration
 }
 
 // Run runs a simulation in a synctest bubble (see Bubble) and returns what it measured.
@@ -96,6 +105,7 @@ func Run(cfg Config) (*Result, error) {
 	var err error
 	began := time.Now()
 	defer deterministic(cfg)()
+	defer cfg.profiler()()
 	if berr := Bubble(func() { res, err = run(cfg) }); berr != nil {
 		return nil, berr
 	}
@@ -103,6 +113,16 @@ func Run(cfg Config) (*Result, error) {
 		res.setWall(time.Since(began))
 	}
 	return res, err
+}
+
+// profiler sets up the measured span's CPU profile, if one is asked for, from outside the
+// bubble, and returns the function that ends it once the bubble has ended.
+func (c *Config) profiler() func() {
+	if c.CPUProfile == nil {
+		return func() {}
+	}
+	c.cpu = newSpanProfiler(c.CPUProfile)
+	return c.cpu.close
 }
 
 // deterministic pins what the simulation's code takes from the process: GOMAXPROCS, and the global
@@ -271,12 +291,27 @@ func run(cfg Config) (*Result, error) {
 	}
 	s.stopped = make(chan struct{})
 	s.goAt(0, func() { s.sampler(prog) })
+	if cfg.cpu != nil {
+		s.goAt(pl.start, func() {
+			if err := cfg.cpu.start(); err != nil {
+				s.log.Warn("profile", "err", err)
+			}
+		})
+	}
 
 	// The run: wait for its end (or a stop), then stop everything.
 	select {
 	case <-time.After(pl.end):
 	case <-s.stopped:
 		pl.end = s.now()
+	}
+	var profiled [2]time.Duration
+	if cfg.cpu != nil {
+		if cfg.cpu.stop() {
+			profiled = [2]time.Duration{cfg.cpu.began.Sub(s.t0), s.now()}
+		} else {
+			s.log.Warn("the measured span's CPU profile is empty: the run stopped before the span began")
+		}
 	}
 	if cfg.HeapProfile != nil {
 		runtime.GC() // the profile then shows the live heap
@@ -311,6 +346,7 @@ func run(cfg Config) (*Result, error) {
 	prog.Online.Store(0)
 
 	res := s.result()
+	res.CPUProfileSpan = profiled
 	prog.Phase.Store("done")
 	return res, nil
 }

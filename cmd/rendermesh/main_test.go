@@ -92,6 +92,7 @@ func TestUsageErrors(t *testing.T) {
 		{"find with a bad region", []string{"find", "--region", "!!"}, []string{"region"}},
 		{"find with a bad fee", []string{"find", "--gpu", "H100", "--max-fee", "-1"}, []string{"--max-fee"}},
 		{"find with a bad state", []string{"find", "--gpu", "H100", "--state", "sleeping"}, []string{"--state"}},
+		{"simnet with two CPU profiles", []string{"simnet", "run", "--out", t.TempDir(), "--cpuprofile", "a", "--measured-cpuprofile", "b"}, []string{"--cpuprofile", "--measured-cpuprofile"}},
 		{"node with an unknown flag", []string{"node", "--gpu", "H100"}, nil},
 		{"connect sampling too often", []string{"connect", "--app", "demo", "--share-stats", "--stats-every", "1s"}, []string{"--stats-every"}},
 		{"node with an extra argument", []string{"node", "--data-dir", t.TempDir(), "start"}, []string{`"start"`}},
@@ -110,7 +111,7 @@ func TestUsageErrors(t *testing.T) {
 // A profile that cannot be written stops the run before it starts, naming the profile.
 func TestSimnetProfileUnwritable(t *testing.T) {
 	clearEnv(t)
-	for flag, what := range map[string]string{"--memprofile": "heap profile", "--goroutineprofile": "goroutine profile"} {
+	for flag, what := range map[string]string{"--memprofile": "heap profile", "--goroutineprofile": "goroutine profile", "--measured-cpuprofile": "CPU profile"} {
 		r := runCmd(t, "simnet", "run", "--peers", "2", "--out", t.TempDir(), flag, filepath.Join(t.TempDir(), "no", "such", "dir"))
 		checkErr(t, r.err, what, "no such file")
 	}

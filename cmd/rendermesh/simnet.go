@@ -64,7 +64,8 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	asJSON := fs.Bool("json", false, "also print the summary as one JSON object on stdout")
 	logLevel := fs.String("log-level", "warn", "level of the nodes' log, written to DIR/nodes.log")
 	procs := fs.Int("procs", 1, "GOMAXPROCS during the run; above 1, latencies are no longer reproducible")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	spanProfile := fs.String("measured-cpuprofile", "", "write a CPU profile of the measured span alone (after the warm-up and settle, before peers stop) to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile, taken at the end of the measured span (every peer still up), to this file")
 	links := fs.String("links", simnet.LinksQUIC, "link model: "+simnet.LinksQUIC+" (QUIC and TLS over simulated packets) or "+simnet.LinksStreams+" (in-memory connections with the same delays; lighter, for large runs)")
 	goProfile := fs.String("goroutineprofile", "", "write a goroutine profile, taken with the heap profile, to this file")
@@ -76,6 +77,9 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *peers < 0 || *duration < 0 || *procs < 1 {
 		return fmt.Errorf("%w: --peers and --duration must not be negative, --procs must be at least 1", errUsage)
+	}
+	if *cpuProfile != "" && *spanProfile != "" {
+		return fmt.Errorf("%w: --cpuprofile and --measured-cpuprofile: the process has one CPU profiler; pick one", errUsage)
 	}
 	if *links != simnet.LinksQUIC && *links != simnet.LinksStreams {
 		return fmt.Errorf("%w: --links %q: want %s or %s", errUsage, *links, simnet.LinksQUIC, simnet.LinksStreams)
@@ -112,6 +116,11 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer closeGoroutines()
+	spanProf, closeSpan, err := profileFile(*spanProfile, "CPU profile")
+	if err != nil {
+		return err
+	}
+	defer closeSpan()
 	prog := new(simnet.Progress)
 	done := make(chan struct{})
 	barDone := make(chan struct{})
@@ -121,7 +130,8 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}()
 	res, err := simnet.Run(simnet.Config{Scenario: sc, Peers: *peers, Seed: *seed, Duration: *duration,
 		Logger:   slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: level})),
-		Progress: prog, Procs: *procs, Links: *links, HeapProfile: heapProfile, GoroutineProfile: goroutineProfile})
+		Progress: prog, Procs: *procs, Links: *links, HeapProfile: heapProfile, GoroutineProfile: goroutineProfile,
+		CPUProfile: spanProf})
 	close(done)
 	<-barDone
 	if err != nil {
@@ -129,6 +139,13 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if err := simnet.WriteResult(*out, res); err != nil {
 		return err
+	}
+	if *spanProfile != "" {
+		if sp := res.CPUProfileSpan; sp[1] > 0 {
+			fmt.Fprintf(stderr, "simnet: %s covers simulated %s to %s\n", *spanProfile, sp[0], sp[1])
+		} else {
+			fmt.Fprintf(stderr, "simnet: %s is empty: the run stopped before its measured span began\n", *spanProfile)
+		}
 	}
 	s := res.Summary
 	fmt.Fprintf(stderr, "simnet: %s, %d peers, seed %d: %.0f s simulated in %.1f s; queries %.1f%% ok (p50 %.0f ms, p99 %.0f ms); gossip %.2f%% delivered (p99 %.0f ms); peak RSS %d MiB; report %s\n",
