@@ -189,7 +189,8 @@ type epochState struct {
 	pos      map[string]int // shared with other epochs of the same candidate list: never modified
 	recent   []uint32       // by position in cands, computed with the seed
 	total    *big.Int
-	tickets  map[string]*Ticket
+	tickets  map[string]*Ticket // add with put
+	byID     []*Ticket          // tickets sorted by peer ID (Committee); nil when put has changed them
 	sealed   bool
 	sealedAt []string // IDs of the sealed set, sorted
 	// others holds real draws made on other seeds for this epoch, by seed then signer.
@@ -287,7 +288,7 @@ func NewTrackerFrom(cfg Config, now time.Time, cp Checkpoint) (*Tracker, error) 
 			if m == nil || m.Epoch != e || string(m.PeerId) != it.Signer || m.Seats == 0 || st.tickets[it.Signer] != nil {
 				return nil, fmt.Errorf("epoch: checkpoint of epoch %d: a malformed or repeated ticket in epoch %d's sealed set", cp.Epoch, e)
 			}
-			st.tickets[it.Signer] = &Ticket{ID: it.Signer, Epoch: e, Seats: m.Seats, Msg: m, Raw: it.Raw}
+			st.put(&Ticket{ID: it.Signer, Epoch: e, Seats: m.Seats, Msg: m, Raw: it.Raw})
 			ids = append(ids, it.Signer)
 		}
 		slices.Sort(ids)
@@ -317,6 +318,12 @@ func (t *Tracker) state(e uint64) *epochState {
 		t.epochs[e] = st
 	}
 	return st
+}
+
+// put adds (or replaces) a ticket of the epoch.
+func (st *epochState) put(tk *Ticket) {
+	st.tickets[tk.ID] = tk
+	st.byID = nil
 }
 
 // setSeed records seed(e) and computes every candidate's weight inputs for e, and the total weight.
@@ -424,7 +431,7 @@ func (t *Tracker) Add(msg *pb.IndexerTicket, signer string, raw []byte, now time
 		return nil, err
 	}
 	tk.timely = now.Before(t.cfg.Schedule.Start(tk.Epoch))
-	t.epochs[tk.Epoch].tickets[tk.ID] = tk
+	t.epochs[tk.Epoch].put(tk)
 	return tk, nil
 }
 
@@ -607,7 +614,7 @@ func (t *Tracker) Resync(e uint64, want Seed, records ...[]ImportedTicket) ([]*T
 	}
 	ids := make([]string, 0, len(match))
 	for id, tk := range match {
-		prev.tickets[id] = tk
+		prev.put(tk)
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
@@ -626,7 +633,7 @@ func (t *Tracker) Resync(e uint64, want Seed, records ...[]ImportedTicket) ([]*T
 			continue
 		}
 		tk.timely = p.at.Before(t.cfg.Schedule.Start(e))
-		t.epochs[e].tickets[tk.ID] = tk
+		t.epochs[e].put(tk)
 		accepted = append(accepted, tk)
 	}
 	return accepted, nil
@@ -709,7 +716,7 @@ func (t *Tracker) retryPending(now time.Time) []*Ticket {
 		switch {
 		case err == nil:
 			tk.timely = p.at.Before(t.cfg.Schedule.Start(tk.Epoch))
-			t.epochs[tk.Epoch].tickets[tk.ID] = tk
+			t.epochs[tk.Epoch].put(tk)
 			accepted = append(accepted, tk)
 		case TicketReason(err) == TicketUnknownSeed:
 			keep = append(keep, p)
@@ -782,7 +789,7 @@ func (t *Tracker) ImportSealed(e uint64, tickets []ImportedTicket) (int, error) 
 		if err != nil {
 			continue
 		}
-		st.tickets[tk.ID] = tk
+		st.put(tk)
 		ids = append(ids, tk.ID)
 	}
 	t.seal(e, ids)
@@ -797,12 +804,16 @@ func (t *Tracker) Committee(e uint64) []*Ticket {
 	if st == nil {
 		return nil
 	}
-	out := make([]*Ticket, 0, len(st.tickets))
-	for _, tk := range st.tickets {
-		out = append(out, tk)
+	if st.byID == nil && len(st.tickets) > 0 {
+		// Every node asks several times a second (is it a member, which committee serves): sorted
+		// once per change, not per question (the sorts were 2.5% of a 300-peer simnet's CPU at rest).
+		st.byID = make([]*Ticket, 0, len(st.tickets))
+		for _, tk := range st.tickets {
+			st.byID = append(st.byID, tk)
+		}
+		slices.SortFunc(st.byID, func(a, b *Ticket) int { return bytes.Compare([]byte(a.ID), []byte(b.ID)) })
 	}
-	slices.SortFunc(out, func(a, b *Ticket) int { return bytes.Compare([]byte(a.ID), []byte(b.ID)) })
-	return out
+	return slices.Clone(st.byID) // callers may reorder theirs
 }
 
 // Sealed returns epoch e's sealed set (sorted by peer ID) and whether e is sealed.

@@ -1262,3 +1262,62 @@ func TestTrackerMemoryPerEpoch(t *testing.T) {
 		t.Error("epochs of the same candidate list do not share its index")
 	}
 }
+
+// Committee is kept sorted between calls: each added ticket shows up in the next answer, in peer ID
+// order, and a caller reordering its answer changes nobody else's.
+func TestCommitteeFollowsAddedTickets(t *testing.T) {
+	cands, alloc := testCandidates(64)
+	cfg := testConfig(alloc)
+	cfg.Params.Expected = 16
+	tr := newTracker(t, cfg, genesis.Add(-time.Minute))
+	now := cfg.Schedule.Start(0)
+	tr.Advance(now)
+	var want []string
+	for _, c := range cands {
+		msg := tr.Draw(1, c.id, c.sk)
+		if msg == nil {
+			continue
+		}
+		if _, err := tr.Add(msg, c.id, rawOf(msg), now); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, c.id)
+		slices.Sort(want)
+		got := tr.Committee(1)
+		ids := make([]string, len(got))
+		for i, tk := range got {
+			ids[i] = tk.ID
+		}
+		if !slices.Equal(ids, want) {
+			t.Fatalf("after %d tickets: committee %q, want %q", len(want), ids, want)
+		}
+		slices.Reverse(got)
+		if again := tr.Committee(1); again[0].ID != want[0] {
+			t.Fatalf("a caller's reordering showed in the next answer: first %q, want %q", again[0].ID, want[0])
+		}
+	}
+	if len(want) < 2 {
+		t.Fatalf("%d tickets drawn: want a committee to sort", len(want))
+	}
+}
+
+func BenchmarkCommittee(b *testing.B) {
+	cands, alloc := testCandidates(64)
+	cfg := testConfig(alloc)
+	cfg.Params.Expected = 16
+	tr := newTracker(b, cfg, genesis.Add(-time.Minute))
+	now := cfg.Schedule.Start(0)
+	tr.Advance(now)
+	for _, c := range cands {
+		if msg := tr.Draw(1, c.id, c.sk); msg != nil {
+			if _, err := tr.Add(msg, c.id, rawOf(msg), now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for b.Loop() {
+		if len(tr.Committee(1)) == 0 {
+			b.Fatal("no committee")
+		}
+	}
+}
