@@ -76,17 +76,42 @@ func Open(kind Kind, data []byte, msg proto.Message) (peer.ID, error) {
 	if !bytes.Equal(env.PayloadType, kind.Codec) {
 		return "", fmt.Errorf("%w: payload type %q, want %q", ErrSignature, env.PayloadType, kind.Codec)
 	}
-	if _, err := record.ConsumeTypedEnvelope(data, &payload{kind: kind, msg: msg}); err != nil {
-		if errors.Is(err, record.ErrInvalidSignature) {
-			return "", fmt.Errorf("%w: %v", ErrSignature, err)
-		}
-		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	if err := consume(kind, data, env, msg); err != nil {
+		return "", err
 	}
 	signer, err := peer.IDFromPublicKey(env.PublicKey)
 	if err != nil {
 		return "", fmt.Errorf("%w: signer key: %v", ErrEnvelope, err)
 	}
 	return signer, nil
+}
+
+// consume checks the signature of env (decoded from data) and decodes its payload into msg, unless
+// the process shares its verified envelopes (ShareVerifiedEnvelopes) and this one has verified
+// before: then it only decodes the payload.
+func consume(kind Kind, data []byte, env *record.Envelope, msg proto.Message) error {
+	shared := verified.Load()
+	var key verifiedKey
+	if shared != nil {
+		key = keyOf(kind, data)
+		if _, ok := shared.Get(key); ok {
+			verifiedHits.Add(1)
+			if err := proto.Unmarshal(env.RawPayload, msg); err != nil {
+				return fmt.Errorf("%w: %v", ErrMalformed, err)
+			}
+			return nil
+		}
+	}
+	if _, err := record.ConsumeTypedEnvelope(data, &payload{kind: kind, msg: msg}); err != nil {
+		if errors.Is(err, record.ErrInvalidSignature) {
+			return fmt.Errorf("%w: %v", ErrSignature, err)
+		}
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if shared != nil {
+		shared.Add(key, struct{}{})
+	}
+	return nil
 }
 
 // canonicalEnvelope reports whether data, which decoded as env, is env's canonical encoding: every

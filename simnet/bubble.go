@@ -71,6 +71,7 @@ func RunT(t *testing.T, cfg Config) (*Result, error) {
 	var err error
 	began := time.Now()
 	defer deterministic(cfg)()
+	defer shareChecks()()
 	defer cfg.profiler()()
 	synctest.Test(t, func(*testing.T) { res, err = run(cfg) })
 	if res != nil {
