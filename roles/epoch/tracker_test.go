@@ -1263,25 +1263,37 @@ func TestTrackerMemoryPerEpoch(t *testing.T) {
 	}
 }
 
-// Committee is kept sorted between calls: each added ticket shows up in the next answer, in peer ID
-// order, and a caller reordering its answer changes nobody else's.
-func TestCommitteeFollowsAddedTickets(t *testing.T) {
+// drawEpochOne starts a tracker at genesis and adds, one at a time, every epoch-1 ticket that 64
+// candidates draw, calling added (if set) after each.
+func drawEpochOne(tb testing.TB, added func(tr *Tracker, id string)) *Tracker {
+	tb.Helper()
 	cands, alloc := testCandidates(64)
 	cfg := testConfig(alloc)
 	cfg.Params.Expected = 16
-	tr := newTracker(t, cfg, genesis.Add(-time.Minute))
+	tr := newTracker(tb, cfg, genesis.Add(-time.Minute))
 	now := cfg.Schedule.Start(0)
 	tr.Advance(now)
-	var want []string
 	for _, c := range cands {
 		msg := tr.Draw(1, c.id, c.sk)
 		if msg == nil {
 			continue
 		}
 		if _, err := tr.Add(msg, c.id, rawOf(msg), now); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		want = append(want, c.id)
+		if added != nil {
+			added(tr, c.id)
+		}
+	}
+	return tr
+}
+
+// Committee is kept sorted between calls: each added ticket shows up in the next answer, in peer ID
+// order, and a caller reordering its answer changes nobody else's.
+func TestCommitteeFollowsAddedTickets(t *testing.T) {
+	var want []string
+	drawEpochOne(t, func(tr *Tracker, id string) {
+		want = append(want, id)
 		slices.Sort(want)
 		got := tr.Committee(1)
 		ids := make([]string, len(got))
@@ -1295,26 +1307,14 @@ func TestCommitteeFollowsAddedTickets(t *testing.T) {
 		if again := tr.Committee(1); again[0].ID != want[0] {
 			t.Fatalf("a caller's reordering showed in the next answer: first %q, want %q", again[0].ID, want[0])
 		}
-	}
+	})
 	if len(want) < 2 {
 		t.Fatalf("%d tickets drawn: want a committee to sort", len(want))
 	}
 }
 
 func BenchmarkCommittee(b *testing.B) {
-	cands, alloc := testCandidates(64)
-	cfg := testConfig(alloc)
-	cfg.Params.Expected = 16
-	tr := newTracker(b, cfg, genesis.Add(-time.Minute))
-	now := cfg.Schedule.Start(0)
-	tr.Advance(now)
-	for _, c := range cands {
-		if msg := tr.Draw(1, c.id, c.sk); msg != nil {
-			if _, err := tr.Add(msg, c.id, rawOf(msg), now); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	tr := drawEpochOne(b, nil)
 	for b.Loop() {
 		if len(tr.Committee(1)) == 0 {
 			b.Fatal("no committee")
