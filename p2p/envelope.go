@@ -62,6 +62,8 @@ func Seal(kind Kind, msg proto.Message, key crypto.PrivKey) ([]byte, error) {
 // signer's peer ID. It checks that the envelope is canonically encoded (canonicalEnvelope), the
 // signature under the kind's domain and the payload type.
 func Open(kind Kind, data []byte, msg proto.Message) (peer.ID, error) {
+	// One decoding serves every check: libp2p's record.ConsumeTypedEnvelope would decode the
+	// envelope again, twice, for what the fields below already hold.
 	var raw recordpb.Envelope
 	if err := proto.Unmarshal(data, &raw); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -69,50 +71,60 @@ func Open(kind Kind, data []byte, msg proto.Message) (peer.ID, error) {
 	if !canonicalEnvelope(&raw, data) {
 		return "", fmt.Errorf("%w: not canonically encoded", ErrMalformed)
 	}
-	env, err := record.UnmarshalEnvelope(data)
+	pub, err := crypto.PublicKeyFromProto(raw.PublicKey)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+		return "", fmt.Errorf("%w: signer key: %v", ErrMalformed, err)
 	}
-	if !bytes.Equal(env.PayloadType, kind.Codec) {
-		return "", fmt.Errorf("%w: payload type %q, want %q", ErrSignature, env.PayloadType, kind.Codec)
+	if !bytes.Equal(raw.PayloadType, kind.Codec) {
+		return "", fmt.Errorf("%w: payload type %q, want %q", ErrSignature, raw.PayloadType, kind.Codec)
 	}
-	if err := consume(kind, data, env, msg); err != nil {
+	if err := verifyEnvelope(kind, data, pub, &raw); err != nil {
 		return "", err
 	}
-	signer, err := peer.IDFromPublicKey(env.PublicKey)
+	if err := proto.Unmarshal(raw.Payload, msg); err != nil {
+		return "", fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	}
+	signer, err := peer.IDFromPublicKey(pub)
 	if err != nil {
 		return "", fmt.Errorf("%w: signer key: %v", ErrEnvelope, err)
 	}
 	return signer, nil
 }
 
-// consume checks the signature of env (decoded from data) and decodes its payload into msg, unless
-// the process shares its verified envelopes (ShareVerifiedEnvelopes) and this one has verified
-// before: then it only decodes the payload.
-func consume(kind Kind, data []byte, env *record.Envelope, msg proto.Message) error {
+// verifyEnvelope checks the signature of the envelope data, decoded as raw with its key pub: over
+// the bytes libp2p's signed envelopes sign (appendSigned), under kind's domain. With
+// ShareVerifiedEnvelopes on, an envelope already verified in this process is not checked again.
+func verifyEnvelope(kind Kind, data []byte, pub crypto.PubKey, raw *recordpb.Envelope) error {
 	shared := verified.Load()
 	var key verifiedKey
 	if shared != nil {
 		key = keyOf(kind, data)
 		if _, ok := shared.Get(key); ok {
 			verifiedHits.Add(1)
-			if err := proto.Unmarshal(env.RawPayload, msg); err != nil {
-				return fmt.Errorf("%w: %v", ErrMalformed, err)
-			}
 			return nil
 		}
 	}
-	if _, err := record.ConsumeTypedEnvelope(data, &payload{kind: kind, msg: msg}); err != nil {
-		if errors.Is(err, record.ErrInvalidSignature) {
-			return fmt.Errorf("%w: %v", ErrSignature, err)
-		}
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	bp := signedBufs.Get().(*[]byte)
+	signed := appendSigned((*bp)[:0], kind.Domain, raw.PayloadType, raw.Payload)
+	ok, err := pub.Verify(signed, raw.Signature)
+	if cap(signed) <= maxPooledEncode {
+		*bp = signed
+		signedBufs.Put(bp)
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: signature: %v", ErrMalformed, err)
+	case !ok:
+		return fmt.Errorf("%w: %v", ErrSignature, record.ErrInvalidSignature)
 	}
 	if shared != nil {
 		shared.Add(key, struct{}{})
 	}
 	return nil
 }
+
+// signedBufs holds buffers for the bytes an envelope's signature covers.
+var signedBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // canonicalEnvelope reports whether data, which decoded as env, is env's canonical encoding: every
 // field once, in order, minimal, nothing unknown, as Seal writes it. Anyone can re-encode a signed
