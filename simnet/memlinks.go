@@ -428,7 +428,8 @@ type pipe struct {
 
 	applyMu sync.Mutex // held while delivering, so that deliveries keep their order
 	mu      sync.Mutex
-	q       []frame
+	q       []frame // frames in flight: q[head:]
+	head    int
 	last    time.Time // arrival of the newest frame
 	timer   *time.Timer
 	stalled bool
@@ -466,8 +467,13 @@ func (p *pipe) enqueue(f frame, now time.Time) {
 	}
 	p.last = at
 	f.at = at
+	if len(p.q) == cap(p.q) && p.head > 0 { // full, with delivered frames in front: move up
+		n := copy(p.q, p.q[p.head:])
+		clear(p.q[n:])
+		p.q, p.head = p.q[:n], 0
+	}
 	p.q = append(p.q, f)
-	if len(p.q) == 1 {
+	if len(p.q)-p.head == 1 {
 		if p.timer == nil {
 			p.timer = time.AfterFunc(at.Sub(now), p.deliver)
 		} else {
@@ -479,23 +485,28 @@ func (p *pipe) enqueue(f frame, now time.Time) {
 func (p *pipe) deliver() {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
-	p.mu.Lock()
 	now := time.Now()
-	i := 0
-	for i < len(p.q) && !p.q[i].at.After(now) {
-		i++
-	}
-	due := make([]frame, i)
-	copy(due, p.q)
-	clear(p.q[:i])
-	p.q = p.q[i:]
-	if len(p.q) > 0 {
-		p.timer.Reset(p.q[0].at.Sub(now))
-	} else {
-		p.q = nil
-	}
-	p.mu.Unlock()
-	for _, f := range due {
+	for {
+		// One frame at a time, without copying out what is due: frames sent meanwhile queue
+		// behind, and those due by now go out in this call.
+		p.mu.Lock()
+		if p.head == len(p.q) || p.q[p.head].at.After(now) {
+			if p.head < len(p.q) {
+				p.timer.Reset(p.q[p.head].at.Sub(now))
+			}
+			p.mu.Unlock()
+			return
+		}
+		f := p.q[p.head]
+		p.q[p.head] = frame{}
+		p.head++
+		if p.head == len(p.q) { // drained: the next frames reuse the array, unless a burst grew it
+			p.q, p.head = p.q[:0], 0
+			if cap(p.q) > keepPipeQueue {
+				p.q = nil
+			}
+		}
+		p.mu.Unlock()
 		p.dst.apply(f)
 	}
 }
@@ -680,6 +691,9 @@ func (c *memConn) Transport() transport.Transport {
 func (c *memConn) ConnState() network.ConnectionState {
 	return network.ConnectionState{Transport: LinksStreams}
 }
+
+// keepPipeQueue is the most frames a drained pipe keeps room for.
+const keepPipeQueue = 16
 
 // keepReadBuffer is the largest read buffer a drained memStream keeps.
 const keepReadBuffer = 4 << 10

@@ -307,3 +307,52 @@ func TestMemStreamDrainedBufferReleased(t *testing.T) {
 		t.Fatalf("a small buffer of %d bytes", c)
 	}
 }
+
+// TestPipeKeepsOrderWithoutGrowing: a stream that always has writes in flight (one a millisecond,
+// across an Atlantic) never drains its pipe. Every write arrives, in order, and the pipe's queue
+// stays the size of what is in flight rather than of everything ever sent.
+func TestPipeKeepsOrderWithoutGrowing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, hs := streamPeersTicking(t, 3, 1)
+		const writes = 3000
+		got := make(chan []byte, 1)
+		hs[2].SetStreamHandler("/test/sink/1", func(s network.Stream) {
+			b, _ := io.ReadAll(s)
+			got <- b
+		})
+		ctx := context.Background()
+		if err := hs[0].Connect(ctx, addrInfo(t, hs[2], 2)); err != nil {
+			t.Fatal(err)
+		}
+		s, err := hs[0].NewStream(ctx, hs[2].ID(), "/test/sink/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []byte
+		maxCap := 0
+		for i := range writes {
+			w := []byte{byte(i >> 8), byte(i)}
+			want = append(want, w...)
+			if _, err := s.Write(w); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Millisecond)
+			l.mem.mu.Lock()
+			for c := range l.mem.pairs {
+				c.out.mu.Lock()
+				maxCap = max(maxCap, cap(c.out.q))
+				c.out.mu.Unlock()
+			}
+			l.mem.mu.Unlock()
+		}
+		s.CloseWrite()
+		if b := <-got; !bytes.Equal(b, want) {
+			t.Fatalf("received %d bytes, not the %d written in order", len(b), len(want))
+		}
+		inFlight := int(l.mem.rtt(0, 2)/2/time.Millisecond) + 1
+		if maxCap > 4*inFlight {
+			t.Errorf("a pipe's queue grew to %d frames with about %d in flight", maxCap, inFlight)
+		}
+		t.Logf("%d frames in flight, queue capacity at most %d", inFlight, maxCap)
+	})
+}
