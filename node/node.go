@@ -400,7 +400,7 @@ func (n *Node) Start(ctx context.Context) error {
 		regions = append(regions, n.cfg.Container.Region)
 	}
 	for _, r := range dedupe(regions) {
-		if err := n.net.SubscribeHeartbeats(r, func(*pb.Heartbeat) {}); err != nil {
+		if err := n.net.CarryHeartbeats(r); err != nil {
 			return err
 		}
 	}

@@ -71,6 +71,31 @@ func (n *Net) SubscribeHeartbeats(region string, fn func(*pb.Heartbeat)) error {
 	return n.SubscribeHeartbeatsUntil(context.Background(), region, fn)
 }
 
+// CarryHeartbeats makes this node carry region's heartbeats without consuming them, until Close: it
+// joins the topic's mesh, validates and forwards them (gossipsub's relay), and hands none to a
+// subscriber. A node that serves a region but does not read its heartbeats (a plain full node, a
+// container for its own region) needs no more; a subscription would queue every one for nobody.
+func (n *Net) CarryHeartbeats(region string) error {
+	t, err := n.heartbeatTopic(region)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return net.ErrClosed
+	}
+	if _, ok := n.carried[region]; ok {
+		return nil
+	}
+	cancel, err := t.Relay()
+	if err != nil {
+		return fmt.Errorf("p2p: carry %s: %w", HeartbeatTopic(region), err)
+	}
+	n.carried[region] = cancel
+	return nil
+}
+
 // GossipPeers lists the peers this node knows to be in region's heartbeat topic.
 func (n *Net) GossipPeers(region string) []peer.ID {
 	if n.ps == nil {

@@ -56,8 +56,11 @@ type Net struct {
 	local  map[protocol.ID]localHandler // what Handle registered, for requests this node makes of itself
 	topics map[string]*pubsub.Topic
 	subs   []*pubsub.Subscription
-	wg     sync.WaitGroup
-	closed bool
+	// carried: the regions whose heartbeats this node relays (CarryHeartbeats), with the relays'
+	// cancel functions.
+	carried map[string]pubsub.RelayCancelFunc
+	wg      sync.WaitGroup
+	closed  bool
 
 	warm warmSet // KeepWarm's
 }
@@ -69,7 +72,7 @@ func New(cfg Config) (*Net, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Net{cfg: cfg, log: cfg.Logger, topics: map[string]*pubsub.Topic{}, committees: &CommitteeValidator{},
+	n := &Net{cfg: cfg, log: cfg.Logger, topics: map[string]*pubsub.Topic{}, carried: map[string]pubsub.RelayCancelFunc{}, committees: &CommitteeValidator{},
 		records: NewContainerRecordValidator(cfg.Clock, cfg.Metrics)}
 	n.host, err = newHost(cfg)
 	if err != nil {
@@ -355,6 +358,9 @@ func (n *Net) Close() error {
 	n.closed = true
 	for _, s := range n.subs {
 		s.Cancel()
+	}
+	for _, cancel := range n.carried {
+		cancel()
 	}
 	for _, t := range n.topics {
 		t.Close()

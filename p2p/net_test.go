@@ -643,3 +643,50 @@ func TestNoHostMetrics(t *testing.T) {
 		t.Error("an operator's node exports none of libp2p's metrics")
 	}
 }
+
+// TestCarriedHeartbeats: a node that carries a region (CarryHeartbeats) is a member of its topic for
+// its neighbours, and validates the heartbeats that reach it (which gossipsub then passes on); it
+// closes cleanly with the relay on.
+func TestCarriedHeartbeats(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	a := startNet(t, testConfig(t, 1))
+	cfgB := testConfig(t, 2)
+	cfgB.Metrics = NewMetrics(nil)
+	b := startNet(t, cfgB)
+	if err := a.Host().Connect(ctx, addrInfo(b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CarryHeartbeats(testRegion); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CarryHeartbeats(testRegion); err != nil { // again: nothing more
+		t.Fatal(err)
+	}
+	if _, err := a.heartbeatTopic(testRegion); err != nil { // a publishes without subscribing
+		t.Fatal(err)
+	}
+	for !slices.Contains(a.GossipPeers(testRegion), b.ID()) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the carrier is not in the topic for its neighbour: %v", a.GossipPeers(testRegion))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	for seq := uint64(1); counterValue(t, cfgB.Metrics.HeartbeatDelivered) == 0; seq++ {
+		if err := a.PublishHeartbeat(ctx, testHeartbeat(a.ID(), seq, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no heartbeat reached the carrier")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("close the carrier: %v", err)
+	}
+	if err := b.CarryHeartbeats("us-east"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("carry after close: %v, want net.ErrClosed", err)
+	}
+}

@@ -74,11 +74,45 @@ func TestMeasuredSpanCPUProfile(t *testing.T) {
 	if d <= 0 || d >= wall {
 		t.Errorf("profile lasted %v of the run's %v: want some of it, not all", d, wall)
 	}
+	// The summary's costs cover the same span, and add up.
+	sum := res.Summary
+	if sum.MeasuredWallSeconds <= 0 || sum.WarmupWallSeconds <= 0 || sum.MeasuredCPUSeconds <= 0 {
+		t.Errorf("costs: %v s before the span, %v s wall and %v s CPU in it", sum.WarmupWallSeconds,
+			sum.MeasuredWallSeconds, sum.MeasuredCPUSeconds)
+	}
+	if sum.WarmupWallSeconds+sum.MeasuredWallSeconds > sum.WallSeconds+0.2 {
+		t.Errorf("%v s before the span and %v s in it, of a %v s run", sum.WarmupWallSeconds, sum.MeasuredWallSeconds, sum.WallSeconds)
+	}
+	span := res.CPUProfileSpan[1] - res.CPUProfileSpan[0]
+	perPeer := sum.MeasuredCPUSeconds * 1000 / 6 / span.Seconds()
+	if diff := sum.CPUMsPerPeerSecond - perPeer; diff > perPeer/10 || diff < -perPeer/10 {
+		t.Errorf("cpu_ms_per_peer_second %v, but %v s of CPU over 6 peers and %v is %v", sum.CPUMsPerPeerSecond,
+			sum.MeasuredCPUSeconds, span, perPeer)
+	}
 	// The process's profiler is free again.
 	if err := pprof.StartCPUProfile(io.Discard); err != nil {
 		t.Fatalf("after the run: %v", err)
 	}
 	pprof.StopCPUProfile()
+}
+
+// TestSummaryCosts: the phases' costs from the process's clocks, and a span that never began.
+func TestSummaryCosts(t *testing.T) {
+	at := func(wall, cpu time.Duration) processTime { return processTime{wall: wall, cpu: cpu} }
+	var s Summary
+	s.costs(at(100*time.Second, 5*time.Second), at(110*time.Second, 20*time.Second), at(140*time.Second, 80*time.Second),
+		10, time.Minute)
+	if s.WarmupWallSeconds != 10 || s.MeasuredWallSeconds != 30 || s.MeasuredCPUSeconds != 60 || s.CPUMsPerPeerSecond != 100 {
+		t.Errorf("costs %+v: want 10 s before, 30 s wall and 60 s CPU in the span, 100 ms per peer-second", s)
+	}
+	var early Summary
+	early.costs(at(100*time.Second, 5*time.Second), processTime{}, at(103*time.Second, 9*time.Second), 10, 0)
+	if early.WarmupWallSeconds != 3 || early.MeasuredWallSeconds != 0 || early.MeasuredCPUSeconds != 0 || early.CPUMsPerPeerSecond != 0 {
+		t.Errorf("a span that never began: %+v", early)
+	}
+	if p := readProcessTime(); p.wall <= 0 || p.cpu <= 0 {
+		t.Errorf("the process's clocks: %+v", p)
+	}
 }
 
 // TestCPUProfileOfARunStoppedEarly: a run stopped before its measured span began writes no
@@ -95,6 +129,10 @@ func TestCPUProfileOfARunStoppedEarly(t *testing.T) {
 	}
 	if prof.Len() != 0 || res.CPUProfileSpan != [2]time.Duration{} {
 		t.Errorf("%d bytes of profile, span %v, from a run that stopped in its warm-up", prof.Len(), res.CPUProfileSpan)
+	}
+	if s := res.Summary; s.MeasuredWallSeconds != 0 || s.MeasuredCPUSeconds != 0 || s.CPUMsPerPeerSecond != 0 {
+		t.Errorf("costs of a span that never began: %v s wall, %v s CPU, %v ms per peer-second", s.MeasuredWallSeconds,
+			s.MeasuredCPUSeconds, s.CPUMsPerPeerSecond)
 	}
 	if err := pprof.StartCPUProfile(io.Discard); err != nil {
 		t.Fatalf("after the run: %v", err)

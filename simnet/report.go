@@ -201,6 +201,10 @@ func buildReportPage(r *Report) reportPage {
 	}
 	pg.Groups = append(pg.Groups, reportGroup{Title: "Resources", Fields: []reportField{
 		{Name: "peak RSS", Value: reportMiB(s.PeakRSSBytes), Hint: "the whole process"},
+		{Name: "wall before the measured span", Value: reportSeconds(s.WarmupWallSeconds), Hint: "peers joining, the warm-up and the settle"},
+		{Name: "measured span", Value: reportSeconds(s.MeasuredWallSeconds) + " wall, " + reportSeconds(s.MeasuredCPUSeconds) + " CPU",
+			Hint: "CPU time of every thread"},
+		{Name: "CPU per peer", Value: reportNum(s.CPUMsPerPeerSecond) + " ms per simulated second", Hint: "in the measured span, per peer online at its end"},
 		{Name: "heap per peer", Value: reportBytes(s.HeapBytesPerPeer), Hint: "at the end, per online peer"},
 		{Name: "live heap per peer", Value: reportBytes(s.LiveHeapBytesPerPeer), Hint: "what the last collection kept, per online peer"},
 		{Name: "goroutine stacks per peer", Value: reportBytes(s.StackBytesPerPeer), Hint: "at the end, per online peer"},

@@ -238,6 +238,7 @@ type queryResult struct {
 func (s *sim) now() time.Duration { return time.Since(s.t0) }
 
 func run(cfg Config) (*Result, error) {
+	began := readProcessTime()
 	sc := cfg.Scenario
 	if err := sc.Validate(); err != nil {
 		return nil, err
@@ -306,13 +307,18 @@ func run(cfg Config) (*Result, error) {
 	}
 	s.stopped = make(chan struct{})
 	s.goAt(0, func() { s.sampler(prog) })
-	if cfg.cpu != nil {
-		s.goAt(pl.start, func() {
+	var spanBegan processTime // read when the measured span begins
+	var spanMu sync.Mutex
+	s.goAt(pl.start, func() {
+		spanMu.Lock()
+		spanBegan = readProcessTime()
+		spanMu.Unlock()
+		if cfg.cpu != nil {
 			if err := cfg.cpu.start(); err != nil {
 				s.log.Warn("profile", "err", err)
 			}
-		})
-	}
+		}
+	})
 
 	// The run: wait for its end (or a stop), then stop everything.
 	select {
@@ -320,6 +326,15 @@ func run(cfg Config) (*Result, error) {
 	case <-s.stopped:
 		pl.end = s.now()
 	}
+	spanEnded, spanSim := readProcessTime(), s.now()-pl.start
+	s.mu.Lock()
+	online := 0
+	for _, n := range s.nodes {
+		if n != nil {
+			online++
+		}
+	}
+	s.mu.Unlock()
 	var profiled [2]time.Duration
 	if cfg.cpu != nil {
 		if cfg.cpu.stop() {
@@ -362,6 +377,10 @@ func run(cfg Config) (*Result, error) {
 
 	res := s.result()
 	res.CPUProfileSpan = profiled
+	spanMu.Lock()
+	res.Summary.costs(began, spanBegan, spanEnded, online, spanSim)
+	spanMu.Unlock()
+	res.Report.Summary = res.Summary
 	prog.Phase.Store("done")
 	return res, nil
 }

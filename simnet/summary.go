@@ -1,9 +1,9 @@
 package simnet
 
 // Summary is what a run measured, written to DIR/summary.json (and to stdout with --json). Times
-// are simulated unless named wall_*; latencies are in milliseconds. Fields other than wall_seconds,
-// peak_rss_bytes and the memory and goroutine figures depend only on the seed and the scenario
-// (see docs/SIMNET.md on what that promise covers).
+// are simulated unless named *wall_seconds or *cpu_*; latencies are in milliseconds. Fields other
+// than the wall and CPU times, peak_rss_bytes and the memory and goroutine figures depend only on the
+// seed and the scenario (see docs/SIMNET.md on what that promise covers).
 type Summary struct {
 	Peers    int    `json:"peers"`
 	Seed     int64  `json:"seed"`
@@ -16,6 +16,14 @@ type Summary struct {
 	SimSeconds   float64 `json:"sim_seconds"`
 	WallSeconds  float64 `json:"wall_seconds"`
 	PeakRSSBytes uint64  `json:"peak_rss_bytes"`
+	// What the phases cost this machine: wall time until the measured span began (peers joining,
+	// the warm-up and the settle), then the measured span's wall and CPU time (every thread), and
+	// that CPU per online peer and simulated second. The span's figures are zero when a run stops
+	// before its span begins.
+	WarmupWallSeconds   float64 `json:"warmup_wall_seconds"`
+	MeasuredWallSeconds float64 `json:"measured_wall_seconds"`
+	MeasuredCPUSeconds  float64 `json:"measured_cpu_seconds"`
+	CPUMsPerPeerSecond  float64 `json:"cpu_ms_per_peer_second"`
 
 	Containers int `json:"containers"`
 	Attackers  int `json:"attackers"`

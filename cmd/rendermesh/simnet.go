@@ -151,6 +151,10 @@ func cmdSimnetRun(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(stderr, "simnet: %s, %d peers, seed %d: %.0f s simulated in %.1f s; queries %.1f%% ok (p50 %.0f ms, p99 %.0f ms); gossip %.2f%% delivered (p99 %.0f ms); peak RSS %d MiB; report %s\n",
 		s.Scenario, s.Peers, s.Seed, s.SimSeconds, s.WallSeconds, 100*s.QuerySuccessRatio, s.QueryMsP50, s.QueryMsP99,
 		100*s.GossipDeliveryRatio, s.GossipMsP99, s.PeakRSSBytes>>20, filepath.Join(*out, "report.html"))
+	if s.MeasuredWallSeconds > 0 {
+		fmt.Fprintf(stderr, "simnet: %.1f s of wall time before the measured span, %.1f s in it; its CPU: %.1f s, %.3f ms per peer and simulated second\n",
+			s.WarmupWallSeconds, s.MeasuredWallSeconds, s.MeasuredCPUSeconds, s.CPUMsPerPeerSecond)
+	}
 	if *asJSON {
 		b, err := json.Marshal(s)
 		if err != nil {
