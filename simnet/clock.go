@@ -1,6 +1,7 @@
 package simnet
 
 import (
+	"math"
 	"syscall"
 	"time"
 
@@ -35,7 +36,7 @@ func (p processTime) sub(q processTime) processTime {
 
 // costs fills the summary's wall and CPU costs of the run's phases: begin is read when the run began,
 // start when the measured span began (zero if it never did), end when it ended. peers are the peers
-// online through the span, over simulated seconds.
+// online at the span's end, simulated its length.
 func (sum *Summary) costs(begin, start, end processTime, peers int, simulated time.Duration) {
 	if start == (processTime{}) {
 		sum.WarmupWallSeconds = round3(end.sub(begin).wall.Seconds())
@@ -46,9 +47,8 @@ func (sum *Summary) costs(begin, start, end processTime, peers int, simulated ti
 	sum.MeasuredWallSeconds = round3(span.wall.Seconds())
 	sum.MeasuredCPUSeconds = round3(span.cpu.Seconds())
 	if peers > 0 && simulated > 0 {
-		ms := float64(span.cpu) / float64(time.Millisecond) / float64(peers) / simulated.Seconds()
-		sum.CPUMsPerPeerSecond = float64(int64(ms*1000+0.5)) / 1000
+		sum.CPUMsPerPeerSecond = round3(float64(span.cpu) / float64(time.Millisecond) / float64(peers) / simulated.Seconds())
 	}
 }
 
-func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }

@@ -307,12 +307,9 @@ func run(cfg Config) (*Result, error) {
 	}
 	s.stopped = make(chan struct{})
 	s.goAt(0, func() { s.sampler(prog) })
-	var spanBegan processTime // read when the measured span begins
-	var spanMu sync.Mutex
+	var spanBegan processTime // read when the measured span begins; read back after s.wg.Wait
 	s.goAt(pl.start, func() {
-		spanMu.Lock()
 		spanBegan = readProcessTime()
-		spanMu.Unlock()
 		if cfg.cpu != nil {
 			if err := cfg.cpu.start(); err != nil {
 				s.log.Warn("profile", "err", err)
@@ -328,12 +325,7 @@ func run(cfg Config) (*Result, error) {
 	}
 	spanEnded, spanSim := readProcessTime(), s.now()-pl.start
 	s.mu.Lock()
-	online := 0
-	for _, n := range s.nodes {
-		if n != nil {
-			online++
-		}
-	}
+	online := s.onlineLocked()
 	s.mu.Unlock()
 	var profiled [2]time.Duration
 	if cfg.cpu != nil {
@@ -377,12 +369,21 @@ func run(cfg Config) (*Result, error) {
 
 	res := s.result()
 	res.CPUProfileSpan = profiled
-	spanMu.Lock()
 	res.Summary.costs(began, spanBegan, spanEnded, online, spanSim)
-	spanMu.Unlock()
 	res.Report.Summary = res.Summary
 	prog.Phase.Store("done")
 	return res, nil
+}
+
+// onlineLocked counts the peers online; s.mu is held.
+func (s *sim) onlineLocked() int {
+	online := 0
+	for _, n := range s.nodes {
+		if n != nil {
+			online++
+		}
+	}
+	return online
 }
 
 // goAt runs f at simulated time t (since the run began) unless the run has ended by then.
@@ -662,12 +663,7 @@ func (s *sim) sampler(prog *Progress) {
 	defer tick.Stop()
 	for i := 0; ; i++ {
 		s.mu.Lock()
-		online := 0
-		for _, n := range s.nodes {
-			if n != nil {
-				online++
-			}
-		}
+		online := s.onlineLocked()
 		nodes := slices.Clone(s.nodes)
 		s.mu.Unlock()
 		s.observeEpochs(nodes)
