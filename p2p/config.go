@@ -39,6 +39,10 @@ type Config struct {
 
 	// RoutingRefresh is the DHT routing-table refresh period (0: the DHT's default).
 	RoutingRefresh time.Duration
+	// LookupPatience ends a DHT read (a provider or record lookup) that has gone this long without
+	// a peer answering or being asked, and suspects the peers it was waiting on (lookup.go; 0:
+	// DefaultLookupPatience, negative: wait as long as the DHT does, 10 s per peer).
+	LookupPatience time.Duration
 	// ScoreWhitelist lists networks exempt from gossipsub's IP-colocation penalty (devnet and simnet
 	// peers all share 127.0.0.1).
 	ScoreWhitelist []*net.IPNet
@@ -78,6 +82,9 @@ const (
 	DefaultResourceMemory    = 512 << 20
 	DefaultResourceFDs       = 1024
 	DefaultHeartbeatInterval = 5 * time.Second
+	// DefaultLookupPatience is a few times the longest round trip between continents (250 ms) and
+	// a new connection's handshakes: a peer silent for that long has crashed or is cut off.
+	DefaultLookupPatience = 3 * time.Second
 )
 
 // ErrConfig is wrapped by configuration errors.
@@ -114,6 +121,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.LookupPatience == 0 {
+		cfg.LookupPatience = DefaultLookupPatience
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.New()

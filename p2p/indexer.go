@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
@@ -336,11 +335,7 @@ func (n *Net) PutCommittee(ctx context.Context, rec *pb.CommitteeRecord) error {
 
 // Committee fetches epoch e's best committee record. quorum as for ContainerRecord.
 func (n *Net) Committee(ctx context.Context, e uint64, quorum int) (*pb.CommitteeRecord, []OpenedTicket, error) {
-	var opts []routing.Option
-	if quorum > 0 {
-		opts = append(opts, dht.Quorum(quorum))
-	}
-	data, err := n.dht.GetValue(ctx, CommitteeKey(e), opts...)
+	data, err := n.getValue(ctx, CommitteeKey(e), quorum)
 	if errors.Is(err, routing.ErrNotFound) || (err != nil && data == nil && ctx.Err() == nil) {
 		return nil, nil, fmt.Errorf("%w: committee record of epoch %d", ErrNotFound, e)
 	}

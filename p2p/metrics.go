@@ -13,7 +13,10 @@ type Metrics struct {
 	RecordAccepted prometheus.Counter
 	// RecordFetches counts consumers' record fetches (FetchContainerRecord) by where the record came
 	// from: "container", "dht", or "none" when neither had one.
-	RecordFetches      *prometheus.CounterVec
+	RecordFetches *prometheus.CounterVec
+	// LookupStalls counts DHT reads ended because they waited only on peers that did not answer
+	// (lookup.go).
+	LookupStalls       prometheus.Counter
 	HeartbeatRejected  *prometheus.CounterVec
 	HeartbeatDelivered prometheus.Counter
 	TicketRejected     *prometheus.CounterVec
@@ -44,6 +47,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rendermesh", Subsystem: "dht", Name: "record_fetches_total",
 			Help: "Container records fetched for queries, by source (container, dht, none).",
 		}, []string{"source"}),
+		LookupStalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "rendermesh", Subsystem: "dht", Name: "lookup_stalls_total",
+			Help: "DHT lookups ended after the lookup patience without progress, waiting only on silent peers.",
+		}),
 		HeartbeatRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rendermesh", Subsystem: "gossip", Name: "heartbeat_rejected_total",
 			Help: "Heartbeats rejected or ignored by the topic validator, by reason.",
@@ -93,6 +100,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.RecordRejected = register(reg, m.RecordRejected)
 	m.RecordAccepted = register(reg, m.RecordAccepted)
 	m.RecordFetches = register(reg, m.RecordFetches)
+	m.LookupStalls = register(reg, m.LookupStalls)
 	m.HeartbeatRejected = register(reg, m.HeartbeatRejected)
 	m.HeartbeatDelivered = register(reg, m.HeartbeatDelivered)
 	m.TicketRejected = register(reg, m.TicketRejected)

@@ -62,7 +62,8 @@ type Net struct {
 	wg      sync.WaitGroup
 	closed  bool
 
-	warm warmSet // KeepWarm's
+	warm     warmSet  // KeepWarm's
+	suspects suspects // peers that left a lookup waiting (lookup.go)
 }
 
 // New starts a host listening on cfg.Listen, its DHT and, unless cfg.Client, gossipsub. It does not
@@ -91,6 +92,7 @@ func New(cfg Config) (*Net, error) {
 		}),
 		dht.Datastore(namespace.Wrap(cfg.Datastore, ds.NewKey("dht"))),
 		dht.MaxRecordAge(MaxRecordTTL),
+		dht.QueryFilter(n.queryFilter),
 	}
 	if len(cfg.Bootstrap) > 0 {
 		dhtOpts = append(dhtOpts, dht.BootstrapPeers(cfg.Bootstrap...))
@@ -103,6 +105,7 @@ func New(cfg Config) (*Net, error) {
 		n.host.Close()
 		return nil, fmt.Errorf("p2p: start DHT: %w", err)
 	}
+	n.host.Network().Notify(suspectNotifee{&n.suspects})
 	ctx, cancel := context.WithCancel(context.Background())
 	n.ctx, n.cancel = ctx, cancel
 	if !cfg.Client {

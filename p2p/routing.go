@@ -34,11 +34,7 @@ func (n *Net) PutContainerRecord(ctx context.Context, rec *pb.ContainerRecord) e
 // ContainerRecord fetches, verifies and returns the newest valid container record of id. quorum is
 // how many peers' answers to wait for (the newest of them wins); 0 means the DHT's default.
 func (n *Net) ContainerRecord(ctx context.Context, id peer.ID, quorum int) (*pb.ContainerRecord, error) {
-	var opts []routing.Option
-	if quorum > 0 {
-		opts = append(opts, dht.Quorum(quorum))
-	}
-	data, err := n.dht.GetValue(ctx, ContainerRecordKey(id), opts...)
+	data, err := n.getValue(ctx, ContainerRecordKey(id), quorum)
 	if errors.Is(err, routing.ErrNotFound) || (err != nil && data == nil && ctx.Err() == nil) {
 		return nil, fmt.Errorf("%w: container record of %s", ErrNotFound, id)
 	}
@@ -74,20 +70,36 @@ func (n *Net) FindProviders(ctx context.Context, key string, limit int) ([]peer.
 }
 
 // StreamProviders calls found, from the calling goroutine, for each of up to limit peers that provide a
-// capability key (limit 0: no limit) as soon as the DHT finds it, and returns when the lookup ends. It
-// fails only when the key is malformed or ctx ended before any provider was found.
+// capability key (limit 0: no limit) as soon as the DHT finds it, and returns when the lookup ends (or
+// stalls on peers that do not answer: see lookup.go). It fails only when the key is malformed or ctx
+// ended before any provider was found.
 func (n *Net) StreamProviders(ctx context.Context, key string, limit int, found func(peer.AddrInfo)) error {
 	c, err := CapabilityCID(key)
 	if err != nil {
 		return err
 	}
 	foundAny := false
-	for pi := range n.dht.FindProvidersAsync(ctx, c, limit) {
+	lctx, done := n.patientLookup(ctx)
+	for pi := range n.dht.FindProvidersAsync(lctx, c, limit) {
 		foundAny = true
 		found(pi)
 	}
+	done()
 	if !foundAny && ctx.Err() != nil {
 		return fmt.Errorf("p2p: find providers of %s: %w", key, ctx.Err())
 	}
 	return nil
+}
+
+// getValue is the DHT's GetValue (quorum 0: the DHT's default) that ends with the best value found
+// so far if its lookup stalls on peers that do not answer (lookup.go): then err is not nil and ctx
+// has not ended.
+func (n *Net) getValue(ctx context.Context, key string, quorum int) ([]byte, error) {
+	var opts []routing.Option
+	if quorum > 0 {
+		opts = append(opts, dht.Quorum(quorum))
+	}
+	lctx, done := n.patientLookup(ctx)
+	defer done()
+	return n.dht.GetValue(lctx, key, opts...)
 }
