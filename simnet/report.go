@@ -236,6 +236,7 @@ func buildReportPage(r *Report) reportPage {
 	}
 	pg.Figures = append(pg.Figures,
 		reportWindowFigure(r, marks),
+		reportQueryTimeFigure(r.Queries, marks),
 		reportMemoryFigure(r.Samples, marks),
 		reportPeersFigure(r.Samples, marks),
 	)
@@ -641,6 +642,99 @@ func reportWindowFigure(r *Report, marks []Mark) reportFigure {
 		p.X.Max = math.Max(p.X.Max, wins[len(wins)-1].Start+ws)
 		p.Y.Min, p.Y.Max = 0, 1.02
 		p.Legend.Top, p.Legend.Left = false, false
+		p.Draw(dc)
+	})
+	return fig
+}
+
+// reportQueryTimeFigure draws every query's latency at the time it was issued, so that what a
+// disruption does to latency shows beside the scenario's events (success alone can hide it: a
+// query that waited out a dead peer still succeeds).
+func reportQueryTimeFigure(qs []QueryPoint, marks []Mark) reportFigure {
+	const title = "Query latency over time"
+	fig := reportFigure{ID: "query-time", Title: title}
+	qs = slices.Clone(qs)
+	slices.SortStableFunc(qs, func(a, b QueryPoint) int { return cmp.Compare(a.T, b.T) })
+	var ok, failed plotter.XYs
+	dropped := 0
+	for _, q := range qs {
+		if !reportFinite(q.T) || !reportFinite(q.Ms) {
+			dropped++
+			continue
+		}
+		pt := plotter.XY{X: q.T, Y: math.Max(q.Ms, 1)} // a log axis has no 0
+		if q.OK {
+			ok = append(ok, pt)
+		} else {
+			failed = append(failed, pt)
+		}
+	}
+	if len(ok)+len(failed) == 0 {
+		fig.Note = "no data"
+		return fig
+	}
+	slow := 0
+	for _, q := range ok {
+		if q.Y >= 2000 {
+			slow++
+		}
+	}
+	caption := []string{reportInt(len(ok)+len(failed)) + " queries", reportInt(len(failed)) + " failed",
+		reportInt(slow) + " succeeded in 2 s or more", "log y"}
+	if dropped > 0 {
+		caption = append(caption, reportCount(dropped, "non-finite value")+" left out")
+	}
+	if n := len(ok) + len(failed); n > reportCDFMaxPoints {
+		// In time order, the fastest and slowest of each run survive.
+		ok, failed = reportThin(ok, reportCDFMaxPoints), reportThin(failed, reportCDFMaxPoints)
+		caption = append(caption, "thinned to "+reportInt(len(ok)+len(failed))+" points for drawing")
+	}
+	fig.Caption = strings.Join(caption, " · ")
+	fig.SVG, fig.Note = renderSVG(title, reportPlotWidth, reportPlotHeight, func(dc draw.Canvas) {
+		p := newReportPlot(title, "simulated time issued (s)", "latency (ms)")
+		ml := newReportMarkLines(marks, true)
+		p.Add(ml)
+		entries := 0
+		for _, set := range []struct {
+			pts   plotter.XYs
+			name  string
+			clr   color.Color
+			shape draw.GlyphDrawer
+		}{{ok, "succeeded", reportColBlue, draw.CircleGlyph{}}, {failed, "failed", reportColRed, draw.CrossGlyph{}}} {
+			if len(set.pts) == 0 {
+				continue
+			}
+			sc, err := plotter.NewScatter(set.pts)
+			if err != nil {
+				panic(err)
+			}
+			sc.GlyphStyle = draw.GlyphStyle{Color: set.clr, Radius: vg.Points(1.8), Shape: set.shape}
+			p.Add(sc)
+			p.Legend.Add(set.name, sc)
+			entries++
+		}
+		if len(marks) > 0 {
+			p.Legend.Add("scenario event", ml)
+			entries++
+		}
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = reportLogTicks{}
+		lo, hi := math.Inf(1), 0.0
+		for _, pts := range []plotter.XYs{ok, failed} {
+			for _, pt := range pts {
+				lo, hi = math.Min(lo, pt.Y), math.Max(hi, pt.Y)
+			}
+		}
+		p.Y.Min, p.Y.Max = math.Min(lo, 100), math.Max(hi*1.5, 1000)
+		p.Legend.Top, p.Legend.Left = true, true
+		p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), -ml.band(p)-vg.Points(3)
+		// Room for the legend above the points (reportFitLegend's, on a log axis).
+		need := vg.Length(entries)*p.Legend.TextStyle.FontExtents().Height + vg.Points(10)
+		if h := p.DataCanvas(dc).Size().Y; h > 0 {
+			if f := float64(need / h); f < 0.6 {
+				p.Y.Max *= math.Pow(p.Y.Max/p.Y.Min, f/(1-f))
+			}
+		}
 		p.Draw(dc)
 	})
 	return fig

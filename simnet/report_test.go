@@ -54,6 +54,17 @@ func syntheticReport(nQuery int) *Report {
 	for i := range r.QueryLatencies {
 		r.QueryLatencies[i] = math.Exp(math.Log(40) + 0.8*rng.NormFloat64())
 	}
+	for i, ms := range r.QueryLatencies {
+		t := 600 * float64(i) / float64(nQuery)
+		ok := !(t >= 200 && t < 320 && i%2 == 0)
+		if !ok {
+			ms = 10_000
+		}
+		r.Queries = append(r.Queries, QueryPoint{T: t, Ms: ms, OK: ok})
+	}
+	if nQuery > 3 {
+		r.Queries[3].T = math.NaN()
+	}
 	r.GossipLatencies = make([]float64, 5000)
 	for i := range r.GossipLatencies {
 		r.GossipLatencies[i] = math.Round(120 + 15*rng.NormFloat64())
@@ -138,6 +149,7 @@ func TestReportHTML(t *testing.T) {
 		"n = 1,000,000", "log x", "linear x", "3 non-finite values left out",
 		"Match latency", "refused: reservation", "busy: eu-west", "12.50 %",
 		"false positive: unanswered", "live heap per peer", "goroutine stacks per peer",
+		"Query latency over time", "999,999 queries · 100,000 failed", "1 non-finite value left out", "thinned to",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
@@ -153,7 +165,7 @@ func TestReportHTML(t *testing.T) {
 		t.Errorf("report is %d bytes; the CDFs are not thinned", len(out))
 	}
 
-	// The page parses as HTML with seven inline SVGs (six, and the match latency CDF) and no script,
+	// The page parses as HTML with eight inline SVGs (seven, and the match latency CDF) and no script,
 	// and each SVG is well-formed XML.
 	doc, err := html.Parse(strings.NewReader(out))
 	if err != nil {
@@ -165,7 +177,7 @@ func TestReportHTML(t *testing.T) {
 			count[n.Data]++
 		}
 	}
-	if count["svg"] != 7 || count["script"] != 0 || count["figure"] != 7 || count["table"] == 0 {
+	if count["svg"] != 8 || count["script"] != 0 || count["figure"] != 8 || count["table"] == 0 {
 		t.Errorf("elements: %d svg, %d script, %d figure, %d table", count["svg"], count["script"], count["figure"], count["table"])
 	}
 	for rest := out; ; {
@@ -195,8 +207,8 @@ func TestReportHTMLEmptyAndNil(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	if n := strings.Count(out, `<p class="nodata">no data</p>`); n != 6 {
-		t.Errorf("%d plots say no data, want 6", n)
+	if n := strings.Count(out, `<p class="nodata">no data</p>`); n != 7 {
+		t.Errorf("%d plots say no data, want 7", n)
 	}
 	if strings.Contains(out, "<svg") || !strings.Contains(out, "unnamed scenario") {
 		t.Error("an empty report draws plots, or names no scenario")
@@ -205,6 +217,7 @@ func TestReportHTMLEmptyAndNil(t *testing.T) {
 	// Only non-finite values, and windows with nothing to count, are no data too.
 	r := &Report{
 		QueryLatencies: []float64{math.NaN()},
+		Queries:        []QueryPoint{{T: math.NaN(), Ms: 5}, {T: 3, Ms: math.Inf(1)}},
 		Windows:        []Window{{Start: 0}, {Start: 10}},
 		Marks:          []Mark{{T: 5, Label: "cut"}},
 	}
@@ -212,8 +225,8 @@ func TestReportHTMLEmptyAndNil(t *testing.T) {
 	if err := WriteHTML(&buf, r); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(buf.String(), "no data"); n != 6 {
-		t.Errorf("%d plots say no data, want 6", n)
+	if n := strings.Count(buf.String(), "no data"); n != 7 {
+		t.Errorf("%d plots say no data, want 7", n)
 	}
 
 	if err := WriteHTML(&buf, nil); err == nil {
@@ -334,10 +347,12 @@ func TestReportHTMLOddData(t *testing.T) {
 		many[i] = Mark{T: float64(i), Label: strings.Repeat("very long label ", 5)}
 	}
 	for name, r := range map[string]*Report{
-		"one value":    {QueryLatencies: []float64{7}, GossipLatencies: []float64{0}, Propagations: []float64{-3}},
-		"equal values": {QueryLatencies: []float64{5, 5, 5}, Propagations: []float64{0, 0}},
-		"zeros on log": {QueryLatencies: []float64{0, 0, 0.5, 1, 1e4, 1e6}},
-		"negative":     {QueryLatencies: []float64{-50, -1, 0, 2, 3000}},
+		"one value": {QueryLatencies: []float64{7}, GossipLatencies: []float64{0}, Propagations: []float64{-3},
+			Queries: []QueryPoint{{T: 5, Ms: 7, OK: true}}},
+		"failures only, zero latency": {Queries: []QueryPoint{{T: 1, Ms: 0}, {T: 1, Ms: 0}, {T: 2, Ms: -4}}},
+		"equal values":                {QueryLatencies: []float64{5, 5, 5}, Propagations: []float64{0, 0}},
+		"zeros on log":                {QueryLatencies: []float64{0, 0, 0.5, 1, 1e4, 1e6}},
+		"negative":                    {QueryLatencies: []float64{-50, -1, 0, 2, 3000}},
 		"one window": {Windows: []Window{{Start: 30, Queries: 3, QueriesOK: 3}},
 			Samples: []Sample{{T: 30, Online: 1, Goroutines: 9}}, Marks: []Mark{{T: 30, Label: "cut"}}},
 		"unsorted, marks out of range": {WindowSeconds: 5,

@@ -741,6 +741,7 @@ func (s *sim) result() *Result {
 	var hops []float64
 	ok := 0
 	for _, q := range s.queries {
+		rep.Queries = append(rep.Queries, QueryPoint{T: q.at.Seconds(), Ms: ms(q.latency), OK: q.ok})
 		w := win(q.at)
 		if w != nil {
 			w.Queries++

@@ -161,6 +161,13 @@ type Window struct {
 	GossipDelivered int     `json:"gossip_delivered"`
 }
 
+// QueryPoint is one query: when it was issued, how long it took and whether it succeeded.
+type QueryPoint struct {
+	T  float64 `json:"t_s"` // simulated seconds since the run began
+	Ms float64 `json:"ms"`
+	OK bool    `json:"ok"`
+}
+
 // Sample is the process's memory and goroutines at one simulated time.
 type Sample struct {
 	T             float64 `json:"t_s"`
@@ -182,10 +189,11 @@ type Mark struct {
 type Report struct {
 	Summary         Summary
 	Description     string
-	QueryLatencies  []float64 // ms, one per successful query
-	GossipLatencies []float64 // ms, one per delivered heartbeat
-	Propagations    []float64 // ms
-	MatchLatencies  []float64 // ms, one per successful match
+	QueryLatencies  []float64    // ms, one per successful query
+	Queries         []QueryPoint // every query, in the order issued
+	GossipLatencies []float64    // ms, one per delivered heartbeat
+	Propagations    []float64    // ms
+	MatchLatencies  []float64    // ms, one per successful match
 	Windows         []Window
 	WindowSeconds   float64
 	Samples         []Sample
