@@ -762,6 +762,7 @@ func (s *sim) result() *Result {
 	sum.QueryHopsP50, sum.QueryHopsP99 = pct(hops, 50), pct(hops, 99)
 	sum.QueryRecordsFromContainer = int(s.labelled("rendermesh_dht_record_fetches_total", "source", string(p2p.FromContainer)))
 	sum.QueryRecordsFromDHT = int(s.labelled("rendermesh_dht_record_fetches_total", "source", string(p2p.FromDHT)))
+	sum.DHTLookupStalls = int(s.counter("rendermesh_dht_lookup_stalls_total"))
 	rep.QueryLatencies = msList(qlat)
 	sum.QuerySuccessMinWindow = 1
 	for _, w := range rep.Windows {

@@ -268,6 +268,11 @@ func TestChurnSmall(t *testing.T) {
 	if s.GossipDeliveryRatio < 0.99 {
 		t.Errorf("gossip delivered %v under churn", s.GossipDeliveryRatio)
 	}
+	// A lookup that waits on a crashed peer ends after the lookup patience (p2p.LookupPatience);
+	// before, every query after a crash waited out its timeout (simulated time, not wall time).
+	if timeout := time.Duration(sc.Queries.Timeout); s.QueryMsP99 >= float64(timeout.Milliseconds()) {
+		t.Errorf("query p99 %v ms: queries waited out their %v timeout on crashed peers", s.QueryMsP99, timeout)
+	}
 }
 
 // TestEpochsSmall: every settled peer holds the same committee in every epoch, and joiners that

@@ -43,6 +43,9 @@ type Summary struct {
 	// had not answered within p2p.DefaultRecordHedge (p2p.Net.FetchContainerRecord).
 	QueryRecordsFromContainer int `json:"query_records_from_container"`
 	QueryRecordsFromDHT       int `json:"query_records_from_dht"`
+	// DHTLookupStalls counts every peer's DHT reads, the whole run, that ended waiting only on peers
+	// that did not answer (p2p.Config.LookupPatience).
+	DHTLookupStalls int `json:"dht_lookup_stalls"`
 	// The worst window's success ratio (the dip), and the longest time from a disruption (a peer
 	// leaving, a cut healing) to a failed query after it (0: no failures outside cuts).
 	QuerySuccessMinWindow float64 `json:"query_success_min_window"`
