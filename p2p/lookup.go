@@ -38,18 +38,30 @@ const suspectFor = 5 * time.Minute
 
 // suspects are the peers this node's lookups skip, each until a time.
 type suspects struct {
-	n     atomic.Int32 // len(until), read without the lock on every new connection
-	mu    sync.Mutex
-	until map[peer.ID]time.Time
+	n       atomic.Int32 // len(until), read without the lock on every new connection
+	mu      sync.Mutex
+	until   map[peer.ID]time.Time
+	sweepAt int // len(until) at which add forgets the expired (crashed peers are never asked about again)
 }
 
-func (s *suspects) add(p peer.ID, until time.Time) {
+// suspectsSweep is the least sweepAt.
+const suspectsSweep = 256
+
+func (s *suspects) add(p peer.ID, until, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.until == nil {
 		s.until = map[peer.ID]time.Time{}
 	}
 	s.until[p] = until
+	if len(s.until) >= max(s.sweepAt, suspectsSweep) {
+		for q, t := range s.until {
+			if !now.Before(t) {
+				delete(s.until, q)
+			}
+		}
+		s.sweepAt = 2 * len(s.until)
+	}
 	s.n.Store(int32(len(s.until)))
 }
 
@@ -131,6 +143,9 @@ func (n *Net) patientLookup(ctx context.Context) (lctx context.Context, done fun
 				}
 				timer.Reset(patience)
 			case <-timer.C:
+				if stalled.Load() {
+					continue // ended: events still in flight until the channel closes
+				}
 				if len(waiting) == 0 {
 					// Nothing asked and nothing heard: the read is not in a lookup (a local answer, or
 					// between two lookups). Keep watching.
@@ -140,7 +155,6 @@ func (n *Net) patientLookup(ctx context.Context) (lctx context.Context, done fun
 				stalled.Store(true)
 				n.suspect(waiting)
 				cancel()
-				waiting = map[peer.ID]bool{}
 			}
 		}
 	}()
@@ -154,9 +168,9 @@ func (n *Net) patientLookup(ctx context.Context) (lctx context.Context, done fun
 // suspect records peers that left a lookup waiting: this node's lookups skip them for suspectFor,
 // and they leave its routing table.
 func (n *Net) suspect(ps map[peer.ID]bool) {
-	until := n.cfg.Clock.Now().Add(suspectFor)
+	now := n.cfg.Clock.Now()
 	for p := range ps {
-		n.suspects.add(p, until)
+		n.suspects.add(p, now.Add(suspectFor), now)
 		n.dht.RoutingTable().RemovePeer(p)
 	}
 	n.cfg.Metrics.LookupStalls.Inc()

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -159,5 +160,42 @@ func TestLookupPatienceForwardsEvents(t *testing.T) {
 	responses := <-counted
 	if responses == 0 {
 		t.Fatal("no peer-response events reached the caller's registration")
+	}
+}
+
+// TestSuspectsExpireAndSweep: a suspicion lasts until its time or a new connection, and a node that
+// has suspected many peers that never come back (crashed, never asked about again) forgets the
+// expired ones instead of keeping them all.
+func TestSuspectsExpireAndSweep(t *testing.T) {
+	var s suspects
+	t0 := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
+	_, a := testKey(t, 41)
+	_, b := testKey(t, 42)
+	if s.has(a, t0) {
+		t.Fatal("an empty set suspects a peer")
+	}
+	s.add(a, t0.Add(time.Minute), t0)
+	s.add(b, t0.Add(time.Minute), t0)
+	if !s.has(a, t0.Add(59*time.Second)) {
+		t.Fatal("not suspected before its time")
+	}
+	s.clear(b)
+	if s.has(b, t0) {
+		t.Fatal("still suspected after clear")
+	}
+	if s.has(a, t0.Add(time.Minute)) || s.n.Load() != 0 {
+		t.Fatalf("suspected at its time (%d left)", s.n.Load())
+	}
+
+	for i := range 10 * suspectsSweep {
+		now := t0.Add(time.Duration(i) * time.Second)
+		s.add(peer.ID(fmt.Sprint("crashed-", i)), now.Add(time.Minute), now)
+	}
+	if n := int(s.n.Load()); n > 2*suspectsSweep {
+		t.Fatalf("%d suspects kept, want at most %d: expired ones are not forgotten", n, 2*suspectsSweep)
+	}
+	last := peer.ID(fmt.Sprint("crashed-", 10*suspectsSweep-1))
+	if !s.has(last, t0.Add(time.Duration(10*suspectsSweep-1)*time.Second)) {
+		t.Fatal("the newest suspicion was swept")
 	}
 }
