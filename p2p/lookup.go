@@ -23,7 +23,7 @@ import (
 // and in a 100-peer run with a tenth of the peers crashing over an epoch, one query in ten took
 // over 6 s.
 //
-// Reads here (StreamProviders, ContainerRecord, CommitteeRecord) follow their lookup's events
+// Reads here (StreamProviders, ContainerRecord, Committee, Reach's FindPeer) follow their lookup's events
 // instead. A lookup that has gone Config.LookupPatience without a peer answering or being asked is
 // waiting on silent peers only: it ends with what it found, and those peers are suspected. A
 // suspect leaves the routing table (as kad-dht would drop it after its own 10 s) and this node's

@@ -224,7 +224,11 @@ func (n *Net) Reach(ctx context.Context, p peer.ID) error {
 	if len(n.host.Peerstore().Addrs(p)) > 0 {
 		return nil
 	}
-	ai, err := n.dht.FindPeer(ctx, p)
+	lctx, done := n.patientLookup(ctx)
+	ai, err := n.dht.FindPeer(lctx, p)
+	if stalled := done(); err != nil && stalled && ctx.Err() == nil {
+		return fmt.Errorf("%w: addresses of %s (the lookup stalled on peers that do not answer)", ErrNotFound, p)
+	}
 	if err != nil {
 		return fmt.Errorf("p2p: find %s: %w", p, err)
 	}
