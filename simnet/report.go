@@ -560,17 +560,24 @@ func reportTickLabel(v float64) string {
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
-// reportFitLegend starts p's y axis at zero and raises its top so that a legend of n entries in
-// the top left corner of p's data area, as p draws on c, clears the data.
+// reportFitLegend raises the top of p's y axis (starting a linear one at zero) so that a legend of n
+// entries in the top left corner of p's data area, as p draws on c, clears the data.
 func reportFitLegend(p *plot.Plot, c draw.Canvas, n int) {
-	p.Y.Min = 0
-	if !(p.Y.Max > 0) {
-		p.Y.Max = 1
+	_, logY := p.Y.Scale.(plot.LogScale)
+	if !logY {
+		p.Y.Min = 0
+		if !(p.Y.Max > 0) {
+			p.Y.Max = 1
+		}
 	}
 	need := vg.Length(n)*p.Legend.TextStyle.FontExtents().Height + vg.Points(10)
 	h := p.DataCanvas(c).Size().Y
 	if f := float64(need / h); h > 0 && f < 0.6 {
-		p.Y.Max /= 1 - f
+		if logY { // the same share of the axis, in decades
+			p.Y.Max *= math.Pow(p.Y.Max/p.Y.Min, f/(1-f))
+		} else {
+			p.Y.Max /= 1 - f
+		}
 	}
 }
 
@@ -728,13 +735,7 @@ func reportQueryTimeFigure(qs []QueryPoint, marks []Mark) reportFigure {
 		p.Y.Min, p.Y.Max = math.Min(lo, 100), math.Max(hi*1.5, 1000)
 		p.Legend.Top, p.Legend.Left = true, true
 		p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), -ml.band(p)-vg.Points(3)
-		// Room for the legend above the points (reportFitLegend's, on a log axis).
-		need := vg.Length(entries)*p.Legend.TextStyle.FontExtents().Height + vg.Points(10)
-		if h := p.DataCanvas(dc).Size().Y; h > 0 {
-			if f := float64(need / h); f < 0.6 {
-				p.Y.Max *= math.Pow(p.Y.Max/p.Y.Min, f/(1-f))
-			}
-		}
+		reportFitLegend(p, dc, entries)
 		p.Draw(dc)
 	})
 	return fig
